@@ -1,0 +1,196 @@
+//! Data sets: loading (CSV, IDX), normalisation, splits.
+//!
+//! A [`Dataset`] keeps its features features-major (`[features, samples]`), the layout the
+//! engine consumes, so a mini-batch is gathered column by column into `[features, batch]`.
+
+mod csv;
+mod idx;
+mod normalize;
+mod split;
+
+pub use csv::{CsvOptions, HeaderMode, LabelColumn, load_csv};
+pub use idx::{is_idx, load_idx};
+pub use normalize::{NormKind, Normalizer};
+pub use split::{kfold, train_val_split};
+
+use crate::error::{Error, Result};
+use ndarray::Array2;
+use std::io::Read;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+/// What a data set's labels are.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Targets {
+    /// No label column (prediction input).
+    None,
+    /// Class ids indexing `Dataset::classes`.
+    Classes(Vec<u32>),
+    /// Real-valued targets (regression).
+    Values(Vec<f32>),
+}
+
+/// How labels are to be read.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LabelKind {
+    /// Class labels; with `Some(names)`, every label must be one of these (a model's classes),
+    /// otherwise the classes are the distinct labels found (sorted numerically when all are
+    /// numbers, else alphabetically).
+    Classes(Option<Vec<String>>),
+    /// Numbers (regression targets).
+    Values,
+}
+
+/// Features and labels of one data set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dataset {
+    /// `[features, samples]`.
+    pub features: Array2<f32>,
+    /// The labels, if any.
+    pub targets: Targets,
+    /// Class names indexed by class id (empty unless `targets` is `Classes`).
+    pub classes: Vec<String>,
+    /// Where the data came from, for messages.
+    pub origin: PathBuf,
+}
+
+impl Dataset {
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.features.ncols()
+    }
+
+    /// Whether there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of features per sample.
+    pub fn n_features(&self) -> usize {
+        self.features.nrows()
+    }
+
+    /// The samples at `indices`, in that order.
+    pub fn subset(&self, indices: &[usize]) -> Dataset {
+        let features = self.features.select(ndarray::Axis(1), indices);
+        let targets = match &self.targets {
+            Targets::None => Targets::None,
+            Targets::Classes(c) => Targets::Classes(indices.iter().map(|&i| c[i]).collect()),
+            Targets::Values(v) => Targets::Values(indices.iter().map(|&i| v[i]).collect()),
+        };
+        Dataset {
+            features,
+            targets,
+            classes: self.classes.clone(),
+            origin: self.origin.clone(),
+        }
+    }
+
+    /// The samples in `rows` (0-based, end exclusive), e.g. the first 8000 of 10000.
+    pub fn rows(&self, rows: Range<usize>) -> Result<Dataset> {
+        if rows.start >= rows.end || rows.end > self.len() {
+            return Err(Error::config(format!(
+                "--rows {}:{} does not fit {} ({} samples): expected START:END with START < END <= {}",
+                rows.start,
+                rows.end,
+                self.origin.display(),
+                self.len(),
+                self.len()
+            )));
+        }
+        Ok(self.subset(&rows.collect::<Vec<_>>()))
+    }
+
+    /// Copies the features of samples `indices` into `out` as `[features, indices.len()]`.
+    ///
+    /// # Panics
+    /// If `out.len() != n_features * indices.len()` or an index is out of range.
+    pub fn gather_features(&self, indices: &[usize], out: &mut [f32]) {
+        let batch = indices.len();
+        assert_eq!(
+            out.len(),
+            self.n_features() * batch,
+            "gather_features: bad buffer"
+        );
+        for (row, dst) in self
+            .features
+            .rows()
+            .into_iter()
+            .zip(out.chunks_exact_mut(batch.max(1)))
+        {
+            for (d, &i) in dst.iter_mut().zip(indices) {
+                *d = row[i];
+            }
+        }
+    }
+}
+
+/// Reads a whole file, transparently gunzipping it when it starts with the gzip magic.
+pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
+    let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(|e| Error::data(path, 0, format!("not a valid gzip file: {e}")))?;
+        Ok(out)
+    } else {
+        Ok(raw)
+    }
+}
+
+/// Parses `START:END` (0-based, end exclusive) for `--rows`.
+pub fn parse_row_range(s: &str) -> std::result::Result<Range<usize>, String> {
+    let (a, b) = s
+        .split_once(':')
+        .ok_or_else(|| format!("'{s}' is not START:END (e.g. 0:8000)"))?;
+    let start = if a.is_empty() {
+        0
+    } else {
+        a.parse()
+            .map_err(|_| format!("'{a}' in '{s}' is not a row number"))?
+    };
+    let end = if b.is_empty() {
+        usize::MAX
+    } else {
+        b.parse()
+            .map_err(|_| format!("'{b}' in '{s}' is not a row number"))?
+    };
+    Ok(start..end)
+}
+
+/// Class list from distinct labels: numeric order when every label is a number, else text order.
+pub(crate) fn sorted_classes<'a>(labels: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut distinct: Vec<String> = labels.map(str::to_owned).collect();
+    distinct.sort();
+    distinct.dedup();
+    let numbers: Option<Vec<f64>> = distinct.iter().map(|s| s.parse::<f64>().ok()).collect();
+    if let Some(nums) = numbers {
+        let mut pairs: Vec<(f64, String)> = nums.into_iter().zip(distinct).collect();
+        pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        pairs.into_iter().map(|(_, s)| s).collect()
+    } else {
+        distinct
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_sort_numerically_when_numeric() {
+        let c = sorted_classes(["10", "2", "1", "2"].into_iter());
+        assert_eq!(c, vec!["1", "2", "10"]);
+        let c = sorted_classes(["R", "M", "R"].into_iter());
+        assert_eq!(c, vec!["M", "R"]);
+    }
+
+    #[test]
+    fn row_ranges_parse() {
+        assert_eq!(parse_row_range("0:8000").unwrap(), 0..8000);
+        assert_eq!(parse_row_range("8000:").unwrap(), 8000..usize::MAX);
+        assert!(parse_row_range("8000").is_err());
+        assert!(parse_row_range("a:3").is_err());
+    }
+}

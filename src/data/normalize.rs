@@ -1,0 +1,185 @@
+//! Per-feature normalisation whose statistics travel with the model.
+
+use ndarray::{Array2, ArrayView2};
+use std::fmt;
+use std::str::FromStr;
+
+/// Which statistics a [`Normalizer`] is fitted with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NormKind {
+    /// Features are used as they are.
+    None,
+    /// `(x - min) / (max - min)`: training values land in [0, 1].
+    MinMax,
+    /// `(x - mean) / std`.
+    ZScore,
+}
+
+impl fmt::Display for NormKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NormKind::None => "none",
+            NormKind::MinMax => "minmax",
+            NormKind::ZScore => "zscore",
+        })
+    }
+}
+
+impl FromStr for NormKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "none" | "off" => Ok(NormKind::None),
+            "minmax" | "min-max" => Ok(NormKind::MinMax),
+            "zscore" | "z-score" | "standard" => Ok(NormKind::ZScore),
+            _ => Err(format!(
+                "unknown normalisation '{s}': expected none, minmax or zscore"
+            )),
+        }
+    }
+}
+
+/// `x' = (x - offset[f]) * scale[f]` for every feature `f`. A feature that is constant in
+/// the fitting data gets scale 0, so it cannot inject noise the network never learned from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Normalizer {
+    kind: NormKind,
+    offset: Vec<f32>,
+    scale: Vec<f32>,
+}
+
+impl Normalizer {
+    /// The identity.
+    pub fn identity() -> Self {
+        Normalizer {
+            kind: NormKind::None,
+            offset: Vec::new(),
+            scale: Vec::new(),
+        }
+    }
+
+    /// Rebuilds a normaliser from stored statistics (both of the same length).
+    pub fn from_parts(kind: NormKind, offset: Vec<f32>, scale: Vec<f32>) -> Option<Self> {
+        let consistent =
+            offset.len() == scale.len() && (kind != NormKind::None || offset.is_empty());
+        consistent.then_some(Normalizer {
+            kind,
+            offset,
+            scale,
+        })
+    }
+
+    /// Fits `kind` on features-major data `x` (`[features, samples]`).
+    pub fn fit(kind: NormKind, x: ArrayView2<'_, f32>) -> Self {
+        if kind == NormKind::None {
+            return Self::identity();
+        }
+        let mut offset = Vec::with_capacity(x.nrows());
+        let mut scale = Vec::with_capacity(x.nrows());
+        for row in x.rows() {
+            let (o, spread) = match kind {
+                NormKind::MinMax => {
+                    let min = row.iter().copied().fold(f32::INFINITY, f32::min);
+                    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    (min, (max as f64 - min as f64))
+                }
+                _ => {
+                    let n = row.len().max(1) as f64;
+                    let mean = row.iter().map(|&v| v as f64).sum::<f64>() / n;
+                    let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+                    (mean as f32, var.sqrt())
+                }
+            };
+            let usable = spread.is_finite() && spread > 1e-12;
+            offset.push(if o.is_finite() { o } else { 0.0 });
+            scale.push(if usable { (1.0 / spread) as f32 } else { 0.0 });
+        }
+        Normalizer {
+            kind,
+            offset,
+            scale,
+        }
+    }
+
+    /// The statistics' kind.
+    pub fn kind(&self) -> NormKind {
+        self.kind
+    }
+
+    /// Per-feature offsets (empty for the identity).
+    pub fn offset(&self) -> &[f32] {
+        &self.offset
+    }
+
+    /// Per-feature scales (empty for the identity).
+    pub fn scale(&self) -> &[f32] {
+        &self.scale
+    }
+
+    /// Whether this leaves features unchanged.
+    pub fn is_identity(&self) -> bool {
+        self.kind == NormKind::None
+    }
+
+    /// Number of features it was fitted on (0 for the identity).
+    pub fn features(&self) -> usize {
+        self.offset.len()
+    }
+
+    /// Normalises features-major data in place.
+    pub fn apply(&self, x: &mut Array2<f32>) {
+        if self.is_identity() {
+            return;
+        }
+        for ((mut row, &o), &s) in x.rows_mut().into_iter().zip(&self.offset).zip(&self.scale) {
+            row.mapv_inplace(|v| (v - o) * s);
+        }
+    }
+
+    /// Normalises one sample `x` into `out` (no allocation).
+    ///
+    /// # Panics
+    /// If the lengths differ from each other or from the fitted feature count.
+    pub fn apply_sample(&self, x: &[f32], out: &mut [f32]) {
+        assert_eq!(x.len(), out.len(), "apply_sample: lengths differ");
+        if self.is_identity() {
+            out.copy_from_slice(x);
+            return;
+        }
+        assert_eq!(
+            x.len(),
+            self.offset.len(),
+            "apply_sample: wrong feature count"
+        );
+        for (((o, &v), &off), &s) in out.iter_mut().zip(x).zip(&self.offset).zip(&self.scale) {
+            *o = (v - off) * s;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn minmax_and_zscore_by_hand() {
+        // Two features (rows) over four samples.
+        let x = array![[1.0f32, 3.0, 5.0, 7.0], [2.0, 2.0, 2.0, 2.0]];
+        let mm = Normalizer::fit(NormKind::MinMax, x.view());
+        let mut y = x.clone();
+        mm.apply(&mut y);
+        assert_eq!(
+            y,
+            array![[0.0, 1.0 / 3.0, 2.0 / 3.0, 1.0], [0.0, 0.0, 0.0, 0.0]]
+        );
+
+        let z = Normalizer::fit(NormKind::ZScore, x.view());
+        // mean 4, population std sqrt(5)
+        let mut out = [0.0f32; 2];
+        z.apply_sample(&[4.0 + 5f32.sqrt(), 9.0], &mut out);
+        assert!((out[0] - 1.0).abs() < 1e-6);
+        assert_eq!(out[1], 0.0, "a constant feature is switched off");
+        assert!(Normalizer::identity().is_identity());
+    }
+}

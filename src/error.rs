@@ -1,0 +1,75 @@
+//! The library's one error type.
+
+use std::path::PathBuf;
+
+/// Everything the nnmpi library can fail with. Messages name the file, line or flag
+/// involved and say what was expected.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An operating-system I/O error on a named file.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Malformed input data (CSV, IDX): file, 1-based line (0 when not line-based) and message.
+    #[error("{path}{}: {message}", line_suffix(*line))]
+    Data {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    /// A checkpoint file that cannot be trusted (wrong magic, version, checksum, size or shape).
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint { path: PathBuf, message: String },
+    /// A configuration that cannot work (incompatible layers, loss, flags).
+    #[error("{0}")]
+    Config(String),
+    /// Training diverged (NaN or infinite loss).
+    #[error("{0}")]
+    Numerical(String),
+}
+
+fn line_suffix(line: usize) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!(":{line}")
+    }
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it happened on.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A data error at `path:line`.
+    pub fn data(path: impl Into<PathBuf>, line: usize, message: impl Into<String>) -> Self {
+        Error::Data {
+            path: path.into(),
+            line,
+            message: message.into(),
+        }
+    }
+
+    /// A checkpoint error for `path`.
+    pub fn checkpoint(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::Checkpoint {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A configuration error.
+    pub fn config(message: impl Into<String>) -> Self {
+        Error::Config(message.into())
+    }
+}
+
+/// Result with the library's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;

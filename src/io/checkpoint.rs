@@ -1,0 +1,310 @@
+//! The checkpoint format.
+//!
+//! ```text
+//! offset  size  field
+//! 0       8     magic "NNMPI\x00CK"
+//! 8       4     format version (u32 LE)
+//! 12      8     payload length in bytes (u64 LE)
+//! 20      4     CRC-32 of the payload (u32 LE)
+//! 24      n     payload: bincode (standard config) of the records below
+//! ```
+//! The payload holds the writer's crate version, the model (layers, normaliser, task) and,
+//! optionally, the training state for an exact `--resume`. Nothing in it depends on the
+//! number of processes. Reading checks magic, version, length and checksum before decoding,
+//! decodes with a size limit, and validates every shape before building the model.
+
+use super::atomic::write_atomic;
+use crate::data::{NormKind, Normalizer};
+use crate::error::{Error, Result};
+use crate::model::{Activation, Layer, Model, Network, StreamPosition, Task};
+use crate::train::{Best, OptimizerState, TrainConfig, TrainState};
+use ndarray::{Array1, Array2};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// First bytes of every checkpoint.
+pub const MAGIC: [u8; 8] = *b"NNMPI\x00CK";
+/// Version of the layout above and of the records in the payload.
+pub const FORMAT_VERSION: u32 = 1;
+const HEADER_LEN: usize = 24;
+/// Largest payload a checkpoint may declare (64 GiB).
+const MAX_PAYLOAD: u64 = 1 << 36;
+
+/// A model and, optionally, the state to resume its training.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpoint {
+    /// The model.
+    pub model: Model,
+    /// Training state, for `--resume`.
+    pub training: Option<TrainingCheckpoint>,
+}
+
+/// What a resumed training run needs besides the model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainingCheckpoint {
+    /// Hyper-parameters of the run.
+    pub config: TrainConfig,
+    /// Fraction of the data held out for validation.
+    pub validation_split: f64,
+    /// Epoch, optimiser and random state.
+    pub state: TrainState,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LayerRecord {
+    outputs: u64,
+    inputs: u64,
+    activation: Activation,
+    weights: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+#[derive(Serialize, Deserialize)]
+enum TaskRecord {
+    Classification(Vec<String>),
+    Regression,
+}
+
+#[derive(Serialize, Deserialize)]
+struct NormRecord {
+    kind: u8,
+    offset: Vec<f32>,
+    scale: Vec<f32>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct BestRecord {
+    epoch: u64,
+    val_loss: f64,
+    layers: Vec<LayerRecord>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TrainingRecord {
+    config: TrainConfig,
+    validation_split: f64,
+    epoch: u64,
+    rng: StreamPosition,
+    optimizer: OptimizerState,
+    best: Option<BestRecord>,
+    bad_epochs: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Payload {
+    writer: String,
+    layers: Vec<LayerRecord>,
+    normalizer: NormRecord,
+    task: TaskRecord,
+    training: Option<TrainingRecord>,
+}
+
+fn layer_records(net: &Network) -> Vec<LayerRecord> {
+    net.layers()
+        .iter()
+        .map(|l| LayerRecord {
+            outputs: l.outputs() as u64,
+            inputs: l.inputs() as u64,
+            activation: l.activation(),
+            weights: l.weight_slice().to_vec(),
+            bias: l.bias().to_vec(),
+        })
+        .collect()
+}
+
+fn network_from(records: Vec<LayerRecord>, bad: &dyn Fn(String) -> Error) -> Result<Network> {
+    let mut layers = Vec::with_capacity(records.len());
+    for (i, r) in records.into_iter().enumerate() {
+        let (out, inp) = (r.outputs as usize, r.inputs as usize);
+        let expected = out
+            .checked_mul(inp)
+            .ok_or_else(|| bad(format!("layer {i}: shape {out}x{inp} overflows")))?;
+        if r.weights.len() != expected || r.bias.len() != out {
+            return Err(bad(format!(
+                "layer {i}: {} weights and {} biases do not fit its shape {out}x{inp}",
+                r.weights.len(),
+                r.bias.len()
+            )));
+        }
+        let w = Array2::from_shape_vec((out, inp), r.weights)
+            .map_err(|e| bad(format!("layer {i}: {e}")))?;
+        layers.push(
+            Layer::new(w, Array1::from(r.bias), r.activation)
+                .map_err(|e| bad(format!("layer {i}: {e}")))?,
+        );
+    }
+    Network::from_layers(layers).map_err(|e| bad(e.to_string()))
+}
+
+fn norm_code(kind: NormKind) -> u8 {
+    match kind {
+        NormKind::None => 0,
+        NormKind::MinMax => 1,
+        NormKind::ZScore => 2,
+    }
+}
+
+/// Serialises a checkpoint to bytes (header + payload).
+pub fn encode(ckpt: &Checkpoint) -> Result<Vec<u8>> {
+    let m = &ckpt.model;
+    let payload = Payload {
+        writer: format!("nnmpi {}", env!("CARGO_PKG_VERSION")),
+        layers: layer_records(&m.network),
+        normalizer: NormRecord {
+            kind: norm_code(m.normalizer.kind()),
+            offset: m.normalizer.offset().to_vec(),
+            scale: m.normalizer.scale().to_vec(),
+        },
+        task: match &m.task {
+            Task::Classification { classes } => TaskRecord::Classification(classes.clone()),
+            Task::Regression => TaskRecord::Regression,
+        },
+        training: ckpt.training.as_ref().map(|t| TrainingRecord {
+            config: t.config.clone(),
+            validation_split: t.validation_split,
+            epoch: t.state.epoch as u64,
+            rng: t.state.rng,
+            optimizer: t.state.optimizer.clone(),
+            best: t.state.best.as_ref().map(|b| BestRecord {
+                epoch: b.epoch as u64,
+                val_loss: b.val_loss,
+                layers: layer_records(&b.network),
+            }),
+            bad_epochs: t.state.bad_epochs as u64,
+        }),
+    };
+    let body = bincode::serde::encode_to_vec(&payload, bincode::config::standard())
+        .map_err(|e| Error::config(format!("cannot encode checkpoint: {e}")))?;
+    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Parses checkpoint bytes; `path` is only used in messages.
+pub fn decode(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
+    let bad = |msg: String| Error::checkpoint(path, msg);
+    if bytes.len() < HEADER_LEN {
+        return Err(bad(format!(
+            "{} bytes is too short for a checkpoint header ({HEADER_LEN} bytes): truncated or not a checkpoint",
+            bytes.len()
+        )));
+    }
+    if bytes[..8] != MAGIC {
+        return Err(bad("not an nnmpi checkpoint (wrong magic bytes)".into()));
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    if version != FORMAT_VERSION {
+        return Err(bad(format!(
+            "format version {version} is not supported (this nnmpi reads version {FORMAT_VERSION})"
+        )));
+    }
+    let declared = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
+    let actual = (bytes.len() - HEADER_LEN) as u64;
+    if declared > MAX_PAYLOAD {
+        return Err(bad(format!(
+            "declared payload of {declared} bytes exceeds the limit of {MAX_PAYLOAD}: corrupt or crafted file"
+        )));
+    }
+    if declared != actual {
+        return Err(bad(format!(
+            "declares {declared} payload bytes but holds {actual}: the file is truncated or corrupt"
+        )));
+    }
+    let body = &bytes[HEADER_LEN..];
+    let crc = u32::from_le_bytes(bytes[20..24].try_into().expect("4 bytes"));
+    if crc32fast::hash(body) != crc {
+        return Err(bad("checksum mismatch: the file is corrupt".into()));
+    }
+    let config = bincode::config::standard().with_limit::<{ MAX_PAYLOAD as usize }>();
+    let (p, used): (Payload, usize) = bincode::serde::decode_from_slice(body, config)
+        .map_err(|e| bad(format!("cannot decode payload: {e}")))?;
+    if used != body.len() {
+        return Err(bad(format!(
+            "{} trailing bytes after the payload",
+            body.len() - used
+        )));
+    }
+    from_payload(p, &bad)
+}
+
+fn from_payload(p: Payload, bad: &dyn Fn(String) -> Error) -> Result<Checkpoint> {
+    let network = network_from(p.layers, bad)?;
+    let kind = match p.normalizer.kind {
+        0 => NormKind::None,
+        1 => NormKind::MinMax,
+        2 => NormKind::ZScore,
+        k => return Err(bad(format!("unknown normaliser kind {k}"))),
+    };
+    let normalizer = Normalizer::from_parts(kind, p.normalizer.offset, p.normalizer.scale)
+        .ok_or_else(|| bad("normaliser statistics have inconsistent lengths".into()))?;
+    let task = match p.task {
+        TaskRecord::Classification(classes) => Task::Classification { classes },
+        TaskRecord::Regression => Task::Regression,
+    };
+    let model = Model {
+        network,
+        normalizer,
+        task,
+    };
+    model.validate().map_err(|e| bad(e.to_string()))?;
+    let training = match p.training {
+        None => None,
+        Some(t) => {
+            let best = match t.best {
+                None => None,
+                Some(b) => {
+                    let net = network_from(b.layers, bad)?;
+                    if net.sizes() != model.network.sizes() {
+                        return Err(bad(
+                            "the early-stopping snapshot has a different shape from the model"
+                                .into(),
+                        ));
+                    }
+                    Some(Best {
+                        epoch: b.epoch as usize,
+                        val_loss: b.val_loss,
+                        network: net,
+                    })
+                }
+            };
+            Some(TrainingCheckpoint {
+                config: t.config,
+                validation_split: t.validation_split,
+                state: TrainState {
+                    epoch: t.epoch as usize,
+                    rng: t.rng,
+                    optimizer: t.optimizer,
+                    best,
+                    bad_epochs: t.bad_epochs as usize,
+                },
+            })
+        }
+    };
+    Ok(Checkpoint { model, training })
+}
+
+/// Writes `ckpt` to `path` atomically (temp file, fsync, rename).
+pub fn save(path: &Path, ckpt: &Checkpoint) -> Result<()> {
+    write_atomic(path, &encode(ckpt)?)
+}
+
+/// Reads and validates the checkpoint at `path`. The header is checked against the file size
+/// before the payload is read.
+pub fn load(path: &Path) -> Result<Checkpoint> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let size = f.metadata().map_err(|e| Error::io(path, e))?.len();
+    if size > MAX_PAYLOAD + HEADER_LEN as u64 {
+        return Err(Error::checkpoint(
+            path,
+            format!("{size} bytes is larger than any checkpoint may be"),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    f.read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
+    decode(path, &bytes)
+}

@@ -1,0 +1,190 @@
+//! Fused bias + activation (forward) and the activation's derivative (backward) on
+//! features-major blocks `[neurons, batch]`.
+
+use crate::model::Activation;
+
+/// `y[i, :] = f(y[i, :] + bias[i])` for every row of the block `y` (`[bias.len(), batch]`).
+/// Softmax is taken over the rows of each column (one sample's neurons), so it must be given
+/// the whole layer.
+///
+/// # Panics
+/// If `y.len() != bias.len() * batch`.
+pub fn bias_activation(y: &mut [f32], bias: &[f32], batch: usize, act: Activation) {
+    assert_eq!(
+        y.len(),
+        bias.len() * batch,
+        "bias_activation: shape mismatch"
+    );
+    if batch == 0 {
+        return;
+    }
+    for (row, &b) in y.chunks_exact_mut(batch).zip(bias) {
+        match act {
+            Activation::Sigmoid => row.iter_mut().for_each(|v| *v = sigmoid(*v + b)),
+            Activation::Tanh => row.iter_mut().for_each(|v| *v = (*v + b).tanh()),
+            Activation::Relu => row.iter_mut().for_each(|v| *v = (*v + b).max(0.0)),
+            Activation::LeakyRelu(a) => row.iter_mut().for_each(|v| {
+                let z = *v + b;
+                *v = if z > 0.0 { z } else { a * z };
+            }),
+            Activation::Identity | Activation::Softmax => row.iter_mut().for_each(|v| *v += b),
+        }
+    }
+    if act == Activation::Softmax {
+        softmax_columns(y, bias.len(), batch);
+    }
+}
+
+/// Numerically stable softmax of every column of `y` (`[rows, batch]`).
+pub fn softmax_columns(y: &mut [f32], rows: usize, batch: usize) {
+    for col in 0..batch {
+        let max = (0..rows)
+            .map(|i| y[i * batch + col])
+            .fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0f32;
+        for i in 0..rows {
+            let e = (y[i * batch + col] - max).exp();
+            y[i * batch + col] = e;
+            sum += e;
+        }
+        let inv = 1.0 / sum;
+        for i in 0..rows {
+            y[i * batch + col] *= inv;
+        }
+    }
+}
+
+/// The logistic function, stable for large |z|.
+#[inline]
+pub fn sigmoid(z: f32) -> f32 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// Turns `g = dL/dy` into `dL/dz` in place, given the layer's outputs `y = f(z)`
+/// (both `[rows, batch]`). This differentiates [`bias_activation`]: `y = f(z)`, so
+/// `dz = f'(z) * dy`, with `f'` written in terms of `y`; for softmax
+/// `dz_i = y_i (g_i - sum_j y_j g_j)` per column.
+///
+/// # Panics
+/// If the lengths differ or are not a multiple of `batch`.
+pub fn activation_backward(y: &[f32], g: &mut [f32], batch: usize, act: Activation) {
+    assert_eq!(y.len(), g.len(), "activation_backward: shape mismatch");
+    match act {
+        Activation::Sigmoid => zip_apply(y, g, |y| y * (1.0 - y)),
+        Activation::Tanh => zip_apply(y, g, |y| 1.0 - y * y),
+        Activation::Relu => zip_apply(y, g, |y| if y > 0.0 { 1.0 } else { 0.0 }),
+        Activation::LeakyRelu(a) => zip_apply(y, g, |y| if y > 0.0 { 1.0 } else { a }),
+        Activation::Identity => {}
+        Activation::Softmax => {
+            assert!(
+                batch > 0 && y.len() % batch == 0,
+                "activation_backward: bad batch"
+            );
+            let rows = y.len() / batch;
+            for col in 0..batch {
+                let s: f32 = (0..rows)
+                    .map(|i| y[i * batch + col] * g[i * batch + col])
+                    .sum();
+                for i in 0..rows {
+                    let k = i * batch + col;
+                    g[k] = y[k] * (g[k] - s);
+                }
+            }
+        }
+    }
+}
+
+#[inline]
+fn zip_apply(y: &[f32], g: &mut [f32], derivative: impl Fn(f32) -> f32) {
+    for (gi, &yi) in g.iter_mut().zip(y) {
+        *gi *= derivative(yi);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f64_act(act: Activation, z: &[f64]) -> Vec<f64> {
+        match act {
+            Activation::Sigmoid => z.iter().map(|z| 1.0 / (1.0 + (-z).exp())).collect(),
+            Activation::Tanh => z.iter().map(|z| z.tanh()).collect(),
+            Activation::Relu => z.iter().map(|z| z.max(0.0)).collect(),
+            Activation::LeakyRelu(a) => z
+                .iter()
+                .map(|&z| if z > 0.0 { z } else { a as f64 * z })
+                .collect(),
+            Activation::Identity => z.to_vec(),
+            Activation::Softmax => {
+                let s: f64 = z.iter().map(|z| z.exp()).sum();
+                z.iter().map(|z| z.exp() / s).collect()
+            }
+        }
+    }
+
+    const ALL: [Activation; 6] = [
+        Activation::Sigmoid,
+        Activation::Tanh,
+        Activation::Relu,
+        Activation::LeakyRelu(0.1),
+        Activation::Identity,
+        Activation::Softmax,
+    ];
+
+    #[test]
+    fn forward_matches_definitions() {
+        // 3 neurons x 2 samples, features-major.
+        let z = [0.5f32, -2.0, 1.5, 0.25, -0.75, 3.0];
+        let bias = [0.1f32, -0.2, 0.3];
+        for act in ALL {
+            let mut y = z;
+            bias_activation(&mut y, &bias, 2, act);
+            for col in 0..2 {
+                let zc: Vec<f64> = (0..3).map(|i| (z[i * 2 + col] + bias[i]) as f64).collect();
+                let want = f64_act(act, &zc);
+                for i in 0..3 {
+                    assert!((y[i * 2 + col] as f64 - want[i]).abs() < 1e-6, "{act}");
+                }
+            }
+        }
+        assert_eq!(sigmoid(-100.0), 0.0f32.max(sigmoid(-100.0)));
+        assert!(sigmoid(-100.0).is_finite() && sigmoid(100.0) == 1.0);
+    }
+
+    #[test]
+    fn backward_matches_finite_differences() {
+        let z = [0.5f64, -2.0, 1.5, 0.25, -0.75, 3.0];
+        let g = [0.3f64, -1.0, 0.7, 0.2, 0.9, -0.4];
+        for act in ALL {
+            let mut y = z.map(|v| v as f32);
+            bias_activation(&mut y, &[0.0; 3], 2, act);
+            let mut dz = g.map(|v| v as f32);
+            activation_backward(&y, &mut dz, 2, act);
+            // L = sum g * f(z); dL/dz by central differences, column by column.
+            for k in 0..6 {
+                let (row, col) = (k / 2, k % 2);
+                let l = |delta: f64| {
+                    let zc: Vec<f64> = (0..3)
+                        .map(|i| z[i * 2 + col] + if i == row { delta } else { 0.0 })
+                        .collect();
+                    f64_act(act, &zc)
+                        .iter()
+                        .enumerate()
+                        .map(|(i, y)| y * g[i * 2 + col])
+                        .sum::<f64>()
+                };
+                let fd = (l(1e-6) - l(-1e-6)) / 2e-6;
+                assert!(
+                    (dz[k] as f64 - fd).abs() < 1e-5,
+                    "{act} [{k}]: {} vs {fd}",
+                    dz[k]
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! General matrix product `C = alpha * A·B + beta * C` on strided operands, with the rows of
+//! `C` split over rayon threads. `C` is always row-major and contiguous.
+//!
+//! Each row of `C` is computed by the same sequence of operations whichever block it falls in,
+//! so results do not depend on the number of threads.
+
+use super::Par;
+use rayon::prelude::*;
+
+/// A read-only strided matrix operand: element `(i, j)` is `data[i * rs + j * cs]`.
+#[derive(Clone, Copy, Debug)]
+pub struct Mat<'a> {
+    /// Backing storage.
+    pub data: &'a [f32],
+    /// Row stride.
+    pub rs: usize,
+    /// Column stride.
+    pub cs: usize,
+}
+
+impl<'a> Mat<'a> {
+    /// A row-major matrix with `cols` columns.
+    pub fn row_major(data: &'a [f32], cols: usize) -> Self {
+        Mat {
+            data,
+            rs: cols,
+            cs: 1,
+        }
+    }
+
+    /// The transpose of a row-major matrix with `cols` columns.
+    pub fn transposed(data: &'a [f32], cols: usize) -> Self {
+        Mat {
+            data,
+            rs: 1,
+            cs: cols,
+        }
+    }
+
+    fn check(&self, rows: usize, cols: usize, name: &str) {
+        if rows == 0 || cols == 0 {
+            return;
+        }
+        let last = (rows - 1) * self.rs + (cols - 1) * self.cs;
+        assert!(
+            last < self.data.len(),
+            "gemm: operand {name} ({rows}x{cols}, strides {}/{}) needs {} values, has {}",
+            self.rs,
+            self.cs,
+            last + 1,
+            self.data.len()
+        );
+    }
+}
+
+/// Below this many multiply-adds a product runs on one thread.
+const PAR_MIN_MACS: usize = 1 << 17;
+/// Row blocks are multiples of this (the widest microkernel's row count).
+const ROW_ALIGN: usize = 16;
+
+/// `C[m, n] = alpha * A[m, k] · B[k, n] + beta * C`, then `epilogue(first_row, rows_of_c)` on
+/// each row block while it is still in cache. With `beta == 0`, `C` need not be initialised
+/// (NaN in it is ignored).
+///
+/// # Panics
+/// If `c.len() != m * n` or an operand's strides reach past its data.
+///
+/// ```
+/// use nnmpi::kernels::{Par, gemm::{gemm, Mat}};
+/// let a = [1.0, 2.0, 3.0, 4.0]; // [[1, 2], [3, 4]]
+/// let b = [5.0, 6.0];           // [[5], [6]]
+/// let mut c = [0.0; 2];
+/// gemm(Par::Seq, 2, 2, 1, 1.0, Mat::row_major(&a, 2), Mat::row_major(&b, 1), 0.0, &mut c, |_, _| {});
+/// assert_eq!(c, [17.0, 39.0]);
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn gemm<F>(
+    par: Par,
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: Mat<'_>,
+    b: Mat<'_>,
+    beta: f32,
+    c: &mut [f32],
+    epilogue: F,
+) where
+    F: Fn(usize, &mut [f32]) + Sync,
+{
+    assert_eq!(
+        c.len(),
+        m * n,
+        "gemm: C has {} values, expected {m}x{n}",
+        c.len()
+    );
+    a.check(m, k, "A");
+    b.check(k, n, "B");
+    if m == 0 || n == 0 {
+        return;
+    }
+    let threads = match par {
+        Par::Seq => 1,
+        Par::Rayon if m * k * n >= PAR_MIN_MACS => {
+            rayon::current_num_threads().min(m.div_ceil(ROW_ALIGN))
+        }
+        Par::Rayon => 1,
+    };
+    let block = |first: usize, cb: &mut [f32]| {
+        let rows = cb.len() / n;
+        let a_block = Mat {
+            data: &a.data[first * a.rs..],
+            ..a
+        };
+        gemm_block(rows, k, n, alpha, a_block, b, beta, cb);
+        epilogue(first, cb);
+    };
+    if threads <= 1 {
+        block(0, c);
+    } else {
+        let rows = m.div_ceil(threads).next_multiple_of(ROW_ALIGN);
+        c.par_chunks_mut(rows * n)
+            .enumerate()
+            .for_each(|(i, cb)| block(i * rows, cb));
+    }
+}
+
+/// One thread's product; picks a direct loop for matrix-vector shapes, sgemm otherwise.
+#[allow(clippy::too_many_arguments)]
+fn gemm_block(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: Mat<'_>,
+    b: Mat<'_>,
+    beta: f32,
+    c: &mut [f32],
+) {
+    if k == 0 {
+        scale(c, beta);
+        return;
+    }
+    if n == 1 && a.cs == 1 && b.rs == 1 {
+        // Row-major A times a contiguous vector: one dot product per row.
+        let x = &b.data[..k];
+        for (i, ci) in c.iter_mut().enumerate() {
+            let d = alpha * dot(&a.data[i * a.rs..i * a.rs + k], x);
+            *ci = if beta == 0.0 { d } else { d + beta * *ci };
+        }
+        return;
+    }
+    if n == 1 && a.rs == 1 {
+        // Columns of A are contiguous (A is a transposed row-major matrix): sum of scaled columns.
+        scale(c, beta);
+        for p in 0..k {
+            axpy(alpha * b.data[p * b.rs], &a.data[p * a.cs..p * a.cs + m], c);
+        }
+        return;
+    }
+    // SAFETY: the operand extents were checked against their slices in `gemm` (the block of A
+    // starts at a row inside A), C is exactly m x n row-major, and all strides are non-negative.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            alpha,
+            a.data.as_ptr(),
+            a.rs as isize,
+            a.cs as isize,
+            b.data.as_ptr(),
+            b.rs as isize,
+            b.cs as isize,
+            beta,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}
+
+fn scale(c: &mut [f32], beta: f32) {
+    if beta == 0.0 {
+        c.fill(0.0);
+    } else if beta != 1.0 {
+        c.iter_mut().for_each(|v| *v *= beta);
+    }
+}
+
+/// `y += alpha * x`.
+pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
+    for (yi, xi) in y.iter_mut().zip(x) {
+        *yi += alpha * xi;
+    }
+}
+
+/// Dot product with 16 independent partial sums, so the compiler can vectorise it.
+///
+/// # Panics
+/// If the slices differ in length.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "dot: lengths differ");
+    const L: usize = 16;
+    let mut acc = [0.0f32; L];
+    let (a_body, a_tail) = a.split_at(a.len() - a.len() % L);
+    let (b_body, b_tail) = b.split_at(a_body.len());
+    for (ca, cb) in a_body.chunks_exact(L).zip(b_body.chunks_exact(L)) {
+        for l in 0..L {
+            acc[l] += ca[l] * cb[l];
+        }
+    }
+    let mut width = L;
+    while width > 1 {
+        width /= 2;
+        for l in 0..width {
+            acc[l] += acc[l + width];
+        }
+    }
+    let tail: f32 = a_tail.iter().zip(b_tail).map(|(x, y)| x * y).sum();
+    acc[0] + tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The obvious triple loop in f64.
+    fn reference(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: f32,
+        a: Mat,
+        b: Mat,
+        beta: f32,
+        c: &[f32],
+    ) -> Vec<f64> {
+        let mut out = vec![0.0f64; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = 0.0f64;
+                for p in 0..k {
+                    s += a.data[i * a.rs + p * a.cs] as f64 * b.data[p * b.rs + j * b.cs] as f64;
+                }
+                out[i * n + j] = alpha as f64 * s + beta as f64 * c[i * n + j] as f64;
+            }
+        }
+        out
+    }
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        (0..len)
+            .map(|i| {
+                (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 16) % 1000) as f32
+                    / 500.0
+                    - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn matches_reference_for_all_layouts_and_shapes() {
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (3, 60, 1),
+            (37, 19, 5),
+            (70, 33, 1),
+            (300, 700, 3),
+            (64, 1, 9),
+        ] {
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let a_data = values(m * k, 1);
+                let b_data = values(k * n, 2);
+                let a = if ta {
+                    Mat::transposed(&a_data, m)
+                } else {
+                    Mat::row_major(&a_data, k)
+                };
+                let b = if tb {
+                    Mat::transposed(&b_data, k)
+                } else {
+                    Mat::row_major(&b_data, n)
+                };
+                for &(alpha, beta) in &[(1.0, 0.0), (-0.5, 1.0), (2.0, 0.25)] {
+                    for par in [Par::Seq, Par::Rayon] {
+                        let c0 = values(m * n, 3);
+                        let mut c = c0.clone();
+                        gemm(par, m, k, n, alpha, a, b, beta, &mut c, |_, _| {});
+                        let want = reference(m, k, n, alpha, a, b, beta, &c0);
+                        for (got, want) in c.iter().zip(&want) {
+                            assert!(
+                                (*got as f64 - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                                "{m}x{k}x{n} ta={ta} tb={tb}: {got} vs {want}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn beta_zero_ignores_nan_in_c_and_threads_do_not_change_bits() {
+        let (m, k, n) = (257, 300, 64);
+        let a = values(m * k, 5);
+        let b = values(k * n, 6);
+        let mut seq = vec![f32::NAN; m * n];
+        let mut par = vec![f32::NAN; m * n];
+        gemm(
+            Par::Seq,
+            m,
+            k,
+            n,
+            1.0,
+            Mat::row_major(&a, k),
+            Mat::row_major(&b, n),
+            0.0,
+            &mut seq,
+            |_, _| {},
+        );
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            gemm(
+                Par::Rayon,
+                m,
+                k,
+                n,
+                1.0,
+                Mat::row_major(&a, k),
+                Mat::row_major(&b, n),
+                0.0,
+                &mut par,
+                |_, _| {},
+            )
+        });
+        assert!(seq.iter().all(|v| v.is_finite()));
+        assert_eq!(seq, par);
+    }
+
+    #[test]
+    #[should_panic(expected = "operand A")]
+    fn short_operand_panics_with_its_name() {
+        let a = [1.0; 5];
+        let b = [1.0; 3];
+        let mut c = [0.0; 2];
+        gemm(
+            Par::Seq,
+            2,
+            3,
+            1,
+            1.0,
+            Mat::row_major(&a, 3),
+            Mat::row_major(&b, 1),
+            0.0,
+            &mut c,
+            |_, _| {},
+        );
+    }
+}

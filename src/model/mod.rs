@@ -1,0 +1,363 @@
+//! The model: a [`Network`] of fully connected [`Layer`]s, plus what a trained model needs to
+//! read raw data ([`Model`]: normaliser and class names). A `Network` is the whole model,
+//! independent of how many processes or threads run it.
+
+mod activation;
+mod init;
+
+pub use activation::Activation;
+pub use init::{Init, StreamPosition, UniformStream, fill_layer};
+
+use crate::data::Normalizer;
+use crate::error::{Error, Result};
+use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2};
+
+/// One fully connected layer: `y = f(W x + b)`.
+///
+/// `weights` is `[out, in]`: row `i` holds neuron `i`'s incoming weights (the seed's per-neuron
+/// `weights` list without the trailing bias, which lives in `bias[i]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Layer {
+    weights: Array2<f32>,
+    bias: Array1<f32>,
+    activation: Activation,
+}
+
+impl Layer {
+    /// A layer from its weights `[out, in]`, bias `[out]` and activation.
+    pub fn new(weights: Array2<f32>, bias: Array1<f32>, activation: Activation) -> Result<Self> {
+        if weights.nrows() != bias.len() {
+            return Err(Error::config(format!(
+                "layer has {} weight rows but {} biases",
+                weights.nrows(),
+                bias.len()
+            )));
+        }
+        if weights.nrows() == 0 || weights.ncols() == 0 {
+            return Err(Error::config(format!(
+                "layer shape {}x{} has no neurons or no inputs",
+                weights.nrows(),
+                weights.ncols()
+            )));
+        }
+        let weights = weights.as_standard_layout().into_owned();
+        Ok(Layer {
+            weights,
+            bias,
+            activation,
+        })
+    }
+
+    /// Number of neurons (outputs).
+    pub fn outputs(&self) -> usize {
+        self.weights.nrows()
+    }
+
+    /// Number of inputs.
+    pub fn inputs(&self) -> usize {
+        self.weights.ncols()
+    }
+
+    /// The activation applied after the bias.
+    pub fn activation(&self) -> Activation {
+        self.activation
+    }
+
+    /// Weights `[out, in]`.
+    pub fn weights(&self) -> ArrayView2<'_, f32> {
+        self.weights.view()
+    }
+
+    /// Mutable weights `[out, in]` (shape is fixed).
+    pub fn weights_mut(&mut self) -> ArrayViewMut2<'_, f32> {
+        self.weights.view_mut()
+    }
+
+    /// Bias `[out]`.
+    pub fn bias(&self) -> &[f32] {
+        self.bias.as_slice().expect("bias is contiguous")
+    }
+
+    /// Mutable bias `[out]`.
+    pub fn bias_mut(&mut self) -> ArrayViewMut1<'_, f32> {
+        self.bias.view_mut()
+    }
+
+    /// Weights as one row-major slice of `out * in` values.
+    pub fn weight_slice(&self) -> &[f32] {
+        self.weights
+            .as_slice()
+            .expect("weights are standard layout")
+    }
+
+    /// Weights and bias as mutable slices, for optimisers.
+    pub fn params_mut(&mut self) -> (&mut [f32], &mut [f32]) {
+        (
+            self.weights
+                .as_slice_mut()
+                .expect("weights are standard layout"),
+            self.bias.as_slice_mut().expect("bias is contiguous"),
+        )
+    }
+
+    /// Number of trainable parameters (weights and biases).
+    pub fn parameter_count(&self) -> usize {
+        self.weights.len() + self.bias.len()
+    }
+}
+
+/// A feed-forward network: layers applied in order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Network {
+    layers: Vec<Layer>,
+}
+
+impl Network {
+    /// A network with `sizes = [inputs, hidden..., outputs]`, `hidden` activation on every
+    /// hidden layer and `output` on the last, initialised by `init` from `seed`.
+    ///
+    /// ```
+    /// use nnmpi::model::{Activation, Init, Network};
+    /// let net = Network::new(&[60, 3, 1], Activation::Sigmoid, Activation::Sigmoid, Init::Uniform, 1).unwrap();
+    /// assert_eq!(net.parameter_count(), 60 * 3 + 3 + 3 + 1);
+    /// ```
+    pub fn new(
+        sizes: &[usize],
+        hidden: Activation,
+        output: Activation,
+        init: Init,
+        seed: u64,
+    ) -> Result<Self> {
+        if sizes.len() < 2 {
+            return Err(Error::config(
+                "a network needs at least an input and an output size",
+            ));
+        }
+        if let Some(pos) = sizes.iter().position(|&s| s == 0) {
+            return Err(Error::config(format!(
+                "layer size {pos} is zero: every layer needs at least one neuron"
+            )));
+        }
+        let mut rng = UniformStream::new(seed, 0);
+        let mut layers = Vec::with_capacity(sizes.len() - 1);
+        for (l, pair) in sizes.windows(2).enumerate() {
+            let (inputs, outputs) = (pair[0], pair[1]);
+            let mut w = Array2::<f32>::zeros((outputs, inputs));
+            let mut b = Array1::<f32>::zeros(outputs);
+            fill_layer(
+                init,
+                &mut rng,
+                w.as_slice_mut().expect("fresh array"),
+                b.as_slice_mut().expect("fresh array"),
+            );
+            let act = if l + 2 == sizes.len() { output } else { hidden };
+            layers.push(Layer::new(w, b, act)?);
+        }
+        Network::from_layers(layers)
+    }
+
+    /// A network from explicit layers; checks that sizes chain and softmax is only last.
+    pub fn from_layers(layers: Vec<Layer>) -> Result<Self> {
+        if layers.is_empty() {
+            return Err(Error::config("a network needs at least one layer"));
+        }
+        for (l, pair) in layers.windows(2).enumerate() {
+            if pair[0].outputs() != pair[1].inputs() {
+                return Err(Error::config(format!(
+                    "layer {l} has {} outputs but layer {} expects {} inputs",
+                    pair[0].outputs(),
+                    l + 1,
+                    pair[1].inputs()
+                )));
+            }
+        }
+        if let Some(l) = layers[..layers.len() - 1]
+            .iter()
+            .position(|layer| !layer.activation().is_elementwise())
+        {
+            return Err(Error::config(format!(
+                "layer {l} uses softmax, which is only allowed on the output layer"
+            )));
+        }
+        Ok(Network { layers })
+    }
+
+    /// The layers, input side first.
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+
+    /// Mutable access to the layers (their shapes cannot change).
+    pub fn layers_mut(&mut self) -> &mut [Layer] {
+        &mut self.layers
+    }
+
+    /// Number of input features.
+    pub fn inputs(&self) -> usize {
+        self.layers[0].inputs()
+    }
+
+    /// Number of outputs of the last layer.
+    pub fn outputs(&self) -> usize {
+        self.layers[self.layers.len() - 1].outputs()
+    }
+
+    /// `[inputs, layer outputs...]`.
+    pub fn sizes(&self) -> Vec<usize> {
+        std::iter::once(self.inputs())
+            .chain(self.layers.iter().map(Layer::outputs))
+            .collect()
+    }
+
+    /// Activation of the output layer.
+    pub fn output_activation(&self) -> Activation {
+        self.layers[self.layers.len() - 1].activation()
+    }
+
+    /// Trainable parameters in all layers.
+    pub fn parameter_count(&self) -> usize {
+        self.layers.iter().map(Layer::parameter_count).sum()
+    }
+
+    /// Multiply-adds for one sample's forward pass.
+    pub fn macs_per_sample(&self) -> usize {
+        self.layers.iter().map(|l| l.inputs() * l.outputs()).sum()
+    }
+}
+
+/// What the network's outputs mean.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Task {
+    /// Class probabilities. With two classes and one output, the output is P(class 1).
+    Classification { classes: Vec<String> },
+    /// Real-valued targets, one per output.
+    Regression,
+}
+
+impl Task {
+    /// Class names, if this is a classification task.
+    pub fn classes(&self) -> Option<&[String]> {
+        match self {
+            Task::Classification { classes } => Some(classes),
+            Task::Regression => None,
+        }
+    }
+
+    /// Number of network outputs this task needs (binary classification uses one output).
+    pub fn output_size(&self) -> usize {
+        match self {
+            Task::Classification { classes } if classes.len() == 2 => 1,
+            Task::Classification { classes } => classes.len(),
+            Task::Regression => 1,
+        }
+    }
+}
+
+/// A trained model: the network plus what it needs to read raw features and name its outputs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Model {
+    /// The layers.
+    pub network: Network,
+    /// Applied to raw features before the first layer.
+    pub normalizer: Normalizer,
+    /// Class names or regression.
+    pub task: Task,
+}
+
+impl Model {
+    /// Checks that the normaliser and task fit the network.
+    pub fn validate(&self) -> Result<()> {
+        if !self.normalizer.is_identity() && self.normalizer.features() != self.network.inputs() {
+            return Err(Error::config(format!(
+                "normaliser has {} features but the network has {} inputs",
+                self.normalizer.features(),
+                self.network.inputs()
+            )));
+        }
+        if let Task::Classification { classes } = &self.task {
+            let outs = self.network.outputs();
+            let ok = outs == classes.len() || (outs == 1 && classes.len() == 2);
+            if !ok {
+                return Err(Error::config(format!(
+                    "{} classes cannot be read from {} network outputs",
+                    classes.len(),
+                    outs
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_chain_and_softmax_only_last() {
+        let net = Network::new(
+            &[4, 5, 3],
+            Activation::Relu,
+            Activation::Softmax,
+            Init::He,
+            3,
+        )
+        .unwrap();
+        assert_eq!(net.sizes(), vec![4, 5, 3]);
+        assert_eq!(net.parameter_count(), 4 * 5 + 5 + 5 * 3 + 3);
+        assert!(
+            Network::new(
+                &[4, 5, 3],
+                Activation::Softmax,
+                Activation::Softmax,
+                Init::He,
+                3
+            )
+            .is_err()
+        );
+        assert!(
+            Network::new(
+                &[4, 0, 3],
+                Activation::Relu,
+                Activation::Softmax,
+                Init::He,
+                3
+            )
+            .is_err()
+        );
+        let a = Layer::new(Array2::zeros((3, 4)), Array1::zeros(3), Activation::Relu).unwrap();
+        let b = Layer::new(Array2::zeros((2, 2)), Array1::zeros(2), Activation::Relu).unwrap();
+        let err = Network::from_layers(vec![a, b]).unwrap_err().to_string();
+        assert!(err.contains("layer 0 has 3 outputs"), "{err}");
+    }
+
+    #[test]
+    fn same_seed_same_network() {
+        let a = Network::new(
+            &[6, 4, 2],
+            Activation::Tanh,
+            Activation::Sigmoid,
+            Init::Xavier,
+            9,
+        )
+        .unwrap();
+        let b = Network::new(
+            &[6, 4, 2],
+            Activation::Tanh,
+            Activation::Sigmoid,
+            Init::Xavier,
+            9,
+        )
+        .unwrap();
+        let c = Network::new(
+            &[6, 4, 2],
+            Activation::Tanh,
+            Activation::Sigmoid,
+            Init::Xavier,
+            10,
+        )
+        .unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+}
