@@ -101,6 +101,24 @@ impl Dataset {
         Ok(self.subset(&rows.collect::<Vec<_>>()))
     }
 
+    /// Re-expresses class labels as ids into `classes` (a model's class list).
+    pub fn with_classes(mut self, classes: &[String]) -> Result<Dataset> {
+        if let Targets::Classes(ids) = &mut self.targets {
+            for (sample, id) in ids.iter_mut().enumerate() {
+                let name = &self.classes[*id as usize];
+                *id = csv::class_id(&self.origin, 0, name, classes).map_err(|e| {
+                    Error::data(
+                        &self.origin,
+                        0,
+                        format!("sample {}: {}", sample + 1, data_message(e)),
+                    )
+                })?;
+            }
+        }
+        self.classes = classes.to_vec();
+        Ok(self)
+    }
+
     /// Copies the features of samples `indices` into `out` as `[features, indices.len()]`.
     ///
     /// # Panics
@@ -123,6 +141,38 @@ impl Dataset {
             }
         }
     }
+}
+
+fn data_message(e: Error) -> String {
+    match e {
+        Error::Data { message, .. } => message,
+        other => other.to_string(),
+    }
+}
+
+/// Whether the file at `path` (plain or gzipped) starts like an IDX file.
+pub fn looks_like_idx(path: &Path) -> Result<bool> {
+    let mut head = [0u8; 4];
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let n = read_up_to(&mut f, &mut head).map_err(|e| Error::io(path, e))?;
+    if n >= 2 && head[..2] == [0x1f, 0x8b] {
+        let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut gz = flate2::read::GzDecoder::new(f);
+        let n = read_up_to(&mut gz, &mut head).unwrap_or(0);
+        return Ok(n == 4 && is_idx(&head));
+    }
+    Ok(n == 4 && is_idx(&head))
+}
+
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..])? {
+            0 => break,
+            k => filled += k,
+        }
+    }
+    Ok(filled)
 }
 
 /// Reads a whole file, transparently gunzipping it when it starts with the gzip magic.

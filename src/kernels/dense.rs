@@ -23,7 +23,7 @@ pub fn forward(
     y: &mut [f32],
 ) {
     let out = b.len();
-    let inputs = if out == 0 { 0 } else { w.len() / out };
+    let inputs = w.len().checked_div(out).unwrap_or(0);
     assert_eq!(w.len(), out * inputs, "dense::forward: w is not [out, in]");
     assert_eq!(
         x.len(),
@@ -69,7 +69,7 @@ pub fn backward_params(
     db: &mut [f32],
 ) {
     let out = db.len();
-    let inputs = if out == 0 { 0 } else { dw.len() / out };
+    let inputs = dw.len().checked_div(out).unwrap_or(0);
     assert_eq!(
         delta.len(),
         out * batch,
@@ -102,8 +102,8 @@ pub fn backward_params(
 /// # Panics
 /// If the slice lengths do not match.
 pub fn backward_input(par: Par, w: &[f32], delta: &[f32], batch: usize, dx: &mut [f32]) {
-    let out = if batch == 0 { 0 } else { delta.len() / batch };
-    let inputs = if out == 0 { 0 } else { w.len() / out };
+    let out = delta.len().checked_div(batch).unwrap_or(0);
+    let inputs = w.len().checked_div(out).unwrap_or(0);
     assert_eq!(
         w.len(),
         out * inputs,

@@ -226,6 +226,7 @@ mod tests {
     use super::*;
 
     /// The obvious triple loop in f64.
+    #[allow(clippy::too_many_arguments)]
     fn reference(
         m: usize,
         k: usize,

@@ -121,7 +121,7 @@ impl UniformStream {
 /// Fills `weights` (`[out, in]`, row-major) and `bias` (`[out]`) for one layer.
 pub fn fill_layer(init: Init, rng: &mut UniformStream, weights: &mut [f32], bias: &mut [f32]) {
     let out = bias.len();
-    let inputs = if out == 0 { 0 } else { weights.len() / out };
+    let inputs = weights.len().checked_div(out).unwrap_or(0);
     match init {
         Init::Uniform => {
             weights.iter_mut().for_each(|w| *w = rng.next_unit());

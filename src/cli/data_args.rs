@@ -1,0 +1,92 @@
+//! Flags shared by every command that reads a data set.
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use nnmpi::data::{
+    CsvOptions, Dataset, HeaderMode, LabelColumn, LabelKind, load_csv, load_idx, looks_like_idx,
+    parse_row_range,
+};
+use std::ops::Range;
+use std::path::PathBuf;
+
+/// Where samples come from.
+#[derive(Args, Debug, Clone)]
+pub struct DataArgs {
+    /// Samples: a CSV file (plain or .gz; one sample per line) or an IDX image file (MNIST format, plain or .gz).
+    #[arg(long, value_name = "PATH")]
+    pub data: PathBuf,
+    /// IDX label file to go with IDX images given by --data.
+    #[arg(long, value_name = "PATH")]
+    pub labels: Option<PathBuf>,
+    /// CSV column holding the label: last, first, a 0-based index, a header name, or none.
+    #[arg(long, value_name = "COL", default_value = "last", value_parser = parse_label_col)]
+    pub label_col: LabelColumn,
+    /// Whether the CSV's first line is a header: auto (detect), yes or no.
+    #[arg(long, value_name = "MODE", default_value = "auto", value_parser = parse_header)]
+    pub header: HeaderMode,
+    /// CSV field separator.
+    #[arg(long, value_name = "CHAR", default_value = ",")]
+    pub delimiter: char,
+    /// Use only samples START..END (0-based, END exclusive; either may be left out), e.g. 0:8000.
+    #[arg(long, value_name = "START:END", value_parser = parse_row_range)]
+    pub rows: Option<Range<usize>>,
+}
+
+fn parse_label_col(s: &str) -> Result<LabelColumn, String> {
+    s.parse()
+}
+
+fn parse_header(s: &str) -> Result<HeaderMode, String> {
+    s.parse()
+}
+
+impl DataArgs {
+    /// Loads the data set; `expect_features` is the model's input count when one is given.
+    pub fn load(&self, labels: LabelKind, expect_features: Option<usize>) -> Result<Dataset> {
+        let data = if looks_like_idx(&self.data)? {
+            let d = load_idx(&self.data, self.labels.as_deref())?;
+            match &labels {
+                LabelKind::Classes(Some(classes)) => d.with_classes(classes)?,
+                LabelKind::Values if self.labels.is_some() => {
+                    bail!("IDX labels are classes; this model does regression")
+                }
+                _ => d,
+            }
+        } else {
+            if self.labels.is_some() {
+                bail!(
+                    "--labels is for IDX image files; {} is read as CSV (its label is a column: see --label-col)",
+                    self.data.display()
+                );
+            }
+            let opts = CsvOptions {
+                header: self.header,
+                label: self.label_col.clone(),
+                labels,
+                expect_features,
+                delimiter: self.delimiter,
+            };
+            load_csv(&self.data, &opts)?
+        };
+        if let Some(n) = expect_features
+            && data.n_features() != n
+        {
+            bail!(
+                "{}: {} features per sample, but the model expects {n}",
+                self.data.display(),
+                data.n_features()
+            );
+        }
+        if data.is_empty() {
+            bail!("{}: no samples", self.data.display());
+        }
+        match &self.rows {
+            Some(r) => {
+                let end = r.end.min(data.len());
+                data.rows(r.start..end)
+                    .with_context(|| format!("selecting --rows from {}", self.data.display()))
+            }
+            None => Ok(data),
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! `nnmpi predict` and `nnmpi eval`: run a saved model on a data set.
+
+use super::data_args::DataArgs;
+use anyhow::{Context, Result};
+use clap::Args;
+use nnmpi::data::{Dataset, LabelKind};
+use nnmpi::exec::Engine;
+use nnmpi::io::load;
+use nnmpi::kernels::Par;
+use nnmpi::model::{Activation, Model, Task};
+use nnmpi::train::{Loss, evaluate, predict_all};
+use std::io::Write;
+use std::path::PathBuf;
+
+/// Flags shared by `predict` and `eval`.
+#[derive(Args, Debug)]
+pub struct ModelInput {
+    /// Checkpoint written by `nnmpi train --out`.
+    #[arg(long, value_name = "PATH")]
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Samples per forward pass.
+    #[arg(long, default_value_t = 1024)]
+    pub batch_size: usize,
+}
+
+/// Flags of `nnmpi predict`.
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    #[command(flatten)]
+    pub input: ModelInput,
+    /// Where to write the predictions (CSV: the predicted label, then each class's probability); - for stdout.
+    #[arg(long, value_name = "PATH", default_value = "-")]
+    pub out: PathBuf,
+}
+
+/// Flags of `nnmpi eval`.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub input: ModelInput,
+}
+
+/// The loss a model's output layer implies.
+fn implied_loss(model: &Model) -> Loss {
+    match (model.network.output_activation(), &model.task) {
+        (Activation::Softmax, _) => Loss::SoftmaxCrossEntropy,
+        (Activation::Sigmoid, Task::Classification { .. }) => Loss::BinaryCrossEntropy,
+        _ => Loss::Mse,
+    }
+}
+
+impl ModelInput {
+    /// Loads the model and the data, normalised as the model was trained.
+    fn load(&self) -> Result<(Model, Dataset)> {
+        let model = load(&self.model)?;
+        let model = model.model;
+        let labels = match &model.task {
+            Task::Classification { classes } => LabelKind::Classes(Some(classes.clone())),
+            Task::Regression => LabelKind::Values,
+        };
+        let mut data = self.data.load(labels, Some(model.network.inputs()))?;
+        model.normalizer.apply(&mut data.features);
+        Ok((model, data))
+    }
+}
+
+/// Runs `nnmpi predict`.
+pub fn run_predict(args: &PredictArgs) -> Result<()> {
+    let (model, data) = args.input.load()?;
+    let outputs = model.network.outputs();
+    let mut engine = Engine::new(model.network.clone(), Par::Rayon);
+    let y = predict_all(&mut engine, &data, args.input.batch_size);
+    let mut text = String::with_capacity(data.len() * 16 * (outputs + 1));
+    match &model.task {
+        Task::Classification { classes } => {
+            let header: Vec<String> = classes.iter().map(|c| format!("p_{c}")).collect();
+            text += &format!("prediction,{}\n", header.join(","));
+            for row in y.chunks_exact(outputs) {
+                let probs: Vec<f32> = if outputs == 1 {
+                    vec![1.0 - row[0], row[0]]
+                } else {
+                    row.to_vec()
+                };
+                let best = nnmpi::train::predicted_class(row, 1, 0);
+                let cells: Vec<String> = probs.iter().map(|p| format!("{p:.6}")).collect();
+                text += &format!("{},{}\n", classes[best], cells.join(","));
+            }
+        }
+        Task::Regression => {
+            text += "prediction\n";
+            for v in &y {
+                text += &format!("{v}\n");
+            }
+        }
+    }
+    if args.out.as_os_str() == "-" {
+        std::io::stdout()
+            .write_all(text.as_bytes())
+            .context("writing predictions to stdout")?;
+    } else {
+        std::fs::write(&args.out, text)
+            .with_context(|| format!("writing predictions to {}", args.out.display()))?;
+        eprintln!("wrote {} predictions to {}", data.len(), args.out.display());
+    }
+    Ok(())
+}
+
+/// Runs `nnmpi eval`.
+pub fn run_eval(args: &EvalArgs) -> Result<()> {
+    let (model, data) = args.input.load()?;
+    let loss = implied_loss(&model);
+    let mut engine = Engine::new(model.network.clone(), Par::Rayon);
+    let eval = evaluate(&mut engine, &data, loss, args.input.batch_size)?;
+    println!("samples   {}", eval.samples);
+    println!("loss      {:.6} ({loss})", eval.loss);
+    if let Some(a) = eval.accuracy {
+        println!("accuracy  {:.2}%", 100.0 * a);
+    }
+    if let Some(confusion) = &eval.confusion {
+        let classes = &data.classes;
+        let width = classes.iter().map(String::len).max().unwrap_or(1).max(6);
+        println!("\nconfusion matrix (rows: true class, columns: predicted)");
+        print!("{:>width$}", "");
+        for c in classes {
+            print!(" {c:>width$}");
+        }
+        println!();
+        for (c, row) in classes.iter().zip(confusion) {
+            print!("{c:>width$}");
+            for n in row {
+                print!(" {n:>width$}");
+            }
+            println!();
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,206 @@
+//! What `nnmpi train` shows and writes while it trains: a progress bar, a line per epoch, a
+//! metrics log, periodic checkpoints.
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use nnmpi::io::{Checkpoint, TrainingCheckpoint, save};
+use nnmpi::model::Model;
+use nnmpi::train::{EpochReport, Observer, Trainer};
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// Metrics log format, by file extension: `.json`/`.jsonl` give JSON lines, anything else CSV.
+pub struct MetricsLog {
+    out: BufWriter<File>,
+    json: bool,
+}
+
+impl MetricsLog {
+    /// Opens `path`; `append` continues an existing log (on resume).
+    pub fn open(path: &Path, append: bool) -> anyhow::Result<Self> {
+        let json = matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("json" | "jsonl")
+        );
+        let existing = append && path.metadata().map(|m| m.len() > 0).unwrap_or(false);
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(path)
+            .with_context(|| format!("cannot open --log {}", path.display()))?;
+        let mut log = MetricsLog {
+            out: BufWriter::new(file),
+            json,
+        };
+        if !json && !existing {
+            writeln!(
+                log.out,
+                "epoch,train_loss,train_accuracy,val_loss,val_accuracy,samples_per_sec"
+            )?;
+        }
+        Ok(log)
+    }
+
+    fn write(&mut self, r: &EpochReport) -> std::io::Result<()> {
+        let opt = |v: Option<f64>| v.map(|v| format!("{v:.6}"));
+        let val_loss = r.validation.as_ref().map(|v| v.loss);
+        let val_acc = r.validation.as_ref().and_then(|v| v.accuracy);
+        if self.json {
+            let j = |v: Option<f64>| opt(v).unwrap_or_else(|| "null".into());
+            writeln!(
+                self.out,
+                "{{\"epoch\":{},\"train_loss\":{:.6},\"train_accuracy\":{},\"val_loss\":{},\"val_accuracy\":{},\"samples_per_sec\":{:.1}}}",
+                r.epoch,
+                r.train_loss,
+                j(r.train_accuracy),
+                j(val_loss),
+                j(val_acc),
+                r.samples_per_sec
+            )?;
+        } else {
+            let c = |v: Option<f64>| opt(v).unwrap_or_default();
+            writeln!(
+                self.out,
+                "{},{:.6},{},{},{},{:.1}",
+                r.epoch,
+                r.train_loss,
+                c(r.train_accuracy),
+                c(val_loss),
+                c(val_acc),
+                r.samples_per_sec
+            )?;
+        }
+        self.out.flush()
+    }
+}
+
+/// Periodic checkpoints of a training run.
+pub struct Checkpointing {
+    /// Where to write.
+    pub path: PathBuf,
+    /// Every this many epochs.
+    pub every: usize,
+    /// Normaliser and task of the model being trained (the network comes from the trainer).
+    pub template: Model,
+    /// Validation fraction, saved for resume.
+    pub validation_split: f64,
+}
+
+impl Checkpointing {
+    /// The checkpoint of `trainer` now.
+    pub fn snapshot(&self, trainer: &Trainer) -> Checkpoint {
+        Checkpoint {
+            model: Model {
+                network: trainer.network().clone(),
+                ..self.template.clone()
+            },
+            training: Some(TrainingCheckpoint {
+                config: trainer.config().clone(),
+                validation_split: self.validation_split,
+                state: trainer.state(),
+            }),
+        }
+    }
+}
+
+/// The observer behind `nnmpi train`.
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    show_bar: bool,
+    quiet: bool,
+    total_epochs: usize,
+    log: Option<MetricsLog>,
+    checkpoints: Option<Checkpointing>,
+}
+
+impl Progress {
+    /// A progress display; the bar is drawn only on a terminal.
+    pub fn new(
+        quiet: bool,
+        total_epochs: usize,
+        log: Option<MetricsLog>,
+        checkpoints: Option<Checkpointing>,
+    ) -> Self {
+        Progress {
+            bar: None,
+            show_bar: !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            quiet,
+            total_epochs,
+            log,
+            checkpoints,
+        }
+    }
+}
+
+impl Progress {
+    /// The checkpoint settings, if the run writes checkpoints.
+    pub fn checkpoints(&self) -> Option<&Checkpointing> {
+        self.checkpoints.as_ref()
+    }
+}
+
+fn pct(v: f64) -> String {
+    format!("{:.2}%", 100.0 * v)
+}
+
+impl Observer for Progress {
+    fn epoch_started(&mut self, epoch: usize, batches: usize) {
+        if !self.show_bar {
+            return;
+        }
+        let bar = ProgressBar::with_draw_target(Some(batches as u64), ProgressDrawTarget::stderr());
+        let style = ProgressStyle::with_template(
+            "epoch {prefix} [{bar:30}] {pos}/{len} batches  {per_sec}  eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        bar.set_style(style);
+        bar.set_prefix(format!("{epoch}/{}", self.total_epochs));
+        self.bar = Some(bar);
+    }
+
+    fn batch_done(&mut self, done: usize) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(done as u64);
+        }
+    }
+
+    fn epoch_done(&mut self, trainer: &Trainer, r: &EpochReport) -> nnmpi::Result<()> {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        if !self.quiet {
+            let mut line = format!(
+                "epoch {:>4}/{}  loss {:.4}",
+                r.epoch, self.total_epochs, r.train_loss
+            );
+            if let Some(a) = r.train_accuracy {
+                line += &format!("  acc {}", pct(a));
+            }
+            if let Some(v) = &r.validation {
+                line += &format!("  val_loss {:.4}", v.loss);
+                if let Some(a) = v.accuracy {
+                    line += &format!("  val_acc {}", pct(a));
+                }
+            }
+            line += &format!("  {:.0} samples/s", r.samples_per_sec);
+            if r.stopped_early {
+                line += "  (early stop)";
+            }
+            println!("{line}");
+        }
+        if let Some(log) = &mut self.log {
+            log.write(r).map_err(|e| nnmpi::Error::io("--log", e))?;
+        }
+        if let Some(c) = &self.checkpoints
+            && c.every > 0
+            && r.epoch % c.every == 0
+        {
+            save(&c.path, &c.snapshot(trainer))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,420 @@
+//! `nnmpi train`.
+
+use super::data_args::DataArgs;
+use super::progress::{Checkpointing, MetricsLog, Progress};
+use anyhow::{Context, Result, bail};
+use clap::{ArgMatches, Args, parser::ValueSource};
+use nnmpi::data::{Dataset, LabelKind, NormKind, Normalizer, Targets, train_val_split};
+use nnmpi::io::{load, save};
+use nnmpi::kernels::Par;
+use nnmpi::model::{Activation, Init, Model, Network, Task};
+use nnmpi::train::{Loss, OptimizerConfig, TrainConfig, Trainer, cross_validate};
+use std::path::PathBuf;
+
+/// Flags of `nnmpi train`.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// classify (labels are class names) or regress (the label is a number).
+    #[arg(long, default_value = "classify", value_parser = ["classify", "regress"])]
+    pub task: String,
+    /// Hidden layer sizes, comma-separated (e.g. 128,64); "" for none.
+    #[arg(long, default_value = "60", value_delimiter = ',', num_args = 0..)]
+    pub hidden: Vec<usize>,
+    /// Hidden activation: sigmoid, tanh, relu, leaky-relu[:alpha], identity.
+    #[arg(long, default_value = "relu")]
+    pub activation: Activation,
+    /// Output activation [default: sigmoid for 2 classes, softmax for more, identity for regression].
+    #[arg(long)]
+    pub output_activation: Option<Activation>,
+    /// Loss: mse, bce or ce [default: bce after sigmoid, ce after softmax, mse otherwise].
+    #[arg(long)]
+    pub loss: Option<Loss>,
+    /// Weight initialisation: uniform (the seed's, U[0,1)), xavier or he [default: he for ReLU, xavier otherwise].
+    #[arg(long)]
+    pub init: Option<Init>,
+    /// Optimiser: adam or sgd.
+    #[arg(long, default_value = "adam", value_parser = ["adam", "sgd"])]
+    pub optimizer: String,
+    /// Learning rate [default: 0.001 for adam, 0.1 for sgd].
+    #[arg(long)]
+    pub lr: Option<f32>,
+    /// SGD momentum (0 = plain SGD).
+    #[arg(long, default_value_t = 0.0)]
+    pub momentum: f32,
+    /// Weight decay (L2 for sgd, decoupled for adam); biases are not decayed.
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f32,
+    /// Samples per mini-batch; 1 is the seed's online SGD.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Epochs to train (with --resume: the total to reach).
+    #[arg(long, default_value_t = 100)]
+    pub epochs: usize,
+    /// Seed of initialisation, splits and shuffles: the same seed gives the same model.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Fraction of the samples held out for validation each epoch.
+    #[arg(long, default_value_t = 0.0)]
+    pub val_split: f64,
+    /// Stop after this many epochs without a better validation loss, keeping the best model (needs --val-split).
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Keep the file's sample order (the seed's behaviour) instead of shuffling every epoch.
+    #[arg(long)]
+    pub no_shuffle: bool,
+    /// Feature normalisation, fitted on the training samples and stored in the model: none, minmax, zscore.
+    #[arg(long, default_value = "minmax")]
+    pub normalize: NormKind,
+    /// Run K-fold cross-validation (stratified) and report held-out accuracy; with --out, then train on all samples.
+    #[arg(long, value_name = "K")]
+    pub kfold: Option<usize>,
+    /// Write the trained model (with its training state) to this checkpoint file.
+    #[arg(long, value_name = "PATH")]
+    pub out: Option<PathBuf>,
+    /// Also write --out every N epochs while training (crash-safe), so a run can be resumed.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub checkpoint_every: usize,
+    /// Continue training from a checkpoint written by --out; its settings are kept (only --epochs, data, output and display flags may be given).
+    #[arg(long, value_name = "PATH")]
+    pub resume: Option<PathBuf>,
+    /// Append one line of metrics per epoch to this file: CSV, or JSON lines if it ends in .json/.jsonl.
+    #[arg(long, value_name = "PATH")]
+    pub log: Option<PathBuf>,
+    /// Print only the final result.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Flags that a resumed run takes from the checkpoint and so may not be given again.
+const FIXED_ON_RESUME: &[&str] = &[
+    "task",
+    "hidden",
+    "activation",
+    "output_activation",
+    "loss",
+    "init",
+    "optimizer",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "batch_size",
+    "seed",
+    "val_split",
+    "patience",
+    "no_shuffle",
+    "normalize",
+    "kfold",
+];
+
+impl TrainArgs {
+    fn optimizer_config(&self) -> OptimizerConfig {
+        match self.optimizer.as_str() {
+            "sgd" => OptimizerConfig::Sgd {
+                lr: self.lr.unwrap_or(0.1),
+                momentum: self.momentum,
+                weight_decay: self.weight_decay,
+            },
+            _ => OptimizerConfig::Adam {
+                lr: self.lr.unwrap_or(0.001),
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay: self.weight_decay,
+            },
+        }
+    }
+
+    fn label_kind(&self) -> LabelKind {
+        if self.task == "regress" {
+            LabelKind::Values
+        } else {
+            LabelKind::Classes(None)
+        }
+    }
+
+    /// Output activation and loss for `outputs` outputs and `classes` classes (0 = regression).
+    fn head(&self, classes: usize) -> Result<(Activation, Loss)> {
+        let act = self.output_activation.unwrap_or(match classes {
+            0 => Activation::Identity,
+            1 | 2 => Activation::Sigmoid,
+            _ => Activation::Softmax,
+        });
+        let loss = self.loss.unwrap_or(match act {
+            Activation::Sigmoid if classes > 0 => Loss::BinaryCrossEntropy,
+            Activation::Softmax => Loss::SoftmaxCrossEntropy,
+            _ => Loss::Mse,
+        });
+        loss.check(act)?;
+        Ok((act, loss))
+    }
+
+    fn network(
+        &self,
+        inputs: usize,
+        outputs: usize,
+        output: Activation,
+        seed: u64,
+    ) -> nnmpi::Result<Network> {
+        let init = self.init.unwrap_or(match self.activation {
+            Activation::Relu | Activation::LeakyRelu(_) => Init::He,
+            _ => Init::Xavier,
+        });
+        let sizes: Vec<usize> = std::iter::once(inputs)
+            .chain(self.hidden.iter().copied())
+            .chain([outputs])
+            .collect();
+        Network::new(&sizes, self.activation, output, init, seed)
+    }
+}
+
+/// Runs `nnmpi train`.
+pub fn run(args: &TrainArgs, matches: &ArgMatches) -> Result<()> {
+    if let Some(path) = &args.resume {
+        for flag in FIXED_ON_RESUME {
+            if matches.value_source(flag) == Some(ValueSource::CommandLine) {
+                bail!(
+                    "--{} cannot be given with --resume: the run continues with the settings stored in {}",
+                    flag.replace('_', "-"),
+                    path.display()
+                );
+            }
+        }
+        return resume(args, path);
+    }
+    if args.patience.is_some() && args.val_split <= 0.0 {
+        bail!("--patience needs validation data: add --val-split (e.g. 0.2)");
+    }
+    if !(0.0..1.0).contains(&args.val_split) {
+        bail!("--val-split {} must be in [0, 1)", args.val_split);
+    }
+    let data = args.data.load(args.label_kind(), None)?;
+    let classes = match &data.targets {
+        Targets::Classes(_) => data.classes.len(),
+        _ => 0,
+    };
+    if classes == 1 {
+        bail!(
+            "{}: every sample has the same label '{}': nothing to learn",
+            data.origin.display(),
+            data.classes[0]
+        );
+    }
+    let task = if classes > 0 {
+        Task::Classification {
+            classes: data.classes.clone(),
+        }
+    } else {
+        Task::Regression
+    };
+    let (out_act, loss) = args.head(classes)?;
+    let outputs = if out_act == Activation::Softmax {
+        classes.max(1)
+    } else {
+        task.output_size()
+    };
+    let config = TrainConfig {
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        loss,
+        optimizer: args.optimizer_config(),
+        seed: args.seed,
+        patience: args.patience,
+        shuffle: !args.no_shuffle,
+    };
+    let sizes_text = |net: &Network| {
+        net.sizes()
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join("-")
+    };
+
+    if let Some(k) = args.kfold {
+        let net0 = args.network(data.n_features(), outputs, out_act, args.seed)?;
+        if !args.quiet {
+            println!(
+                "{k}-fold cross-validation of a {} network on {} ({} samples)",
+                sizes_text(&net0),
+                data.origin.display(),
+                data.len()
+            );
+        }
+        let quiet = args.quiet;
+        let report = cross_validate(
+            &data,
+            k,
+            args.normalize,
+            &config,
+            Par::Rayon,
+            |fold| {
+                args.network(
+                    data.n_features(),
+                    outputs,
+                    out_act,
+                    args.seed.wrapping_add(fold as u64),
+                )
+            },
+            &mut |fold, eval| {
+                if !quiet {
+                    match eval.accuracy {
+                        Some(a) => println!(
+                            "fold {}/{k}: accuracy {:.2}%  loss {:.4}",
+                            fold + 1,
+                            100.0 * a,
+                            eval.loss
+                        ),
+                        None => println!("fold {}/{k}: loss {:.4}", fold + 1, eval.loss),
+                    }
+                }
+            },
+        )?;
+        match (report.mean_accuracy(), report.std_accuracy()) {
+            (Some(m), Some(s)) => println!(
+                "{k}-fold accuracy: {:.2}% ± {:.2}% (mean ± std over folds)",
+                100.0 * m,
+                100.0 * s
+            ),
+            _ => println!("{k}-fold loss: {:.4}", report.mean_loss()),
+        }
+        if args.out.is_none() {
+            return Ok(());
+        }
+    }
+
+    let (train_idx, val_idx) = train_val_split(data.len(), args.val_split, args.seed);
+    let (mut train, mut val) = (
+        data.subset(&train_idx),
+        (!val_idx.is_empty()).then(|| data.subset(&val_idx)),
+    );
+    let normalizer = Normalizer::fit(args.normalize, train.features.view());
+    normalizer.apply(&mut train.features);
+    if let Some(v) = &mut val {
+        normalizer.apply(&mut v.features);
+    }
+    let network = args.network(data.n_features(), outputs, out_act, args.seed)?;
+    if !args.quiet {
+        println!(
+            "training a {} network ({} parameters) on {} samples{}, {} epochs, batch {}",
+            sizes_text(&network),
+            network.parameter_count(),
+            train.len(),
+            val.as_ref()
+                .map(|v| format!(" (+{} for validation)", v.len()))
+                .unwrap_or_default(),
+            args.epochs,
+            args.batch_size
+        );
+    }
+    let template = Model {
+        network: network.clone(),
+        normalizer,
+        task,
+    };
+    let trainer = Trainer::new(network, config, Par::Rayon)?;
+    fit_and_save(
+        args,
+        trainer,
+        template,
+        args.val_split,
+        &train,
+        val.as_ref(),
+        false,
+    )
+}
+
+/// Continues a run from its checkpoint.
+fn resume(args: &TrainArgs, path: &std::path::Path) -> Result<()> {
+    let ckpt = load(path)?;
+    let Some(training) = ckpt.training else {
+        bail!(
+            "{} holds a model without training state: it cannot be resumed (train with --out to get one)",
+            path.display()
+        );
+    };
+    let model = ckpt.model;
+    let labels = match &model.task {
+        Task::Classification { classes } => LabelKind::Classes(Some(classes.clone())),
+        Task::Regression => LabelKind::Values,
+    };
+    let data = args.data.load(labels, Some(model.network.inputs()))?;
+    let seed = training.config.seed;
+    let (train_idx, val_idx) = train_val_split(data.len(), training.validation_split, seed);
+    let (mut train, mut val) = (
+        data.subset(&train_idx),
+        (!val_idx.is_empty()).then(|| data.subset(&val_idx)),
+    );
+    model.normalizer.apply(&mut train.features);
+    if let Some(v) = &mut val {
+        model.normalizer.apply(&mut v.features);
+    }
+    let mut config = training.config;
+    config.epochs = args.epochs;
+    if !args.quiet {
+        println!(
+            "resuming {} after epoch {} of {}",
+            path.display(),
+            training.state.epoch,
+            config.epochs
+        );
+    }
+    let trainer = Trainer::resume(model.network.clone(), config, training.state, Par::Rayon)?;
+    fit_and_save(
+        args,
+        trainer,
+        model,
+        training.validation_split,
+        &train,
+        val.as_ref(),
+        true,
+    )
+}
+
+/// Trains, printing progress and writing checkpoints, then saves the final model to `--out`.
+fn fit_and_save(
+    args: &TrainArgs,
+    mut trainer: Trainer,
+    template: Model,
+    validation_split: f64,
+    train: &Dataset,
+    val: Option<&Dataset>,
+    appending: bool,
+) -> Result<()> {
+    let log = args
+        .log
+        .as_deref()
+        .map(|p| MetricsLog::open(p, appending))
+        .transpose()?;
+    let checkpoints = args.out.as_ref().map(|path| Checkpointing {
+        path: path.clone(),
+        every: args.checkpoint_every,
+        template,
+        validation_split,
+    });
+    let mut progress = Progress::new(args.quiet, trainer.config().epochs, log, checkpoints);
+    let reports = trainer.fit(train, val, &mut progress)?;
+    if let Some(last) = reports.last() {
+        let summary = match (
+            last.validation.as_ref().and_then(|e| e.accuracy),
+            last.train_accuracy,
+        ) {
+            (Some(v), _) => format!("validation accuracy {:.2}%", 100.0 * v),
+            (None, Some(t)) => format!("training accuracy {:.2}%", 100.0 * t),
+            _ => format!("training loss {:.4}", last.train_loss),
+        };
+        println!("done after {} epochs: {summary}", trainer.epoch());
+    }
+    if let Some(c) = progress.checkpoints() {
+        // The training state is that of the last epoch; the model is the best network
+        // under early stopping, else the last one.
+        let mut snapshot = c.snapshot(&trainer);
+        snapshot.model.network = trainer.into_network();
+        save(&c.path, &snapshot)
+            .with_context(|| format!("saving the model to {}", c.path.display()))?;
+        if !args.quiet {
+            println!("saved the model to {}", c.path.display());
+        }
+    }
+    Ok(())
+}
