@@ -1,1 +1,120 @@
-fn main() {}
+//! Criterion benches of the core engine (release mode: `cargo bench`).
+//!
+//! - `predict_single/60-3-1`: one sample through the seed's Sonar-sized network.
+//! - `predict_batch/784-1024-1024-10`: batch-1024 inference, 1 and 2 threads (samples/s).
+//! - `train_epoch/784-1024-1024-10`: one epoch of Adam, batch 32, 60000 synthetic samples.
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use nnmpi::data::{Dataset, Targets};
+use nnmpi::exec::Engine;
+use nnmpi::kernels::Par;
+use nnmpi::model::{Activation, Init, Network, UniformStream};
+use nnmpi::train::{Loss, OptimizerConfig, Silent, TrainConfig, Trainer};
+use std::hint::black_box;
+use std::time::Duration;
+
+fn pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("thread pool")
+}
+
+fn random(len: usize, seed: u64) -> Vec<f32> {
+    let mut rng = UniformStream::new(seed, 0);
+    (0..len).map(|_| rng.next_unit()).collect()
+}
+
+fn mnist_like() -> Network {
+    Network::new(
+        &[784, 1024, 1024, 10],
+        Activation::Relu,
+        Activation::Softmax,
+        Init::He,
+        1,
+    )
+    .expect("network")
+}
+
+fn predict_single(c: &mut Criterion) {
+    let net = Network::new(
+        &[60, 3, 1],
+        Activation::Sigmoid,
+        Activation::Sigmoid,
+        Init::Uniform,
+        1,
+    )
+    .expect("network");
+    let mut engine = Engine::new(net, Par::Seq);
+    let x = random(60, 2);
+    let mut g = c.benchmark_group("predict_single");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("60-3-1", |b| {
+        b.iter(|| black_box(engine.forward(black_box(&x), 1)[0]))
+    });
+    g.finish();
+}
+
+fn predict_batch(c: &mut Criterion) {
+    let batch = 1024;
+    let x = random(784 * batch, 3);
+    let mut g = c.benchmark_group("predict_batch");
+    g.throughput(Throughput::Elements(batch as u64));
+    for threads in [1, 2] {
+        let mut engine = Engine::new(mnist_like(), Par::Rayon);
+        let p = pool(threads);
+        g.bench_with_input(
+            BenchmarkId::new("784-1024-1024-10_b1024", threads),
+            &threads,
+            |b, _| p.install(|| b.iter(|| black_box(engine.forward(&x, batch)[0]))),
+        );
+    }
+    g.finish();
+}
+
+fn train_epoch(c: &mut Criterion) {
+    let n = 60_000;
+    let mut rng = UniformStream::new(5, 0);
+    let features = ndarray::Array2::from_shape_fn((784, n), |_| rng.next_unit());
+    let labels = (0..n).map(|_| rng.next_below(10) as u32).collect();
+    let data = Dataset {
+        features,
+        targets: Targets::Classes(labels),
+        classes: (0..10).map(|d| d.to_string()).collect(),
+        origin: "synthetic".into(),
+    };
+    let mut g = c.benchmark_group("train_epoch");
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(20))
+        .warm_up_time(Duration::from_secs(1));
+    g.throughput(Throughput::Elements(n as u64));
+    for (name, opt) in [
+        ("sgd", OptimizerConfig::sgd(0.01)),
+        ("adam", OptimizerConfig::adam(0.001)),
+    ] {
+        for threads in [1, 2] {
+            let config = TrainConfig {
+                epochs: usize::MAX,
+                batch_size: 32,
+                loss: Loss::SoftmaxCrossEntropy,
+                optimizer: opt,
+                seed: 1,
+                patience: None,
+                shuffle: true,
+            };
+            let mut trainer = Trainer::new(mnist_like(), config, Par::Rayon).expect("trainer");
+            let p = pool(threads);
+            g.bench_with_input(
+                BenchmarkId::new(format!("784-1024-1024-10_b32_{name}"), threads),
+                &threads,
+                |b, _| {
+                    p.install(|| b.iter(|| trainer.run_epoch(&data, &mut Silent).expect("epoch")))
+                },
+            );
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, predict_single, predict_batch, train_epoch);
+criterion_main!(benches);
