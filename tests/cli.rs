@@ -1,0 +1,268 @@
+//! The `nnmpi` binary end to end: bad input gives clear errors, training and prediction work,
+//! a kill during checkpointing never corrupts the checkpoint.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn nnmpi(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nnmpi"))
+        .args(args)
+        .env("RAYON_NUM_THREADS", "1")
+        .output()
+        .expect("run nnmpi")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn sonar() -> String {
+    format!("{}/data/sonar.csv", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn bad_training_data_names_file_line_and_expectation() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "nonnumeric.csv",
+            "1,2,a\n3,x,b\n",
+            ":2: column 2: 'x' is not a number",
+        ),
+        (
+            "ragged.csv",
+            "1,2,a\n3,4,b\n5,b\n",
+            ":3: 2 fields, expected 3",
+        ),
+        ("empty.csv", "", "the file is empty"),
+        (
+            "nan.csv",
+            "1,2,a\n3,NaN,b\n",
+            ":2: column 2: 'NaN' is not a finite number",
+        ),
+        (
+            "inf.csv",
+            "1,2,a\n-inf,4,b\n",
+            ":2: column 1: '-inf' is not a finite number",
+        ),
+    ];
+    for (name, text, want) in cases {
+        let p = write(dir.path(), name, text);
+        let o = nnmpi(&["train", "--data", p.to_str().unwrap(), "--epochs", "1"]);
+        assert!(!o.status.success(), "{name} should fail");
+        let err = stderr(&o);
+        assert!(err.contains(name) && err.contains(want), "{name}: {err}");
+        assert!(!err.contains("panicked"), "{name}: {err}");
+    }
+    let o = nnmpi(&["train", "--data", "/nonexistent/file.csv"]);
+    assert!(
+        stderr(&o).contains("/nonexistent/file.csv: No such file"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn train_save_predict_eval_and_bad_prediction_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("sonar.nnmpi");
+    let m = model.to_str().unwrap();
+    let o = nnmpi(&[
+        "train",
+        "--data",
+        &sonar(),
+        "--hidden",
+        "16",
+        "--epochs",
+        "20",
+        "--normalize",
+        "zscore",
+        "--out",
+        m,
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let o = nnmpi(&["eval", "--model", m, "--data", &sonar()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let acc: f64 = stdout(&o)
+        .lines()
+        .find_map(|l| l.strip_prefix("accuracy"))
+        .unwrap()
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .unwrap();
+    assert!(acc > 75.0, "training-set accuracy {acc}");
+
+    let preds = dir.path().join("p.csv");
+    let o = nnmpi(&[
+        "predict",
+        "--model",
+        m,
+        "--data",
+        &sonar(),
+        "--out",
+        preds.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&preds).unwrap();
+    assert_eq!(text.lines().count(), 209);
+    assert!(text.starts_with("prediction,p_M,p_R\n"));
+
+    // Sonar rows without their label column are accepted for prediction.
+    let unlabeled: String = std::fs::read_to_string(sonar())
+        .unwrap()
+        .lines()
+        .take(3)
+        .map(|l| l.rsplit_once(',').unwrap().0.to_owned() + "\n")
+        .collect();
+    let p = write(dir.path(), "unlabeled.csv", &unlabeled);
+    let o = nnmpi(&["predict", "--model", m, "--data", p.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).lines().count(), 4);
+
+    let row = "0.1,".repeat(60);
+    let p = write(dir.path(), "unknown.csv", &format!("{row}M\n{row}Z\n"));
+    let err = stderr(&nnmpi(&[
+        "eval",
+        "--model",
+        m,
+        "--data",
+        p.to_str().unwrap(),
+    ]));
+    assert!(
+        err.contains("unknown.csv:2") && err.contains("unknown label 'Z'") && err.contains("M, R"),
+        "{err}"
+    );
+
+    let p = write(
+        dir.path(),
+        "short.csv",
+        &format!("{}R\n", "0.1,".repeat(40)),
+    );
+    let err = stderr(&nnmpi(&[
+        "predict",
+        "--model",
+        m,
+        "--data",
+        p.to_str().unwrap(),
+    ]));
+    assert!(
+        err.contains("short.csv:1")
+            && err.contains("41 columns")
+            && err.contains("expects 60 features"),
+        "{err}"
+    );
+
+    let o = nnmpi(&["info", "--model", m]);
+    assert!(stdout(&o).contains("60-16-1"), "{}", stdout(&o));
+    let err = stderr(&nnmpi(&[
+        "train",
+        "--resume",
+        m,
+        "--data",
+        &sonar(),
+        "--lr",
+        "0.5",
+    ]));
+    assert!(err.contains("--lr cannot be given with --resume"), "{err}");
+}
+
+#[test]
+fn cli_resume_equals_an_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.nnmpi"), dir.path().join("b.nnmpi"));
+    let common = [
+        "--data",
+        &sonar(),
+        "--hidden",
+        "8",
+        "--val-split",
+        "0.2",
+        "--quiet",
+    ];
+    let o = nnmpi(
+        &[
+            &["train", "--epochs", "6", "--out", a.to_str().unwrap()],
+            &common[..],
+        ]
+        .concat(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = nnmpi(
+        &[
+            &["train", "--epochs", "2", "--out", b.to_str().unwrap()],
+            &common[..],
+        ]
+        .concat(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = nnmpi(&[
+        "train",
+        "--resume",
+        b.to_str().unwrap(),
+        "--data",
+        &sonar(),
+        "--epochs",
+        "6",
+        "--out",
+        b.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (ca, cb) = (nnmpi::io::load(&a).unwrap(), nnmpi::io::load(&b).unwrap());
+    assert_eq!(ca.model, cb.model);
+    assert_eq!(ca.training.unwrap().state.epoch, 6);
+}
+
+#[test]
+fn killing_a_run_while_it_checkpoints_never_leaves_a_corrupt_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("big.nnmpi");
+    // A wide network on a tiny data set: each epoch is short and each checkpoint is ~10 MB,
+    // so kills land during saves as well as between them.
+    let p = write(dir.path(), "tiny.csv", "0,1,a\n1,0,b\n1,1,a\n0,0,b\n");
+    let mut loaded = 0;
+    for delay_ms in [150u64, 230, 310, 420, 530, 700] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_nnmpi"))
+            .args([
+                "train",
+                "--data",
+                p.to_str().unwrap(),
+                "--hidden",
+                "800,800",
+                "--epochs",
+                "100000",
+                "--checkpoint-every",
+                "1",
+            ])
+            .args(["--out", ckpt.to_str().unwrap(), "--quiet"])
+            .env("RAYON_NUM_THREADS", "1")
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        if ckpt.exists() {
+            let c = nnmpi::io::load(&ckpt)
+                .unwrap_or_else(|e| panic!("after a kill at {delay_ms} ms: {e}"));
+            assert_eq!(c.model.network.sizes(), vec![2, 800, 800, 1]);
+            loaded += 1;
+        }
+    }
+    assert!(
+        loaded > 0,
+        "no checkpoint was ever written: the kills came too early to test anything"
+    );
+}
