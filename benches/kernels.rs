@@ -2,7 +2,9 @@
 //!
 //! - `predict_single/60-3-1`: one sample through the seed's Sonar-sized network.
 //! - `predict_batch/784-1024-1024-10`: batch-1024 inference, 1 and 2 threads (samples/s).
-//! - `train_epoch/784-1024-1024-10`: one epoch of Adam, batch 32, 60000 synthetic samples.
+//! - `train_epoch/784-1024-1024-10`: one epoch (SGD and Adam), batch 32, 60000 synthetic samples.
+//! - `gemm_backends`: the products of a batch-32 training step and a batch-1024 inference, in
+//!   nnmpi's GEMM (the `gemm` crate behind `kernels::gemm`) and in `matrixmultiply`, 1 thread.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use nnmpi::data::{Dataset, Targets};
@@ -116,5 +118,79 @@ fn train_epoch(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, predict_single, predict_batch, train_epoch);
+/// (name, m, k, n, A transposed, B transposed): the shapes of 784-1024-1024-10 at batch 32
+/// (forward, input gradient, weight gradient) and of batch-1024 inference.
+const SHAPES: [(&str, usize, usize, usize, bool, bool); 4] = [
+    ("forward_1024x1024x32", 1024, 1024, 32, false, false),
+    ("input_grad_784x1024x32", 784, 1024, 32, true, false),
+    ("weight_grad_1024x32x784", 1024, 32, 784, false, true),
+    ("forward_1024x784x1024", 1024, 784, 1024, false, false),
+];
+
+fn gemm_backends(c: &mut Criterion) {
+    use nnmpi::kernels::gemm::{Mat, gemm};
+    let mut g = c.benchmark_group("gemm_backends");
+    for (name, m, k, n, ta, tb) in SHAPES {
+        let a = random(m * k, 1);
+        let b = random(k * n, 2);
+        let mut out = vec![0.0f32; m * n];
+        let a_mat = if ta {
+            Mat::transposed(&a, m)
+        } else {
+            Mat::row_major(&a, k)
+        };
+        let b_mat = if tb {
+            Mat::transposed(&b, k)
+        } else {
+            Mat::row_major(&b, n)
+        };
+        g.throughput(Throughput::Elements((2 * m * k * n) as u64)); // FLOP
+        g.bench_function(BenchmarkId::new("nnmpi", name), |bench| {
+            bench.iter(|| {
+                gemm(
+                    Par::Seq,
+                    m,
+                    k,
+                    n,
+                    1.0,
+                    a_mat,
+                    b_mat,
+                    0.0,
+                    &mut out,
+                    |_, _| {},
+                )
+            })
+        });
+        g.bench_function(BenchmarkId::new("matrixmultiply", name), |bench| {
+            // SAFETY: a is m x k and b is k x n with the strides given, out is m x n row-major.
+            bench.iter(|| unsafe {
+                matrixmultiply::sgemm(
+                    m,
+                    k,
+                    n,
+                    1.0,
+                    a.as_ptr(),
+                    a_mat.rs as isize,
+                    a_mat.cs as isize,
+                    b.as_ptr(),
+                    b_mat.rs as isize,
+                    b_mat.cs as isize,
+                    0.0,
+                    out.as_mut_ptr(),
+                    n as isize,
+                    1,
+                )
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    predict_single,
+    predict_batch,
+    gemm_backends,
+    train_epoch
+);
 criterion_main!(benches);
