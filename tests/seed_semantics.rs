@@ -45,7 +45,7 @@ fn one_online_sgd_step_matches_the_hand_computed_example() {
         (Loss::Mse.sum(&y, &t) - 0.298371109).abs() < 1e-6,
         "total error before the step"
     );
-    assert!((y[0] - 0.75136507).abs() < 1e-6 && (y[1] - 0.772928465).abs() < 1e-6);
+    assert!((y[0] as f64 - 0.75136507).abs() < 1e-6 && (y[1] as f64 - 0.772928465).abs() < 1e-6);
     Loss::Mse.output_delta(Activation::Sigmoid, &y, &t, 1, dz);
     let mut grads = nnmpi::exec::Gradients::zeros_like(&net);
     engine.backward(&x, 1, &mut grads);
