@@ -261,6 +261,22 @@ mod tests {
         out
     }
 
+    /// `C = A·B` for row-major A `[m, k]` and B `[k, n]`.
+    fn product(par: Par, m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+        gemm(
+            par,
+            m,
+            k,
+            n,
+            1.0,
+            Mat::row_major(a, k),
+            Mat::row_major(b, n),
+            0.0,
+            c,
+            |_, _| {},
+        );
+    }
+
     fn values(len: usize, seed: u32) -> Vec<f32> {
         (0..len)
             .map(|i| {
@@ -319,36 +335,12 @@ mod tests {
         let b = values(k * n, 6);
         let mut seq = vec![f32::NAN; m * n];
         let mut par = vec![f32::NAN; m * n];
-        gemm(
-            Par::Seq,
-            m,
-            k,
-            n,
-            1.0,
-            Mat::row_major(&a, k),
-            Mat::row_major(&b, n),
-            0.0,
-            &mut seq,
-            |_, _| {},
-        );
+        product(Par::Seq, m, k, n, &a, &b, &mut seq);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(3)
             .build()
             .unwrap();
-        pool.install(|| {
-            gemm(
-                Par::Rayon,
-                m,
-                k,
-                n,
-                1.0,
-                Mat::row_major(&a, k),
-                Mat::row_major(&b, n),
-                0.0,
-                &mut par,
-                |_, _| {},
-            )
-        });
+        pool.install(|| product(Par::Rayon, m, k, n, &a, &b, &mut par));
         assert!(seq.iter().all(|v| v.is_finite()));
         assert_eq!(seq, par);
     }
@@ -361,34 +353,12 @@ mod tests {
             let a = values(m * k, 8);
             let b = values(k * n, 9);
             let mut whole = vec![0.0; m * n];
-            gemm(
-                Par::Seq,
-                m,
-                k,
-                n,
-                1.0,
-                Mat::row_major(&a, k),
-                Mat::row_major(&b, n),
-                0.0,
-                &mut whole,
-                |_, _| {},
-            );
+            product(Par::Seq, m, k, n, &a, &b, &mut whole);
             for (r0, r1) in [(0, 1), (1, 4), (4, 20), (20, 37), (37, 100), (99, 100)] {
                 let rows = r1 - r0;
                 let mut part = vec![0.0; rows * n];
                 let a_rows = &a[r0 * k..r1 * k];
-                gemm(
-                    Par::Seq,
-                    rows,
-                    k,
-                    n,
-                    1.0,
-                    Mat::row_major(a_rows, k),
-                    Mat::row_major(&b, n),
-                    0.0,
-                    &mut part,
-                    |_, _| {},
-                );
+                product(Par::Seq, rows, k, n, a_rows, &b, &mut part);
                 assert_eq!(part, whole[r0 * n..r1 * n], "rows {r0}..{r1}, n={n}");
             }
         }
