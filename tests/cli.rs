@@ -234,7 +234,7 @@ fn killing_a_run_while_it_checkpoints_never_leaves_a_corrupt_file() {
     // so kills land during saves as well as between them.
     let p = write(dir.path(), "tiny.csv", "0,1,a\n1,0,b\n1,1,a\n0,0,b\n");
     let mut loaded = 0;
-    for delay_ms in [150u64, 230, 310, 420, 530, 700] {
+    for delay_ms in [150u64, 230, 310, 420, 530, 700, 1500] {
         let mut child = Command::new(env!("CARGO_BIN_EXE_nnmpi"))
             .args([
                 "train",
