@@ -19,7 +19,7 @@ pub struct TrainArgs {
     /// classify (labels are class names) or regress (the label is a number).
     #[arg(long, default_value = "classify", value_parser = ["classify", "regress"])]
     pub task: String,
-    /// Hidden layer sizes, comma-separated (e.g. 128,64); "" for none.
+    /// Hidden layer sizes, comma-separated (e.g. 128,64); --hidden with no value for none (logistic regression).
     #[arg(long, default_value = "60", value_delimiter = ',', num_args = 0..)]
     pub hidden: Vec<usize>,
     /// Hidden activation: sigmoid, tanh, relu, leaky-relu[:alpha], identity.
