@@ -6,6 +6,7 @@ use nnmpi::data::{
     CsvOptions, Dataset, HeaderMode, LabelColumn, LabelKind, load_csv, load_idx, looks_like_idx,
     parse_row_range,
 };
+use nnmpi::model::{Model, Task};
 use std::ops::Range;
 use std::path::PathBuf;
 
@@ -41,6 +42,16 @@ fn parse_header(s: &str) -> Result<HeaderMode, String> {
 }
 
 impl DataArgs {
+    /// Loads the data set in `model`'s schema: its feature count and its classes (or
+    /// regression targets); the label column is optional. Features are left raw.
+    pub fn load_for(&self, model: &Model) -> Result<Dataset> {
+        let labels = match &model.task {
+            Task::Classification { classes } => LabelKind::Classes(Some(classes.clone())),
+            Task::Regression => LabelKind::Values,
+        };
+        self.load(labels, Some(model.network.inputs()))
+    }
+
     /// Loads the data set; `expect_features` is the model's input count when one is given.
     pub fn load(&self, labels: LabelKind, expect_features: Option<usize>) -> Result<Dataset> {
         let data = if looks_like_idx(&self.data)? {

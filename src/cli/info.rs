@@ -31,14 +31,7 @@ pub fn run(args: &InfoArgs) -> Result<()> {
         .map(|m| m.len() as usize)
         .unwrap_or(0);
     println!("model     {} ({})", args.model.display(), bytes(file_size));
-    println!(
-        "layers    {}",
-        net.sizes()
-            .iter()
-            .map(usize::to_string)
-            .collect::<Vec<_>>()
-            .join("-")
-    );
+    println!("layers    {}", net.shape());
     match &ckpt.model.task {
         Task::Classification { classes } => println!(
             "task      classification, {} classes: {}",

@@ -3,7 +3,7 @@
 use super::data_args::DataArgs;
 use anyhow::{Context, Result};
 use clap::Args;
-use nnmpi::data::{Dataset, LabelKind};
+use nnmpi::data::Dataset;
 use nnmpi::exec::Engine;
 use nnmpi::io::load;
 use nnmpi::kernels::Par;
@@ -54,13 +54,8 @@ fn implied_loss(model: &Model) -> Loss {
 impl ModelInput {
     /// Loads the model and the data, normalised as the model was trained.
     fn load(&self) -> Result<(Model, Dataset)> {
-        let model = load(&self.model)?;
-        let model = model.model;
-        let labels = match &model.task {
-            Task::Classification { classes } => LabelKind::Classes(Some(classes.clone())),
-            Task::Regression => LabelKind::Values,
-        };
-        let mut data = self.data.load(labels, Some(model.network.inputs()))?;
+        let model = load(&self.model)?.model;
+        let mut data = self.data.load_for(&model)?;
         model.normalizer.apply(&mut data.features);
         Ok((model, data))
     }

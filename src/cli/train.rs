@@ -169,6 +169,25 @@ impl TrainArgs {
     }
 }
 
+/// Splits off `fraction` of `data` for validation (seeded) and normalises both parts with
+/// `normalizer` fitted by `fit` on the training part.
+fn split_and_normalize(
+    data: &Dataset,
+    fraction: f64,
+    seed: u64,
+    fit: impl FnOnce(&Dataset) -> Normalizer,
+) -> (Dataset, Option<Dataset>, Normalizer) {
+    let (train_idx, val_idx) = train_val_split(data.len(), fraction, seed);
+    let mut train = data.subset(&train_idx);
+    let mut val = (!val_idx.is_empty()).then(|| data.subset(&val_idx));
+    let normalizer = fit(&train);
+    normalizer.apply(&mut train.features);
+    if let Some(v) = &mut val {
+        normalizer.apply(&mut v.features);
+    }
+    (train, val, normalizer)
+}
+
 /// Runs `nnmpi train`.
 pub fn run(args: &TrainArgs, matches: &ArgMatches) -> Result<()> {
     if let Some(path) = &args.resume {
@@ -223,20 +242,12 @@ pub fn run(args: &TrainArgs, matches: &ArgMatches) -> Result<()> {
         patience: args.patience,
         shuffle: !args.no_shuffle,
     };
-    let sizes_text = |net: &Network| {
-        net.sizes()
-            .iter()
-            .map(usize::to_string)
-            .collect::<Vec<_>>()
-            .join("-")
-    };
-
     if let Some(k) = args.kfold {
         let net0 = args.network(data.n_features(), outputs, out_act, args.seed)?;
         if !args.quiet {
             println!(
                 "{k}-fold cross-validation of a {} network on {} ({} samples)",
-                sizes_text(&net0),
+                net0.shape(),
                 data.origin.display(),
                 data.len()
             );
@@ -283,21 +294,14 @@ pub fn run(args: &TrainArgs, matches: &ArgMatches) -> Result<()> {
         }
     }
 
-    let (train_idx, val_idx) = train_val_split(data.len(), args.val_split, args.seed);
-    let (mut train, mut val) = (
-        data.subset(&train_idx),
-        (!val_idx.is_empty()).then(|| data.subset(&val_idx)),
-    );
-    let normalizer = Normalizer::fit(args.normalize, train.features.view());
-    normalizer.apply(&mut train.features);
-    if let Some(v) = &mut val {
-        normalizer.apply(&mut v.features);
-    }
+    let (train, val, normalizer) = split_and_normalize(&data, args.val_split, args.seed, |t| {
+        Normalizer::fit(args.normalize, t.features.view())
+    });
     let network = args.network(data.n_features(), outputs, out_act, args.seed)?;
     if !args.quiet {
         println!(
             "training a {} network ({} parameters) on {} samples{}, {} epochs, batch {}",
-            sizes_text(&network),
+            network.shape(),
             network.parameter_count(),
             train.len(),
             val.as_ref()
@@ -334,21 +338,13 @@ fn resume(args: &TrainArgs, path: &std::path::Path) -> Result<()> {
         );
     };
     let model = ckpt.model;
-    let labels = match &model.task {
-        Task::Classification { classes } => LabelKind::Classes(Some(classes.clone())),
-        Task::Regression => LabelKind::Values,
-    };
-    let data = args.data.load(labels, Some(model.network.inputs()))?;
-    let seed = training.config.seed;
-    let (train_idx, val_idx) = train_val_split(data.len(), training.validation_split, seed);
-    let (mut train, mut val) = (
-        data.subset(&train_idx),
-        (!val_idx.is_empty()).then(|| data.subset(&val_idx)),
+    let data = args.data.load_for(&model)?;
+    let (train, val, _) = split_and_normalize(
+        &data,
+        training.validation_split,
+        training.config.seed,
+        |_| model.normalizer.clone(),
     );
-    model.normalizer.apply(&mut train.features);
-    if let Some(v) = &mut val {
-        model.normalizer.apply(&mut v.features);
-    }
     let mut config = training.config;
     config.epochs = args.epochs;
     if !args.quiet {

@@ -209,6 +209,15 @@ impl Network {
             .collect()
     }
 
+    /// The sizes written as `inputs-hidden...-outputs`, e.g. `60-60-1`.
+    pub fn shape(&self) -> String {
+        self.sizes()
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join("-")
+    }
+
     /// Activation of the output layer.
     pub fn output_activation(&self) -> Activation {
         self.layers[self.layers.len() - 1].activation()

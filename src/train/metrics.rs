@@ -83,6 +83,25 @@ pub struct Evaluation {
     pub confusion: Option<Vec<Vec<u64>>>,
 }
 
+/// Runs every sample of `data` through `engine` in order, `batch` at a time, and calls
+/// `visit(sample_indices, outputs)` with each batch's output `[outputs, batch]`.
+fn for_each_batch(
+    engine: &mut Engine,
+    data: &Dataset,
+    batch: usize,
+    mut visit: impl FnMut(&[usize], &[f32]),
+) {
+    let inputs = engine.network().inputs();
+    let batch = batch.clamp(1, data.len().max(1));
+    let mut x = vec![0.0; inputs * batch];
+    let indices: Vec<usize> = (0..data.len()).collect();
+    for chunk in indices.chunks(batch) {
+        let b = chunk.len();
+        data.gather_features(chunk, &mut x[..inputs * b]);
+        visit(chunk, engine.forward(&x[..inputs * b], b));
+    }
+}
+
 /// Runs `data` through `engine` in batches of `batch` and scores it with `loss`.
 pub fn evaluate(
     engine: &mut Engine,
@@ -91,26 +110,21 @@ pub fn evaluate(
     batch: usize,
 ) -> Result<Evaluation> {
     check_targets(engine.network().outputs(), data)?;
-    let (inputs, outputs) = (engine.network().inputs(), engine.network().outputs());
+    let outputs = engine.network().outputs();
     let n_classes = data.classes.len();
     let mut confusion = vec![vec![0u64; n_classes]; n_classes];
-    let batch = batch.clamp(1, data.len().max(1));
-    let mut x = vec![0.0; inputs * batch];
-    let mut t = vec![0.0; outputs * batch];
+    let mut t = vec![0.0; outputs * batch.clamp(1, data.len().max(1))];
     let mut loss_sum = 0.0;
-    let indices: Vec<usize> = (0..data.len()).collect();
-    for chunk in indices.chunks(batch) {
+    for_each_batch(engine, data, batch, |chunk, y| {
         let b = chunk.len();
-        data.gather_features(chunk, &mut x[..inputs * b]);
         encode_targets(&data.targets, chunk, outputs, &mut t[..outputs * b]);
-        let y = engine.forward(&x[..inputs * b], b);
         loss_sum += loss.sum(y, &t[..outputs * b]);
         if let Targets::Classes(ids) = &data.targets {
             for (col, &i) in chunk.iter().enumerate() {
                 confusion[ids[i] as usize][predicted_class(y, b, col)] += 1;
             }
         }
-    }
+    });
     let n = data.len();
     let classification = matches!(data.targets, Targets::Classes(_));
     let correct: u64 = (0..n_classes).map(|c| confusion[c][c]).sum();
@@ -124,21 +138,16 @@ pub fn evaluate(
 
 /// Outputs for every sample of `data`, sample-major `[samples, outputs]`.
 pub fn predict_all(engine: &mut Engine, data: &Dataset, batch: usize) -> Vec<f32> {
-    let (inputs, outputs) = (engine.network().inputs(), engine.network().outputs());
-    let batch = batch.clamp(1, data.len().max(1));
-    let mut x = vec![0.0; inputs * batch];
+    let outputs = engine.network().outputs();
     let mut result = vec![0.0; data.len() * outputs];
-    let indices: Vec<usize> = (0..data.len()).collect();
-    for chunk in indices.chunks(batch) {
+    for_each_batch(engine, data, batch, |chunk, y| {
         let b = chunk.len();
-        data.gather_features(chunk, &mut x[..inputs * b]);
-        let y = engine.forward(&x[..inputs * b], b);
         for (col, &i) in chunk.iter().enumerate() {
             for o in 0..outputs {
                 result[i * outputs + o] = y[o * b + col];
             }
         }
-    }
+    });
     result
 }
 
