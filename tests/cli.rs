@@ -180,6 +180,23 @@ fn train_save_predict_eval_and_bad_prediction_input() {
 }
 
 #[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    // `true` exits without reading, so every line nnmpi prints goes into a closed pipe.
+    let script = format!(
+        "'{}' train --data '{}' --hidden 4 --epochs 3 | true; echo status=${{PIPESTATUS[0]}}",
+        env!("CARGO_BIN_EXE_nnmpi"),
+        sonar()
+    );
+    let o = Command::new("bash").args(["-c", &script]).output().unwrap();
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        out.contains("status=0") || out.contains("status=141"),
+        "{out}{err}"
+    );
+}
+
+#[test]
 fn cli_resume_equals_an_uninterrupted_run() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("a.nnmpi"), dir.path().join("b.nnmpi"));
