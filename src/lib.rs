@@ -18,6 +18,7 @@
 //! ```
 
 pub mod data;
+pub mod dist;
 pub mod error;
 pub mod exec;
 pub mod io;

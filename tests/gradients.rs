@@ -122,7 +122,7 @@ fn analytic_gradients_match_finite_differences_for_every_pair() {
             engine.forward(&x, batch);
             let (y, dz) = engine.output_and_delta(batch);
             let y = y.to_vec();
-            loss.output_delta(out_act, &y, &t, batch, dz);
+            loss.output_delta(out_act, &y, &t, batch, batch, dz);
             let mut grads = Gradients::zeros_like(&net);
             engine.backward(&x, batch, &mut grads);
 

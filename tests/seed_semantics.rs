@@ -46,7 +46,7 @@ fn one_online_sgd_step_matches_the_hand_computed_example() {
         "total error before the step"
     );
     assert!((y[0] as f64 - 0.75136507).abs() < 1e-6 && (y[1] as f64 - 0.772928465).abs() < 1e-6);
-    Loss::Mse.output_delta(Activation::Sigmoid, &y, &t, 1, dz);
+    Loss::Mse.output_delta(Activation::Sigmoid, &y, &t, 1, 1, dz);
     let mut grads = nnmpi::exec::Gradients::zeros_like(&net);
     engine.backward(&x, 1, &mut grads);
     let mut opt = nnmpi::train::Optimizer::new(config.optimizer, &[4, 2, 4, 2]);
@@ -90,7 +90,7 @@ fn one_online_sgd_step_matches_the_hand_computed_example() {
     engine2.forward(&x, 1);
     let (y2, dz2) = engine2.output_and_delta(1);
     let y2 = y2.to_vec();
-    Loss::Mse.output_delta(Activation::Sigmoid, &y2, &[0.0, 1.0], 1, dz2);
+    Loss::Mse.output_delta(Activation::Sigmoid, &y2, &[0.0, 1.0], 1, 1, dz2);
     let mut g2 = nnmpi::exec::Gradients::zeros_like(&net);
     engine2.backward(&x, 1, &mut g2);
     let mut expected = net.clone();
@@ -105,5 +105,5 @@ fn one_online_sgd_step_matches_the_hand_computed_example() {
     }
     let mut trainer = Trainer::new(net, config, Par::Seq).unwrap();
     trainer.fit(&data, None, &mut Silent).unwrap();
-    assert_eq!(trainer.network(), &expected);
+    assert_eq!(trainer.network(), expected);
 }

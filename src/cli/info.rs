@@ -1,8 +1,12 @@
-//! `nnmpi info`: what a checkpoint holds.
+//! `nnmpi info`: what a checkpoint holds, and how a network splits over ranks.
 
-use anyhow::Result;
+use super::Cli;
+use super::context::Ctx;
+use anyhow::{Result, bail};
 use clap::Args;
-use nnmpi::io::load;
+use nnmpi::dist::{Comm, Partition};
+use nnmpi::exec::Plan;
+use nnmpi::io::{Checkpoint, load};
 use nnmpi::model::Task;
 use std::path::PathBuf;
 
@@ -10,8 +14,22 @@ use std::path::PathBuf;
 #[derive(Args, Debug)]
 pub struct InfoArgs {
     /// Checkpoint to describe.
-    #[arg(long, value_name = "PATH")]
-    pub model: PathBuf,
+    #[arg(
+        long,
+        value_name = "PATH",
+        required_unless_present = "layers",
+        conflicts_with = "layers"
+    )]
+    pub model: Option<PathBuf>,
+    /// Describe a network of these layer sizes instead (inputs first), e.g. 4096,4096,4096.
+    #[arg(long, value_delimiter = ',', num_args = 2..)]
+    pub layers: Option<Vec<usize>>,
+    /// Show how the network splits over N ranks (with --grid DxM or --parallel data: the grid of N ranks).
+    #[arg(long, value_name = "N")]
+    pub ranks: Option<usize>,
+    /// Samples per batch, for the communication volume per batch.
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
 }
 
 fn bytes(n: usize) -> String {
@@ -23,14 +41,48 @@ fn bytes(n: usize) -> String {
     }
 }
 
-/// Runs `nnmpi info`.
-pub fn run(args: &InfoArgs) -> Result<()> {
-    let ckpt = load(&args.model)?;
+/// Runs `nnmpi info` (on rank 0 only: it reads one file and prints).
+pub fn run<C: Comm>(ctx: &Ctx<C>, cli: &Cli, args: &InfoArgs) -> Result<()> {
+    if !ctx.is_root() {
+        return Ok(());
+    }
+    let sizes = match (&args.model, &args.layers) {
+        (Some(path), _) => {
+            let ckpt = load(path)?;
+            describe(path, &ckpt);
+            ckpt.model.network.sizes()
+        }
+        (None, Some(layers)) => {
+            if layers.contains(&0) {
+                bail!("--layers {layers:?}: every layer needs at least one neuron");
+            }
+            layers.clone()
+        }
+        (None, None) => bail!("give --model PATH or --layers SIZES"),
+    };
+    if let Some(ranks) = args.ranks {
+        if ranks == 0 {
+            bail!("--ranks must be at least 1");
+        }
+        let grid = cli.grid_for(ranks);
+        if grid.ranks() != ranks {
+            bail!(
+                "--grid {grid} needs {} ranks, not --ranks {ranks}",
+                grid.ranks()
+            );
+        }
+        print_plan(&sizes, grid, args.batch_size);
+    }
+    Ok(())
+}
+
+/// The checkpoint's layers, task and training state.
+fn describe(path: &std::path::Path, ckpt: &Checkpoint) {
     let net = &ckpt.model.network;
-    let file_size = std::fs::metadata(&args.model)
+    let file_size = std::fs::metadata(path)
         .map(|m| m.len() as usize)
         .unwrap_or(0);
-    println!("model     {} ({})", args.model.display(), bytes(file_size));
+    println!("model     {} ({})", path.display(), bytes(file_size));
     println!("layers    {}", net.shape());
     match &ckpt.model.task {
         Task::Classification { classes } => println!(
@@ -42,30 +94,29 @@ pub fn run(args: &InfoArgs) -> Result<()> {
     }
     println!("normalise {}", ckpt.model.normalizer.kind());
     println!();
-    println!(
-        "{:>5}  {:>8}  {:>8}  {:<12} {:>12}  {:>10}",
-        "layer", "inputs", "neurons", "activation", "parameters", "memory"
+    let row = |a: &str, b: &str, c: &str, d: &str, e: &str, f: &str| {
+        println!("{a:>5}  {b:>8}  {c:>8}  {d:<12} {e:>12}  {f:>10}")
+    };
+    row(
+        "layer",
+        "inputs",
+        "neurons",
+        "activation",
+        "parameters",
+        "memory",
     );
     for (i, l) in net.layers().iter().enumerate() {
-        println!(
-            "{:>5}  {:>8}  {:>8}  {:<12} {:>12}  {:>10}",
-            i,
-            l.inputs(),
-            l.outputs(),
-            l.activation().to_string(),
-            l.parameter_count(),
-            bytes(l.parameter_count() * 4)
+        row(
+            &i.to_string(),
+            &l.inputs().to_string(),
+            &l.outputs().to_string(),
+            &l.activation().to_string(),
+            &l.parameter_count().to_string(),
+            &bytes(l.parameter_count() * 4),
         );
     }
-    println!(
-        "{:>5}  {:>8}  {:>8}  {:<12} {:>12}  {:>10}",
-        "total",
-        "",
-        "",
-        "",
-        net.parameter_count(),
-        bytes(net.parameter_count() * 4)
-    );
+    let total = net.parameter_count();
+    row("total", "", "", "", &total.to_string(), &bytes(total * 4));
     println!(
         "\nforward pass: {} multiply-adds per sample",
         net.macs_per_sample()
@@ -76,5 +127,61 @@ pub fn run(args: &InfoArgs) -> Result<()> {
             t.state.epoch, t.config.epochs, t.config.batch_size, t.config.loss, t.config.optimizer
         );
     }
-    Ok(())
+}
+
+/// Neurons, parameters, memory and communication of every model-parallel rank of `grid`.
+fn print_plan(sizes: &[usize], grid: nnmpi::dist::Grid, batch: usize) {
+    let plan = Plan::new(sizes, grid.model);
+    let shape: Vec<String> = sizes.iter().map(usize::to_string).collect();
+    println!(
+        "\nplan for {} on {} ranks: grid {grid} ({} data-parallel group(s) of {} model-parallel rank(s)), batch {batch}",
+        shape.join("-"),
+        grid.ranks(),
+        grid.data,
+        grid.model
+    );
+    let per_group = Partition::even(batch, grid.data).count(0);
+    if grid.data > 1 {
+        println!(
+            "each group runs up to {per_group} samples of every batch; the groups hold the same model"
+        );
+    }
+    let row = |a: &str, b: &str, c: &str, d: &str, e: &str, f: &str| {
+        println!("{a:>5}  {b:>9}  {c:>12}  {d:>10}  {e:>14}  {f:>14}")
+    };
+    row(
+        "rank",
+        "neurons",
+        "parameters",
+        "weights",
+        "fwd gather",
+        "bwd reduce",
+    );
+    for r in 0..grid.model {
+        let params = plan.parameters_on(r);
+        row(
+            &r.to_string(),
+            &plan.neurons_on(r).to_string(),
+            &params.to_string(),
+            &bytes(params * 4),
+            &bytes(plan.forward_values_on(r) * per_group * 4),
+            &bytes(plan.backward_values_on(r) * per_group * 4),
+        );
+    }
+    println!(
+        "fwd gather: activations each rank receives per batch (one all-gather per layer); \
+         bwd reduce: input-gradient partial sums each rank sends per batch when training \
+         (one reduce-scatter per layer)"
+    );
+    if grid.data > 1 {
+        let most = (0..grid.model)
+            .map(|r| plan.parameters_on(r))
+            .max()
+            .unwrap_or(0);
+        println!(
+            "training also sums each rank's gradients over the {} groups: an all-reduce of up to {} per step",
+            grid.data,
+            bytes(most * 4)
+        );
+    }
 }

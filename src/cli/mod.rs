@@ -1,5 +1,7 @@
-//! The command line: parse flags, call the library, report errors with context.
+//! The command line: parse flags, set up the ranks, call the library, report errors.
 
+mod bench;
+mod context;
 mod data_args;
 mod info;
 mod predict;
@@ -7,20 +9,35 @@ mod progress;
 mod train;
 
 use anyhow::Result;
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+use context::Ctx;
+use nnmpi::dist::{Comm, Grid, SelfComm};
 
-/// nnmpi trains, evaluates and serves feed-forward neural networks (MLPs).
+/// nnmpi trains, evaluates and serves feed-forward neural networks (MLPs), on one machine or
+/// across an MPI cluster.
 ///
 /// Typical use:
 ///   nnmpi train --data data/sonar.csv --hidden 60 --kfold 5 --out sonar.nnmpi
 ///   nnmpi eval --model sonar.nnmpi --data data/sonar.csv
 ///   nnmpi predict --model sonar.nnmpi --data data/sonar.csv --out predictions.csv
+///
+/// On a cluster, start it with mpirun (every command works unchanged; rank 0 reads, prints
+/// and writes):
+///   mpirun -np 4 --bind-to none -x RAYON_NUM_THREADS=2 nnmpi train ...
 #[derive(Parser, Debug)]
 #[command(name = "nnmpi", version, about, long_about, verbatim_doc_comment)]
 pub struct Cli {
-    /// Threads for the math [default: RAYON_NUM_THREADS, else one per core].
+    /// Threads per rank for the math [default: RAYON_NUM_THREADS, else one per core].
     #[arg(long, global = true, value_name = "N")]
     pub threads: Option<usize>,
+    /// Under mpirun: model (every layer's neurons split over the ranks, the default) or data
+    /// (a whole model per rank, each batch split over the ranks).
+    #[arg(long, global = true, value_name = "MODE", default_value = "model", value_parser = ["model", "data"])]
+    pub parallel: String,
+    /// Under mpirun: D data-parallel groups of M model-parallel ranks (D x M = the number of
+    /// ranks); overrides --parallel (model = 1xP, data = Px1).
+    #[arg(long, global = true, value_name = "DxM")]
+    pub grid: Option<Grid>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -34,11 +51,23 @@ pub enum Command {
     Predict(predict::PredictArgs),
     /// Score a saved model on labelled data: loss, accuracy, confusion matrix.
     Eval(predict::EvalArgs),
-    /// Describe a saved model: layers, parameters, memory, training state.
+    /// Describe a saved model (or a layer list), and how it splits over ranks.
     Info(info::InfoArgs),
+    /// Time forward (predict) or training steps of a synthetic network; run it under mpirun for scaling.
+    Bench(bench::BenchArgs),
 }
 
-/// Parses the process arguments and runs the command.
+impl Cli {
+    /// The grid of `ranks` ranks these flags ask for.
+    pub fn grid_for(&self, ranks: usize) -> Grid {
+        self.grid.unwrap_or(match self.parallel.as_str() {
+            "data" => Grid::data(ranks),
+            _ => Grid::model(ranks),
+        })
+    }
+}
+
+/// Parses the process arguments, starts MPI when launched by mpirun, and runs the command.
 pub fn main() -> Result<()> {
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches)
@@ -50,15 +79,54 @@ pub fn main() -> Result<()> {
             .build_global()
             .map_err(|e| anyhow::anyhow!("--threads {n}: {e}"))?;
     }
+    #[cfg(feature = "mpi")]
+    if nnmpi::dist::launched_by_mpi() {
+        let runtime = nnmpi::dist::MpiRuntime::init()?;
+        let world = runtime.world();
+        let result = run(&cli, &matches, world.clone());
+        if let Err(e) = &result {
+            end_job(&world, e);
+        }
+        drop(world);
+        drop(runtime);
+        return result;
+    }
+    run(&cli, &matches, SelfComm)
+}
+
+/// On more than one rank, an error must end every rank, not leave the others waiting in a
+/// collective: print it and `MPI_Abort`. Rank 0 speaks first; another rank waits a second,
+/// so that when every rank fails alike (a bad flag), the job shows rank 0's message once.
+fn end_job<C: Comm>(world: &C, e: &anyhow::Error) {
+    if world.size() == 1 {
+        return;
+    }
+    if world.rank() == 0 {
+        eprintln!("error: {e:#}");
+    } else {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        eprintln!("error on rank {} of {}: {e:#}", world.rank(), world.size());
+    }
+    world.abort(1);
+}
+
+fn run<C: Comm>(cli: &Cli, matches: &ArgMatches, world: C) -> Result<()> {
+    // `info` only describes a plan (its --grid is the one to describe), so it runs on any job.
+    let grid = match cli.command {
+        Command::Info(_) => Grid::model(world.size()),
+        _ => cli.grid_for(world.size()),
+    };
+    let ctx = Ctx::new(world, grid)?;
     match &cli.command {
         Command::Train(args) => {
             let sub = matches
                 .subcommand_matches("train")
                 .expect("train subcommand matched");
-            train::run(args, sub)
+            train::run(&ctx, args, sub)
         }
-        Command::Predict(args) => predict::run_predict(args),
-        Command::Eval(args) => predict::run_eval(args),
-        Command::Info(args) => info::run(args),
+        Command::Predict(args) => predict::run_predict(&ctx, args),
+        Command::Eval(args) => predict::run_eval(&ctx, args),
+        Command::Info(args) => info::run(&ctx, cli, args),
+        Command::Bench(args) => bench::run(&ctx, args),
     }
 }

@@ -1,12 +1,12 @@
 //! `nnmpi predict` and `nnmpi eval`: run a saved model on a data set.
 
+use super::context::Ctx;
 use super::data_args::DataArgs;
 use anyhow::{Context, Result};
 use clap::Args;
 use nnmpi::data::Dataset;
+use nnmpi::dist::Comm;
 use nnmpi::exec::Engine;
-use nnmpi::io::load;
-use nnmpi::kernels::Par;
 use nnmpi::model::{Activation, Model, Task};
 use nnmpi::train::{Loss, evaluate, predict_all};
 use std::io::Write;
@@ -33,6 +33,10 @@ pub struct PredictArgs {
     /// Where to write the predictions (CSV: the predicted label, then each class's probability); - for stdout.
     #[arg(long, value_name = "PATH", default_value = "-")]
     pub out: PathBuf,
+    /// Print every probability with all its digits (the shortest text that reads back as the
+    /// same f32) instead of 6 decimals.
+    #[arg(long)]
+    pub exact: bool,
 }
 
 /// Flags of `nnmpi eval`.
@@ -52,21 +56,26 @@ fn implied_loss(model: &Model) -> Loss {
 }
 
 impl ModelInput {
-    /// Loads the model and the data, normalised as the model was trained.
-    fn load(&self) -> Result<(Model, Dataset)> {
-        let model = load(&self.model)?.model;
-        let mut data = self.data.load_for(&model)?;
+    /// Loads the model and the data (read by rank 0), normalised as the model was trained,
+    /// and this rank's engine for the model.
+    fn load<C: Comm>(&self, ctx: &Ctx<C>) -> Result<(Model, Dataset, Engine<C>)> {
+        let model = ctx.load_checkpoint(&self.model)?.model;
+        let mut data = ctx.load_data(|| self.data.load_for(&model))?;
         model.normalizer.apply(&mut data.features);
-        Ok((model, data))
+        let engine = Engine::sharded(&model.network, ctx.topology.model.clone(), ctx.par);
+        Ok((model, data, engine))
     }
 }
 
-/// Runs `nnmpi predict`.
-pub fn run_predict(args: &PredictArgs) -> Result<()> {
-    let (model, data) = args.input.load()?;
+/// Runs `nnmpi predict`: the data groups share the rows, rank 0 writes the result.
+pub fn run_predict<C: Comm>(ctx: &Ctx<C>, args: &PredictArgs) -> Result<()> {
+    let (model, data, mut engine) = args.input.load(ctx)?;
     let outputs = model.network.outputs();
-    let mut engine = Engine::new(model.network.clone(), Par::Rayon);
-    let y = predict_all(&mut engine, &data, args.input.batch_size);
+    let groups = &ctx.topology.data;
+    let y = predict_all(&mut engine, groups, &data, args.input.batch_size);
+    let Some(y) = y.filter(|_| ctx.is_root()) else {
+        return Ok(());
+    };
     let mut text = String::with_capacity(data.len() * 16 * (outputs + 1));
     match &model.task {
         Task::Classification { classes } => {
@@ -79,7 +88,16 @@ pub fn run_predict(args: &PredictArgs) -> Result<()> {
                     row.to_vec()
                 };
                 let best = nnmpi::train::predicted_class(row, 1, 0);
-                let cells: Vec<String> = probs.iter().map(|p| format!("{p:.6}")).collect();
+                let cells: Vec<String> = probs
+                    .iter()
+                    .map(|p| {
+                        if args.exact {
+                            format!("{p}")
+                        } else {
+                            format!("{p:.6}")
+                        }
+                    })
+                    .collect();
                 text += &format!("{},{}\n", classes[best], cells.join(","));
             }
         }
@@ -102,12 +120,15 @@ pub fn run_predict(args: &PredictArgs) -> Result<()> {
     Ok(())
 }
 
-/// Runs `nnmpi eval`.
-pub fn run_eval(args: &EvalArgs) -> Result<()> {
-    let (model, data) = args.input.load()?;
+/// Runs `nnmpi eval`: the data groups share the rows, rank 0 prints the totals.
+pub fn run_eval<C: Comm>(ctx: &Ctx<C>, args: &EvalArgs) -> Result<()> {
+    let (model, data, mut engine) = args.input.load(ctx)?;
     let loss = implied_loss(&model);
-    let mut engine = Engine::new(model.network.clone(), Par::Rayon);
-    let eval = evaluate(&mut engine, &data, loss, args.input.batch_size)?;
+    let groups = &ctx.topology.data;
+    let eval = evaluate(&mut engine, groups, &data, loss, args.input.batch_size)?;
+    if !ctx.is_root() {
+        return Ok(());
+    }
     println!("samples   {}", eval.samples);
     println!("loss      {:.6} ({loss})", eval.loss);
     if let Some(a) = eval.accuracy {

@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use nnmpi::dist::Comm;
 use nnmpi::io::{Checkpoint, TrainingCheckpoint, save};
 use nnmpi::model::Model;
 use nnmpi::train::{EpochReport, Observer, Trainer};
@@ -90,19 +91,21 @@ pub struct Checkpointing {
 }
 
 impl Checkpointing {
-    /// The checkpoint of `trainer` now.
-    pub fn snapshot(&self, trainer: &Trainer) -> Checkpoint {
-        Checkpoint {
+    /// The checkpoint of `trainer` now, on rank 0 (`None` elsewhere). Every rank must call
+    /// it: the shards are gathered.
+    pub fn snapshot<C: Comm>(&self, trainer: &Trainer<C>) -> Option<Checkpoint> {
+        let (network, state) = trainer.snapshot()?;
+        Some(Checkpoint {
             model: Model {
-                network: trainer.network().clone(),
+                network,
                 ..self.template.clone()
             },
             training: Some(TrainingCheckpoint {
                 config: trainer.config().clone(),
                 validation_split: self.validation_split,
-                state: trainer.state(),
+                state,
             }),
-        }
+        })
     }
 }
 
@@ -117,8 +120,10 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// A progress display; the bar is drawn only on a terminal.
+    /// A progress display; only `root` shows or writes anything, and the bar is drawn only on
+    /// a terminal.
     pub fn new(
+        root: bool,
         quiet: bool,
         total_epochs: usize,
         log: Option<MetricsLog>,
@@ -126,8 +131,8 @@ impl Progress {
     ) -> Self {
         Progress {
             bar: None,
-            show_bar: !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
-            quiet,
+            show_bar: root && !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            quiet: quiet || !root,
             total_epochs,
             log,
             checkpoints,
@@ -146,7 +151,7 @@ fn pct(v: f64) -> String {
     format!("{:.2}%", 100.0 * v)
 }
 
-impl Observer for Progress {
+impl<C: Comm> Observer<C> for Progress {
     fn epoch_started(&mut self, epoch: usize, batches: usize) {
         if !self.show_bar {
             return;
@@ -168,7 +173,7 @@ impl Observer for Progress {
         }
     }
 
-    fn epoch_done(&mut self, trainer: &Trainer, r: &EpochReport) -> nnmpi::Result<()> {
+    fn epoch_done(&mut self, trainer: &Trainer<C>, r: &EpochReport) -> nnmpi::Result<()> {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
@@ -198,8 +203,9 @@ impl Observer for Progress {
         if let Some(c) = &self.checkpoints
             && c.every > 0
             && r.epoch % c.every == 0
+            && let Some(snapshot) = c.snapshot(trainer)
         {
-            save(&c.path, &c.snapshot(trainer))?;
+            save(&c.path, &snapshot)?;
         }
         Ok(())
     }

@@ -1,12 +1,13 @@
 //! `nnmpi train`.
 
+use super::context::{Ctx, say};
 use super::data_args::DataArgs;
 use super::progress::{Checkpointing, MetricsLog, Progress};
 use anyhow::{Context, Result, bail};
 use clap::{ArgMatches, Args, parser::ValueSource};
 use nnmpi::data::{Dataset, LabelKind, NormKind, Normalizer, Targets, train_val_split};
-use nnmpi::io::{load, save};
-use nnmpi::kernels::Par;
+use nnmpi::dist::Comm;
+use nnmpi::io::save;
 use nnmpi::model::{Activation, Init, Model, Network, Task};
 use nnmpi::train::{Loss, OptimizerConfig, TrainConfig, Trainer, cross_validate};
 use std::path::PathBuf;
@@ -188,8 +189,8 @@ fn split_and_normalize(
     (train, val, normalizer)
 }
 
-/// Runs `nnmpi train`.
-pub fn run(args: &TrainArgs, matches: &ArgMatches) -> Result<()> {
+/// Runs `nnmpi train` on every rank of `ctx`.
+pub fn run<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, matches: &ArgMatches) -> Result<()> {
     if let Some(path) = &args.resume {
         for flag in FIXED_ON_RESUME {
             if matches.value_source(flag) == Some(ValueSource::CommandLine) {
@@ -200,7 +201,7 @@ pub fn run(args: &TrainArgs, matches: &ArgMatches) -> Result<()> {
                 );
             }
         }
-        return resume(args, path);
+        return resume(ctx, args, path);
     }
     if args.patience.is_some() && args.val_split <= 0.0 {
         bail!("--patience needs validation data: add --val-split (e.g. 0.2)");
@@ -208,7 +209,7 @@ pub fn run(args: &TrainArgs, matches: &ArgMatches) -> Result<()> {
     if !(0.0..1.0).contains(&args.val_split) {
         bail!("--val-split {} must be in [0, 1)", args.val_split);
     }
-    let data = args.data.load(args.label_kind(), None)?;
+    let data = ctx.load_data(|| args.data.load(args.label_kind(), None))?;
     let classes = match &data.targets {
         Targets::Classes(_) => data.classes.len(),
         _ => 0,
@@ -245,20 +246,22 @@ pub fn run(args: &TrainArgs, matches: &ArgMatches) -> Result<()> {
     if let Some(k) = args.kfold {
         let net0 = args.network(data.n_features(), outputs, out_act, args.seed)?;
         if !args.quiet {
-            println!(
+            say!(
+                ctx,
                 "{k}-fold cross-validation of a {} network on {} ({} samples)",
                 net0.shape(),
                 data.origin.display(),
                 data.len()
             );
         }
-        let quiet = args.quiet;
+        let quiet = args.quiet || !ctx.is_root();
         let report = cross_validate(
+            &ctx.topology,
             &data,
             k,
             args.normalize,
             &config,
-            Par::Rayon,
+            ctx.par,
             |fold| {
                 args.network(
                     data.n_features(),
@@ -282,12 +285,13 @@ pub fn run(args: &TrainArgs, matches: &ArgMatches) -> Result<()> {
             },
         )?;
         match (report.mean_accuracy(), report.std_accuracy()) {
-            (Some(m), Some(s)) => println!(
+            (Some(m), Some(s)) => say!(
+                ctx,
                 "{k}-fold accuracy: {:.2}% ± {:.2}% (mean ± std over folds)",
                 100.0 * m,
                 100.0 * s
             ),
-            _ => println!("{k}-fold loss: {:.4}", report.mean_loss()),
+            _ => say!(ctx, "{k}-fold loss: {:.4}", report.mean_loss()),
         }
         if args.out.is_none() {
             return Ok(());
@@ -299,7 +303,8 @@ pub fn run(args: &TrainArgs, matches: &ArgMatches) -> Result<()> {
     });
     let network = args.network(data.n_features(), outputs, out_act, args.seed)?;
     if !args.quiet {
-        println!(
+        say!(
+            ctx,
             "training a {} network ({} parameters) on {} samples{}, {} epochs, batch {}",
             network.shape(),
             network.parameter_count(),
@@ -316,8 +321,9 @@ pub fn run(args: &TrainArgs, matches: &ArgMatches) -> Result<()> {
         normalizer,
         task,
     };
-    let trainer = Trainer::new(network, config, Par::Rayon)?;
+    let trainer = Trainer::distributed(&network, config, ctx.par, &ctx.topology)?;
     fit_and_save(
+        ctx,
         args,
         trainer,
         template,
@@ -329,8 +335,8 @@ pub fn run(args: &TrainArgs, matches: &ArgMatches) -> Result<()> {
 }
 
 /// Continues a run from its checkpoint.
-fn resume(args: &TrainArgs, path: &std::path::Path) -> Result<()> {
-    let ckpt = load(path)?;
+fn resume<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, path: &std::path::Path) -> Result<()> {
+    let ckpt = ctx.load_checkpoint(path)?;
     let Some(training) = ckpt.training else {
         bail!(
             "{} holds a model without training state: it cannot be resumed (train with --out to get one)",
@@ -338,7 +344,7 @@ fn resume(args: &TrainArgs, path: &std::path::Path) -> Result<()> {
         );
     };
     let model = ckpt.model;
-    let data = args.data.load_for(&model)?;
+    let data = ctx.load_data(|| args.data.load_for(&model))?;
     let (train, val, _) = split_and_normalize(
         &data,
         training.validation_split,
@@ -348,15 +354,23 @@ fn resume(args: &TrainArgs, path: &std::path::Path) -> Result<()> {
     let mut config = training.config;
     config.epochs = args.epochs;
     if !args.quiet {
-        println!(
+        say!(
+            ctx,
             "resuming {} after epoch {} of {}",
             path.display(),
             training.state.epoch,
             config.epochs
         );
     }
-    let trainer = Trainer::resume(model.network.clone(), config, training.state, Par::Rayon)?;
+    let trainer = Trainer::resume_distributed(
+        &model.network,
+        config,
+        training.state,
+        ctx.par,
+        &ctx.topology,
+    )?;
     fit_and_save(
+        ctx,
         args,
         trainer,
         model,
@@ -368,27 +382,38 @@ fn resume(args: &TrainArgs, path: &std::path::Path) -> Result<()> {
 }
 
 /// Trains, printing progress and writing checkpoints, then saves the final model to `--out`.
-fn fit_and_save(
+#[allow(clippy::too_many_arguments)]
+fn fit_and_save<C: Comm>(
+    ctx: &Ctx<C>,
     args: &TrainArgs,
-    mut trainer: Trainer,
+    mut trainer: Trainer<C>,
     template: Model,
     validation_split: f64,
     train: &Dataset,
     val: Option<&Dataset>,
     appending: bool,
 ) -> Result<()> {
-    let log = args
-        .log
-        .as_deref()
-        .map(|p| MetricsLog::open(p, appending))
-        .transpose()?;
+    let log = ctx
+        .on_root(|| {
+            args.log
+                .as_deref()
+                .map(|p| MetricsLog::open(p, appending))
+                .transpose()
+        })?
+        .flatten();
     let checkpoints = args.out.as_ref().map(|path| Checkpointing {
         path: path.clone(),
         every: args.checkpoint_every,
         template,
         validation_split,
     });
-    let mut progress = Progress::new(args.quiet, trainer.config().epochs, log, checkpoints);
+    let mut progress = Progress::new(
+        ctx.is_root(),
+        args.quiet,
+        trainer.config().epochs,
+        log,
+        checkpoints,
+    );
     let reports = trainer.fit(train, val, &mut progress)?;
     if let Some(last) = reports.last() {
         let summary = match (
@@ -399,17 +424,20 @@ fn fit_and_save(
             (None, Some(t)) => format!("training accuracy {:.2}%", 100.0 * t),
             _ => format!("training loss {:.4}", last.train_loss),
         };
-        println!("done after {} epochs: {summary}", trainer.epoch());
+        say!(ctx, "done after {} epochs: {summary}", trainer.epoch());
     }
     if let Some(c) = progress.checkpoints() {
         // The training state is that of the last epoch; the model is the best network
-        // under early stopping, else the last one.
-        let mut snapshot = c.snapshot(&trainer);
-        snapshot.model.network = trainer.into_network();
-        save(&c.path, &snapshot)
-            .with_context(|| format!("saving the model to {}", c.path.display()))?;
-        if !args.quiet {
-            println!("saved the model to {}", c.path.display());
+        // under early stopping, else the last one. Both are gathered on rank 0.
+        let snapshot = c.snapshot(&trainer);
+        let network = trainer.finish();
+        if let (Some(mut snapshot), Some(network)) = (snapshot, network) {
+            snapshot.model.network = network;
+            save(&c.path, &snapshot)
+                .with_context(|| format!("saving the model to {}", c.path.display()))?;
+            if !args.quiet {
+                println!("saved the model to {}", c.path.display());
+            }
         }
     }
     Ok(())

@@ -1,11 +1,65 @@
-//! The engine: owns a network and the activation buffers, and runs forward (predict) and
-//! backward (train) passes over features-major batches without allocating once its buffers
-//! have grown to the largest batch seen.
+//! The engine: owns this rank's shard of every layer and the activation buffers, and runs
+//! forward (predict) and backward (train) passes over features-major batches with the
+//! communication pattern of `src/dist/README.md`. On one rank ([`SelfComm`]) it is the plain
+//! single-process engine and never communicates.
 
-use crate::kernels::{Par, activation::activation_backward, dense};
-use crate::model::Network;
+mod plan;
 
-/// Gradients of the loss for every layer: `weights[l]` is `[out, in]`, `bias[l]` is `[out]`.
+pub use plan::Plan;
+
+use crate::dist::{Comm, SelfComm};
+use crate::kernels::activation::{activation_backward, softmax_columns};
+use crate::kernels::{Par, dense};
+use crate::model::{Activation, Layer, Network};
+use ndarray::{Array1, Array2};
+use std::ops::Range;
+
+/// This rank's rows of one layer: `weights` is `[rows, in]` row-major, `bias` is `[rows]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ShardLayer {
+    /// The neurons of the layer this rank owns.
+    pub rows: Range<usize>,
+    /// Inputs of the layer.
+    pub inputs: usize,
+    /// Weights of the owned neurons, `[rows, in]`.
+    pub weights: Vec<f32>,
+    /// Biases of the owned neurons.
+    pub bias: Vec<f32>,
+    /// The layer's activation.
+    pub activation: Activation,
+}
+
+impl ShardLayer {
+    /// Rows `rows` of `layer`.
+    fn of(layer: &Layer, rows: Range<usize>) -> Self {
+        let inputs = layer.inputs();
+        ShardLayer {
+            weights: layer.weight_slice()[rows.start * inputs..rows.end * inputs].to_vec(),
+            bias: layer.bias()[rows.clone()].to_vec(),
+            rows,
+            inputs,
+            activation: layer.activation(),
+        }
+    }
+
+    /// Number of owned neurons.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether this rank owns no neuron of the layer.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Weights and bias, for optimisers.
+    pub fn params_mut(&mut self) -> (&mut [f32], &mut [f32]) {
+        (&mut self.weights, &mut self.bias)
+    }
+}
+
+/// Gradients of the loss for every layer's shard: `weights[l]` is `[rows, in]`, `bias[l]` is
+/// `[rows]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Gradients {
     /// Weight gradients per layer.
@@ -15,7 +69,7 @@ pub struct Gradients {
 }
 
 impl Gradients {
-    /// Zeroed gradients shaped like `net`.
+    /// Zeroed gradients shaped like the whole of `net`.
     pub fn zeros_like(net: &Network) -> Self {
         Gradients {
             weights: net
@@ -30,45 +84,171 @@ impl Gradients {
                 .collect(),
         }
     }
+
+    /// Sets every gradient to zero.
+    pub fn clear(&mut self) {
+        self.weights
+            .iter_mut()
+            .chain(&mut self.bias)
+            .for_each(|g| g.fill(0.0));
+    }
 }
 
-/// Runs a [`Network`] on batches. Buffers are features-major: `acts[l]` is layer `l`'s output
-/// `[out_l, batch]`, `deltas[l]` the loss gradient with respect to its pre-activation.
+/// Runs a [`Network`] on batches, as one rank of a model-parallel group `comm` (or alone).
+///
+/// Buffers are features-major: `acts[l]` is layer `l`'s whole output `[out_l, batch]` (every
+/// rank has it after the layer's all-gather), `own[l]` this rank's rows of it before the
+/// gather, `deltas[l]` the loss gradient with respect to the pre-activation of the owned rows.
 #[derive(Clone, Debug)]
-pub struct Engine {
-    net: Network,
+pub struct Engine<C: Comm = SelfComm> {
+    comm: C,
+    plan: Plan,
+    layers: Vec<ShardLayer>,
     par: Par,
     capacity: usize,
     acts: Vec<Vec<f32>>,
+    own: Vec<Vec<f32>>,
     deltas: Vec<Vec<f32>>,
+    partial: Vec<f32>,
+    out_delta: Vec<f32>,
 }
 
-impl Engine {
-    /// An engine for `net`, using threads as `par` allows.
+impl Engine<SelfComm> {
+    /// A single-process engine for `net`, using threads as `par` allows.
     pub fn new(net: Network, par: Par) -> Self {
-        let layers = net.layers().len();
+        Engine::sharded(&net, SelfComm, par)
+    }
+
+    /// The network (a copy).
+    pub fn network(&self) -> Network {
+        self.gather().expect("one rank is its own root")
+    }
+}
+
+impl<C: Comm> Engine<C> {
+    /// The engine of rank `comm.rank()` of a model-parallel group: it keeps only its rows of
+    /// every layer of `net` (see [`Plan`]).
+    pub fn sharded(net: &Network, comm: C, par: Par) -> Self {
+        let plan = Plan::new(&net.sizes(), comm.size());
+        let layers = net
+            .layers()
+            .iter()
+            .enumerate()
+            .map(|(l, layer)| ShardLayer::of(layer, plan.rows(l, comm.rank())))
+            .collect();
+        let depth = plan.depth();
         Engine {
-            net,
+            comm,
+            plan,
+            layers,
             par,
             capacity: 0,
-            acts: vec![Vec::new(); layers],
-            deltas: vec![Vec::new(); layers],
+            acts: vec![Vec::new(); depth],
+            own: vec![Vec::new(); depth],
+            deltas: vec![Vec::new(); depth],
+            partial: Vec::new(),
+            out_delta: Vec::new(),
         }
     }
 
-    /// The network.
-    pub fn network(&self) -> &Network {
-        &self.net
+    /// The model-parallel group.
+    pub fn comm(&self) -> &C {
+        &self.comm
     }
 
-    /// The network, for updating its parameters.
-    pub fn network_mut(&mut self) -> &mut Network {
-        &mut self.net
+    /// Who owns what.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
     }
 
-    /// Gives the network back.
-    pub fn into_network(self) -> Network {
-        self.net
+    /// Network inputs.
+    pub fn inputs(&self) -> usize {
+        self.plan.sizes()[0]
+    }
+
+    /// Network outputs.
+    pub fn outputs(&self) -> usize {
+        self.plan.sizes()[self.plan.depth()]
+    }
+
+    /// The activation of the output layer.
+    pub fn output_activation(&self) -> Activation {
+        self.layers[self.layers.len() - 1].activation
+    }
+
+    /// This rank's shard of every layer.
+    pub fn layers(&self) -> &[ShardLayer] {
+        &self.layers
+    }
+
+    /// This rank's shard of every layer, for updating parameters.
+    pub fn layers_mut(&mut self) -> &mut [ShardLayer] {
+        &mut self.layers
+    }
+
+    /// Replaces the shard (e.g. by a saved copy of [`Engine::layers`]).
+    ///
+    /// # Panics
+    /// If `layers` is not shaped like this rank's shard.
+    pub fn set_layers(&mut self, layers: Vec<ShardLayer>) {
+        assert!(
+            layers.len() == self.layers.len()
+                && layers
+                    .iter()
+                    .zip(&self.layers)
+                    .all(|(a, b)| { a.rows == b.rows && a.weights.len() == b.weights.len() }),
+            "Engine::set_layers: not this rank's shard"
+        );
+        self.layers = layers;
+    }
+
+    /// Zeroed gradients shaped like this rank's shard.
+    pub fn zero_gradients(&self) -> Gradients {
+        Gradients {
+            weights: self
+                .layers
+                .iter()
+                .map(|l| vec![0.0; l.weights.len()])
+                .collect(),
+            bias: self
+                .layers
+                .iter()
+                .map(|l| vec![0.0; l.bias.len()])
+                .collect(),
+        }
+    }
+
+    /// Collects the whole network on rank `root` of the group (`None` elsewhere). Every rank
+    /// of the group must call it.
+    pub fn gather_to(&self, root: usize) -> Option<Network> {
+        let mut layers = Vec::with_capacity(self.layers.len());
+        for (l, shard) in self.layers.iter().enumerate() {
+            let part = self.plan.layer(l);
+            let at_root = self.comm.rank() == root;
+            let size = |n: usize| if at_root { n } else { 0 };
+            let mut w = vec![0.0; size(part.total() * shard.inputs)];
+            let mut b = vec![0.0; size(part.total())];
+            let w_counts = part.counts_times(shard.inputs);
+            self.comm
+                .gather_varcount(root, &shard.weights, &mut w, &w_counts);
+            self.comm
+                .gather_varcount(root, &shard.bias, &mut b, &part.counts());
+            if at_root {
+                let w = Array2::from_shape_vec((part.total(), shard.inputs), w)
+                    .expect("gathered weights are [out, in]");
+                layers.push(
+                    Layer::new(w, Array1::from(b), shard.activation)
+                        .expect("a gathered layer has the shape of the network it came from"),
+                );
+            }
+        }
+        (self.comm.rank() == root)
+            .then(|| Network::from_layers(layers).expect("gathered layers chain like the original"))
+    }
+
+    /// Collects the whole network on rank 0 of the group.
+    pub fn gather(&self) -> Option<Network> {
+        self.gather_to(0)
     }
 
     /// Grows the buffers to hold `batch` samples (no-op when they already can).
@@ -76,41 +256,80 @@ impl Engine {
         if batch <= self.capacity {
             return;
         }
-        for (l, layer) in self.net.layers().iter().enumerate() {
-            self.acts[l].resize(layer.outputs() * batch, 0.0);
-            self.deltas[l].resize(layer.outputs() * batch, 0.0);
+        let sharded = self.comm.size() > 1;
+        for (l, shard) in self.layers.iter().enumerate() {
+            let out = self.plan.layer(l).total();
+            self.acts[l].resize(out * batch, 0.0);
+            self.deltas[l].resize(shard.len() * batch, 0.0);
+            if sharded {
+                self.own[l].resize(shard.len() * batch, 0.0);
+            }
         }
+        if sharded {
+            let widest_input = self.plan.sizes()[1..self.plan.depth()].iter().max();
+            self.partial
+                .resize(widest_input.copied().unwrap_or(0) * batch, 0.0);
+        }
+        self.out_delta.resize(self.outputs() * batch, 0.0);
         self.capacity = batch;
     }
 
-    /// Forward pass on `x` (`[inputs, batch]`); returns the output `[outputs, batch]`.
+    /// Forward pass on `x` (`[inputs, batch]`, the same on every rank of the group); returns
+    /// the whole output `[outputs, batch]` (on every rank). The result has the same bits
+    /// whatever the number of ranks.
     ///
     /// # Panics
-    /// If `x.len() != inputs * batch`.
+    /// If `batch` is 0 or `x.len() != inputs * batch`.
     pub fn forward(&mut self, x: &[f32], batch: usize) -> &[f32] {
+        assert!(batch > 0, "Engine::forward: empty batch");
         assert_eq!(
             x.len(),
-            self.net.inputs() * batch,
+            self.inputs() * batch,
             "Engine::forward: x is not [inputs, batch]"
         );
         self.reserve(batch);
-        for (l, layer) in self.net.layers().iter().enumerate() {
+        let sharded = self.comm.size() > 1;
+        for (l, shard) in self.layers.iter().enumerate() {
+            let out = self.plan.layer(l).total();
             let (done, rest) = self.acts.split_at_mut(l);
             let input = if l == 0 {
                 x
             } else {
-                &done[l - 1][..layer.inputs() * batch]
+                &done[l - 1][..shard.inputs * batch]
             };
-            let y = &mut rest[0][..layer.outputs() * batch];
-            dense::forward(
-                self.par,
-                layer.weight_slice(),
-                layer.bias(),
-                input,
-                batch,
-                layer.activation(),
-                y,
-            );
+            let whole = &mut rest[0][..out * batch];
+            let fused = if shard.activation.is_elementwise() {
+                shard.activation
+            } else {
+                Activation::Identity
+            };
+            if sharded {
+                let own = &mut self.own[l][..shard.len() * batch];
+                dense::forward(
+                    self.par,
+                    &shard.weights,
+                    &shard.bias,
+                    input,
+                    batch,
+                    fused,
+                    own,
+                );
+                let counts = self.plan.layer(l).counts_times(batch);
+                self.comm.all_gather_varcount(own, whole, &counts);
+            } else {
+                dense::forward(
+                    self.par,
+                    &shard.weights,
+                    &shard.bias,
+                    input,
+                    batch,
+                    fused,
+                    whole,
+                );
+            }
+            if shard.activation == Activation::Softmax {
+                softmax_columns(whole, out, batch);
+            }
         }
         self.output(batch)
     }
@@ -118,36 +337,46 @@ impl Engine {
     /// The last forward pass's output `[outputs, batch]`.
     pub fn output(&self, batch: usize) -> &[f32] {
         let last = self.acts.len() - 1;
-        &self.acts[last][..self.net.outputs() * batch]
+        &self.acts[last][..self.outputs() * batch]
     }
 
-    /// The last output and the buffer for `dL/dz` of the output layer, which the loss fills
-    /// before [`Engine::backward`].
+    /// The last output and the buffer for `dL/dz` of the whole output layer, which the loss
+    /// fills (on every rank) before [`Engine::backward`].
     pub fn output_and_delta(&mut self, batch: usize) -> (&[f32], &mut [f32]) {
         let last = self.acts.len() - 1;
-        let n = self.net.outputs() * batch;
-        (&self.acts[last][..n], &mut self.deltas[last][..n])
+        let n = self.outputs() * batch;
+        (&self.acts[last][..n], &mut self.out_delta[..n])
     }
 
     /// Backward pass for the batch `x` last run through [`Engine::forward`], starting from the
-    /// output layer's `dL/dz` (see [`Engine::output_and_delta`]). Writes every layer's
-    /// parameter gradients into `grads`.
+    /// output layer's `dL/dz` (see [`Engine::output_and_delta`]). Writes the gradients of this
+    /// rank's parameters into `grads` (see [`Engine::zero_gradients`]).
+    ///
+    /// Per layer: weight gradients of the owned rows need no communication; the input
+    /// gradient is this rank's partial sum, and one reduce-scatter gives every rank the sum
+    /// for the rows it owns in the layer below.
     ///
     /// # Panics
     /// If `x` or `grads` do not match the network and batch.
     pub fn backward(&mut self, x: &[f32], batch: usize, grads: &mut Gradients) {
+        assert!(batch > 0, "Engine::backward: empty batch");
         assert_eq!(
             x.len(),
-            self.net.inputs() * batch,
+            self.inputs() * batch,
             "Engine::backward: x is not [inputs, batch]"
         );
-        for (l, layer) in self.net.layers().iter().enumerate().rev() {
+        let sharded = self.comm.size() > 1;
+        let last = self.layers.len() - 1;
+        let own_out = self.layers[last].rows.clone();
+        self.deltas[last][..own_out.len() * batch]
+            .copy_from_slice(&self.out_delta[own_out.start * batch..own_out.end * batch]);
+        for (l, shard) in self.layers.iter().enumerate().rev() {
             let (below, here) = self.deltas.split_at_mut(l);
-            let delta = &here[0][..layer.outputs() * batch];
+            let delta = &here[0][..shard.len() * batch];
             let input = if l == 0 {
                 x
             } else {
-                &self.acts[l - 1][..layer.inputs() * batch]
+                &self.acts[l - 1][..shard.inputs * batch]
             };
             dense::backward_params(
                 self.par,
@@ -157,12 +386,21 @@ impl Engine {
                 &mut grads.weights[l],
                 &mut grads.bias[l],
             );
-            if l > 0 {
-                let dx = &mut below[l - 1][..layer.inputs() * batch];
-                dense::backward_input(self.par, layer.weight_slice(), delta, batch, dx);
-                let prev = &self.net.layers()[l - 1];
-                activation_backward(input, dx, batch, prev.activation());
+            if l == 0 {
+                continue;
             }
+            let prev = &self.layers[l - 1];
+            let dx = &mut below[l - 1][..prev.len() * batch];
+            if sharded {
+                let partial = &mut self.partial[..shard.inputs * batch];
+                dense::backward_input(self.par, &shard.weights, delta, batch, partial);
+                let counts = self.plan.layer(l - 1).counts_times(batch);
+                self.comm.reduce_scatter_varcount(partial, dx, &counts);
+            } else {
+                dense::backward_input(self.par, &shard.weights, delta, batch, dx);
+            }
+            let y = &input[prev.rows.start * batch..prev.rows.end * batch];
+            activation_backward(y, dx, batch, prev.activation);
         }
     }
 }

@@ -1,18 +1,20 @@
-//! A fully connected layer on features-major activations.
+//! A fully connected layer (or a block of its rows) on features-major activations.
 //!
 //! Shapes: `w` is `[out, in]`, `b` is `[out]`, `x` is `[in, batch]`, `y` and `delta` are
-//! `[out, batch]`.
+//! `[out, batch]`, with `batch >= 1`. `out` may be 0 (a rank that owns no neuron of a layer).
 
 use super::Par;
-use super::activation::{bias_activation, softmax_columns};
+use super::activation::bias_activation;
 use super::gemm::{Mat, gemm};
 use crate::model::Activation;
 
-/// `y = f(w · x + b)`; bias and activation are applied to each row block right after its
-/// product (softmax, which spans all rows, after the whole product).
+/// `y = f(w · x + b)` for an element-wise `f`; bias and activation are applied to each row
+/// block right after its product. Softmax spans every row of a column, so it is the caller's
+/// (after the whole layer is known): pass [`Activation::Identity`] and apply it afterwards.
 ///
 /// # Panics
-/// If the slice lengths do not match `[out, in]`, `[in, batch]`, `[out, batch]`.
+/// If `act` is softmax, `batch` is 0 or the slice lengths do not match `[out, in]`,
+/// `[in, batch]`, `[out, batch]`.
 pub fn forward(
     par: Par,
     w: &[f32],
@@ -22,19 +24,18 @@ pub fn forward(
     act: Activation,
     y: &mut [f32],
 ) {
-    let out = b.len();
-    let inputs = w.len().checked_div(out).unwrap_or(0);
-    assert_eq!(w.len(), out * inputs, "dense::forward: w is not [out, in]");
+    assert!(
+        act.is_elementwise(),
+        "dense::forward: softmax is applied by the caller"
+    );
+    assert!(batch > 0, "dense::forward: empty batch");
+    let (out, inputs) = (b.len(), x.len() / batch);
     assert_eq!(
         x.len(),
         inputs * batch,
         "dense::forward: x is not [in, batch]"
     );
-    let fused = if act.is_elementwise() {
-        act
-    } else {
-        Activation::Identity
-    };
+    assert_eq!(w.len(), out * inputs, "dense::forward: w is not [out, in]");
     gemm(
         par,
         out,
@@ -46,20 +47,17 @@ pub fn forward(
         0.0,
         y,
         |first, block| {
-            let rows = block.len() / batch.max(1);
-            bias_activation(block, &b[first..first + rows], batch, fused);
+            let rows = block.len() / batch;
+            bias_activation(block, &b[first..first + rows], batch, act);
         },
     );
-    if act == Activation::Softmax {
-        softmax_columns(y, out, batch);
-    }
 }
 
 /// Differentiates `z = w · x + b` for the parameters: `dw = delta · xᵀ` (`[out, in]`) and
 /// `db = sum over the batch of delta` (`[out]`), where `delta = dL/dz`.
 ///
 /// # Panics
-/// If the slice lengths do not match.
+/// If `batch` is 0 or the slice lengths do not match.
 pub fn backward_params(
     par: Par,
     delta: &[f32],
@@ -68,8 +66,8 @@ pub fn backward_params(
     dw: &mut [f32],
     db: &mut [f32],
 ) {
-    let out = db.len();
-    let inputs = dw.len().checked_div(out).unwrap_or(0);
+    assert!(batch > 0, "dense::backward_params: empty batch");
+    let (out, inputs) = (db.len(), x.len() / batch);
     assert_eq!(
         delta.len(),
         out * batch,
@@ -92,18 +90,19 @@ pub fn backward_params(
         dw,
         |_, _| {},
     );
-    for (d, row) in db.iter_mut().zip(delta.chunks_exact(batch.max(1))) {
+    for (d, row) in db.iter_mut().zip(delta.chunks_exact(batch)) {
         *d = row.iter().sum();
     }
 }
 
-/// Differentiates `z = w · x + b` for the input: `dx = wᵀ · delta` (`[in, batch]`).
+/// Differentiates `z = w · x + b` for the input: `dx = wᵀ · delta` (`[in, batch]`). With
+/// `w` a block of rows, this is that block's part of the sum (zero for an empty block).
 ///
 /// # Panics
-/// If the slice lengths do not match.
+/// If `batch` is 0 or the slice lengths do not match.
 pub fn backward_input(par: Par, w: &[f32], delta: &[f32], batch: usize, dx: &mut [f32]) {
-    let out = delta.len().checked_div(batch).unwrap_or(0);
-    let inputs = w.len().checked_div(out).unwrap_or(0);
+    assert!(batch > 0, "dense::backward_input: empty batch");
+    let (out, inputs) = (delta.len() / batch, dx.len() / batch);
     assert_eq!(
         w.len(),
         out * inputs,
@@ -126,4 +125,41 @@ pub fn backward_input(par: Par, w: &[f32], delta: &[f32], batch: usize, dx: &mut
         dx,
         |_, _| {},
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_block_of_rows_contributes_zero() {
+        let mut dx = [f32::NAN; 6];
+        backward_input(Par::Seq, &[], &[], 2, &mut dx);
+        assert_eq!(dx, [0.0; 6]);
+        let (mut dw, mut db) = ([0.0f32; 0], [0.0f32; 0]);
+        backward_params(Par::Seq, &[], &[1.0; 6], 2, &mut dw, &mut db);
+        let mut y = [0.0f32; 0];
+        forward(Par::Seq, &[], &[], &[1.0; 6], 2, Activation::Relu, &mut y);
+    }
+
+    #[test]
+    fn a_two_by_two_layer_by_hand() {
+        // w = [[1, 2], [3, 4]], b = [0.5, -1], x = two samples (1, 1) and (2, 0).
+        let w = [1.0, 2.0, 3.0, 4.0];
+        let x = [1.0, 2.0, 1.0, 0.0]; // [in, batch]: row 0 = first feature of both samples
+        let mut y = [0.0; 4];
+        forward(
+            Par::Seq,
+            &w,
+            &[0.5, -1.0],
+            &x,
+            2,
+            Activation::Identity,
+            &mut y,
+        );
+        assert_eq!(y, [3.5, 2.5, 6.0, 5.0]);
+        let mut dx = [0.0; 4];
+        backward_input(Par::Seq, &w, &[1.0, 0.0, 0.0, 1.0], 2, &mut dx);
+        assert_eq!(dx, [1.0, 3.0, 2.0, 4.0]);
+    }
 }

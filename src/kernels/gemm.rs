@@ -130,6 +130,10 @@ pub fn gemm<F>(
     }
 }
 
+/// Depth slice of the blocked product (see `gemm_block`); the library's own choice for
+/// these shapes is 512 too, so the fixed slices cost nothing.
+const DEPTH_BLOCK: usize = 512;
+
 /// One thread's product; picks a direct loop for matrix-vector shapes, sgemm otherwise.
 #[allow(clippy::too_many_arguments)]
 fn gemm_block(
@@ -163,31 +167,56 @@ fn gemm_block(
         }
         return;
     }
-    // SAFETY: the operand extents were checked against their slices in `gemm` (the block of A
-    // starts at a row inside A), C is exactly m x n row-major, and all strides are non-negative.
-    // `gemm` computes dst = alpha * dst + beta * lhs·rhs; with read_dst false, dst is not read.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            beta != 0.0,
-            a.data.as_ptr(),
-            a.cs as isize,
-            a.rs as isize,
-            b.data.as_ptr(),
-            b.cs as isize,
-            b.rs as isize,
-            beta,
-            alpha,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
+    if m == 1 {
+        // The library computes a single row with its matrix-vector code, whose rounding differs
+        // from its blocked kernel; a copy of the row as a 2-row product keeps the bits equal to
+        // those the row gets inside a bigger block (a rank or thread owning one neuron).
+        let row: Vec<f32> = (0..k).map(|p| a.data[p * a.cs]).collect();
+        let twice = [row.as_slice(), row.as_slice()].concat();
+        let mut c2 = [c.to_vec(), c.to_vec()].concat();
+        gemm_block(2, k, n, alpha, Mat::row_major(&twice, k), b, beta, &mut c2);
+        c.copy_from_slice(&c2[..n]);
+        return;
+    }
+    // The depth is cut into fixed slices of at most DEPTH_BLOCK, accumulated into C in order.
+    // The library picks its own depth blocking from the shape (a block of few rows gets another
+    // one than the whole product), which would change the rounding; with fixed slices every row
+    // of C gets the same bits whatever block of rows it is computed in.
+    for p0 in (0..k).step_by(DEPTH_BLOCK) {
+        let depth = DEPTH_BLOCK.min(k - p0);
+        let (c_scale, read_c) = if p0 == 0 {
+            (beta, beta != 0.0)
+        } else {
+            (1.0, true)
+        };
+        // SAFETY: the operand extents were checked against their slices in `gemm` (the block of
+        // A starts at a row inside A; columns p0..p0+depth of A and rows p0..p0+depth of B lie
+        // inside them), C is exactly m x n row-major, and all strides are non-negative.
+        // `gemm` computes dst = c_scale * dst + alpha * lhs·rhs; with read_dst false, dst is
+        // not read.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                depth,
+                c.as_mut_ptr(),
+                1,
+                n as isize,
+                read_c,
+                a.data.as_ptr().add(p0 * a.cs),
+                a.cs as isize,
+                a.rs as isize,
+                b.data.as_ptr().add(p0 * b.rs),
+                b.cs as isize,
+                b.rs as isize,
+                c_scale,
+                alpha,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
     }
 }
 
@@ -348,18 +377,35 @@ mod tests {
     #[test]
     fn a_row_block_gives_the_same_bits_as_the_whole_product() {
         // What makes results independent of how rows are split over threads or ranks.
-        let (m, k) = (100, 300);
-        for n in [1, 7, 32, 64] {
+        // k above 512 checks the depth blocking; 1-row blocks take the library's gemv path.
+        let m = 150;
+        for (k, n) in [
+            (300, 1),
+            (300, 7),
+            (300, 32),
+            (300, 64),
+            (1000, 7),
+            (1000, 100),
+            (1500, 256),
+        ] {
             let a = values(m * k, 8);
             let b = values(k * n, 9);
             let mut whole = vec![0.0; m * n];
             product(Par::Seq, m, k, n, &a, &b, &mut whole);
-            for (r0, r1) in [(0, 1), (1, 4), (4, 20), (20, 37), (37, 100), (99, 100)] {
+            for (r0, r1) in [
+                (0, 1),
+                (1, 4),
+                (4, 20),
+                (20, 37),
+                (37, 100),
+                (99, 150),
+                (149, 150),
+            ] {
                 let rows = r1 - r0;
                 let mut part = vec![0.0; rows * n];
                 let a_rows = &a[r0 * k..r1 * k];
                 product(Par::Seq, rows, k, n, a_rows, &b, &mut part);
-                assert_eq!(part, whole[r0 * n..r1 * n], "rows {r0}..{r1}, n={n}");
+                assert_eq!(part, whole[r0 * n..r1 * n], "k={k} rows {r0}..{r1}, n={n}");
             }
         }
     }

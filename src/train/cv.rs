@@ -3,6 +3,7 @@
 use super::metrics::Evaluation;
 use super::trainer::{Silent, TrainConfig, Trainer};
 use crate::data::{Dataset, NormKind, Normalizer, kfold};
+use crate::dist::{Comm, Topology};
 use crate::error::{Error, Result};
 use crate::kernels::Par;
 use crate::model::Network;
@@ -44,8 +45,11 @@ impl CvReport {
 }
 
 /// Trains a fresh network (`make_network(fold)`) on k-1 folds and tests it on the k-th, for
-/// every fold. The normaliser is fitted on each fold's training part only.
-pub fn cross_validate(
+/// every fold. The normaliser is fitted on each fold's training part only. Every rank of
+/// `topology` takes part (pass `&Topology::single()` for one process).
+#[allow(clippy::too_many_arguments)]
+pub fn cross_validate<C: Comm>(
+    topology: &Topology<C>,
     data: &Dataset,
     k: usize,
     norm: NormKind,
@@ -70,7 +74,7 @@ pub fn cross_validate(
         let normalizer = Normalizer::fit(norm, train.features.view());
         normalizer.apply(&mut train.features);
         normalizer.apply(&mut test.features);
-        let mut trainer = Trainer::new(make_network(f)?, config.clone(), par)?;
+        let mut trainer = Trainer::distributed(&make_network(f)?, config.clone(), par, topology)?;
         trainer.fit(&train, None, &mut Silent)?;
         let eval = trainer.evaluate(&test)?;
         on_fold(f, &eval);

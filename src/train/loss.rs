@@ -86,10 +86,20 @@ impl Loss {
             .sum()
     }
 
-    /// Writes `dL/dz` of the output layer for the batch-mean loss: `(y - t) / batch` for the
-    /// matched pairs (sigmoid + BCE, softmax + CE), else `dL/dy` through the activation.
-    pub fn output_delta(self, act: Activation, y: &[f32], t: &[f32], batch: usize, dz: &mut [f32]) {
-        let inv = 1.0 / batch as f32;
+    /// Writes `dL/dz` of the output layer (`[outputs, batch]`) for the loss averaged over
+    /// `mean_over` samples (the whole batch, of which this `batch` may be one rank's share):
+    /// `(y - t) / mean_over` for the matched pairs (sigmoid + BCE, softmax + CE), else `dL/dy`
+    /// through the activation.
+    pub fn output_delta(
+        self,
+        act: Activation,
+        y: &[f32],
+        t: &[f32],
+        batch: usize,
+        mean_over: usize,
+        dz: &mut [f32],
+    ) {
+        let inv = 1.0 / mean_over as f32;
         for ((d, &y), &t) in dz.iter_mut().zip(y).zip(t) {
             *d = (y - t) * inv;
         }

@@ -2,8 +2,10 @@
 
 use super::loss::Loss;
 use crate::data::{Dataset, Targets};
+use crate::dist::{Comm, Partition};
 use crate::error::{Error, Result};
 use crate::exec::Engine;
+use std::ops::Range;
 
 /// Checks that a network with `outputs` outputs can learn `data`'s targets.
 pub fn check_targets(outputs: usize, data: &Dataset) -> Result<()> {
@@ -83,18 +85,25 @@ pub struct Evaluation {
     pub confusion: Option<Vec<Vec<u64>>>,
 }
 
-/// Runs every sample of `data` through `engine` in order, `batch` at a time, and calls
+/// The samples data group `groups.rank()` of `groups.size()` handles: an even, contiguous
+/// share of `0..n`.
+fn my_rows<C: Comm>(groups: &C, n: usize) -> Range<usize> {
+    Partition::share(n, groups.size(), groups.rank())
+}
+
+/// Runs samples `rows` of `data` through `engine` in order, `batch` at a time, and calls
 /// `visit(sample_indices, outputs)` with each batch's output `[outputs, batch]`.
-fn for_each_batch(
-    engine: &mut Engine,
+fn for_each_batch<C: Comm>(
+    engine: &mut Engine<C>,
     data: &Dataset,
+    rows: Range<usize>,
     batch: usize,
     mut visit: impl FnMut(&[usize], &[f32]),
 ) {
-    let inputs = engine.network().inputs();
-    let batch = batch.clamp(1, data.len().max(1));
+    let inputs = engine.inputs();
+    let batch = batch.clamp(1, rows.len().max(1));
     let mut x = vec![0.0; inputs * batch];
-    let indices: Vec<usize> = (0..data.len()).collect();
+    let indices: Vec<usize> = rows.collect();
     for chunk in indices.chunks(batch) {
         let b = chunk.len();
         data.gather_features(chunk, &mut x[..inputs * b]);
@@ -102,53 +111,74 @@ fn for_each_batch(
     }
 }
 
-/// Runs `data` through `engine` in batches of `batch` and scores it with `loss`.
-pub fn evaluate(
-    engine: &mut Engine,
+/// Runs `data` through `engine` in batches of `batch` and scores it with `loss`. The samples
+/// are shared out among the data-parallel `groups` (pass `&SelfComm` for one process) and
+/// every rank gets the totals.
+pub fn evaluate<C: Comm>(
+    engine: &mut Engine<C>,
+    groups: &C,
     data: &Dataset,
     loss: Loss,
     batch: usize,
 ) -> Result<Evaluation> {
-    check_targets(engine.network().outputs(), data)?;
-    let outputs = engine.network().outputs();
+    let outputs = engine.outputs();
+    check_targets(outputs, data)?;
     let n_classes = data.classes.len();
-    let mut confusion = vec![vec![0u64; n_classes]; n_classes];
+    // [loss sum, confusion matrix row by row], summed over the groups.
+    let mut totals = vec![0.0f64; 1 + n_classes * n_classes];
     let mut t = vec![0.0; outputs * batch.clamp(1, data.len().max(1))];
-    let mut loss_sum = 0.0;
-    for_each_batch(engine, data, batch, |chunk, y| {
+    let rows = my_rows(groups, data.len());
+    for_each_batch(engine, data, rows, batch, |chunk, y| {
         let b = chunk.len();
         encode_targets(&data.targets, chunk, outputs, &mut t[..outputs * b]);
-        loss_sum += loss.sum(y, &t[..outputs * b]);
+        totals[0] += loss.sum(y, &t[..outputs * b]);
         if let Targets::Classes(ids) = &data.targets {
             for (col, &i) in chunk.iter().enumerate() {
-                confusion[ids[i] as usize][predicted_class(y, b, col)] += 1;
+                totals[1 + ids[i] as usize * n_classes + predicted_class(y, b, col)] += 1.0;
             }
         }
     });
+    groups.all_reduce_sum(&mut totals);
+    let confusion: Vec<Vec<u64>> = totals[1..]
+        .chunks(n_classes.max(1))
+        .map(|row| row.iter().map(|&c| c as u64).collect())
+        .collect();
     let n = data.len();
     let classification = matches!(data.targets, Targets::Classes(_));
     let correct: u64 = (0..n_classes).map(|c| confusion[c][c]).sum();
     Ok(Evaluation {
         samples: n,
-        loss: loss_sum / n.max(1) as f64,
+        loss: totals[0] / n.max(1) as f64,
         accuracy: classification.then(|| correct as f64 / n.max(1) as f64),
         confusion: classification.then_some(confusion),
     })
 }
 
-/// Outputs for every sample of `data`, sample-major `[samples, outputs]`.
-pub fn predict_all(engine: &mut Engine, data: &Dataset, batch: usize) -> Vec<f32> {
-    let outputs = engine.network().outputs();
-    let mut result = vec![0.0; data.len() * outputs];
-    for_each_batch(engine, data, batch, |chunk, y| {
+/// Outputs for every sample of `data`, sample-major `[samples, outputs]`, on rank 0 of the
+/// data-parallel `groups` (`None` elsewhere); the samples are shared out among the groups.
+pub fn predict_all<C: Comm>(
+    engine: &mut Engine<C>,
+    groups: &C,
+    data: &Dataset,
+    batch: usize,
+) -> Option<Vec<f32>> {
+    let outputs = engine.outputs();
+    let rows = my_rows(groups, data.len());
+    let first = rows.start;
+    let mut mine = vec![0.0; rows.len() * outputs];
+    for_each_batch(engine, data, rows, batch, |chunk, y| {
         let b = chunk.len();
         for (col, &i) in chunk.iter().enumerate() {
             for o in 0..outputs {
-                result[i * outputs + o] = y[o * b + col];
+                mine[(i - first) * outputs + o] = y[o * b + col];
             }
         }
     });
-    result
+    let at_root = groups.rank() == 0;
+    let mut all = vec![0.0; if at_root { data.len() * outputs } else { 0 }];
+    let counts = Partition::even(data.len(), groups.size()).counts_times(outputs);
+    groups.gather_varcount(0, &mine, &mut all, &counts);
+    at_root.then_some(all)
 }
 
 #[cfg(test)]

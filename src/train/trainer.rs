@@ -4,10 +4,12 @@ use super::loss::Loss;
 use super::metrics::{Evaluation, check_targets, encode_targets, evaluate, predicted_class};
 use super::optim::{Optimizer, OptimizerConfig, OptimizerState};
 use crate::data::{Dataset, Targets};
+use crate::dist::{Comm, Partition, SelfComm, Topology};
 use crate::error::{Error, Result};
-use crate::exec::{Engine, Gradients};
+use crate::exec::{Engine, Gradients, Plan, ShardLayer};
 use crate::kernels::Par;
 use crate::model::{Network, StreamPosition, UniformStream};
+use std::ops::Range;
 use std::time::Instant;
 
 /// Random stream number of the training shuffles.
@@ -77,89 +79,193 @@ pub struct EpochReport {
 }
 
 /// Hooks for progress display, logging and checkpointing. All methods default to nothing.
-pub trait Observer {
+/// Every rank calls them; only world rank 0 should print or write.
+pub trait Observer<C: Comm = SelfComm> {
     /// An epoch with `batches` mini-batches begins.
     fn epoch_started(&mut self, _epoch: usize, _batches: usize) {}
     /// `done` mini-batches of the current epoch are finished.
     fn batch_done(&mut self, _done: usize) {}
-    /// An epoch is finished; `trainer` can be checkpointed here.
-    fn epoch_done(&mut self, _trainer: &Trainer, _report: &EpochReport) -> Result<()> {
+    /// An epoch is finished; `trainer` can be checkpointed here (collectively: see
+    /// [`Trainer::snapshot`]).
+    fn epoch_done(&mut self, _trainer: &Trainer<C>, _report: &EpochReport) -> Result<()> {
         Ok(())
     }
 }
 
 /// An observer that does nothing.
 pub struct Silent;
-impl Observer for Silent {}
+impl<C: Comm> Observer<C> for Silent {}
 
-/// Trains one network.
-pub struct Trainer {
-    engine: Engine,
+/// The best shard seen so far under early stopping.
+#[derive(Clone, Debug)]
+struct BestShard {
+    epoch: usize,
+    val_loss: f64,
+    layers: Vec<ShardLayer>,
+}
+
+/// Trains one network, alone or as one rank of a data × model grid ([`Topology`]).
+///
+/// Every rank walks the same sequence of global mini-batches (same seed, same shuffles); data
+/// group `d` of `D` takes its even share of each batch (the first `b % D` groups one sample
+/// more), and the gradients are summed over the groups before every update. So every rank
+/// takes the same number of steps per epoch whatever the data size (no padding, no dropped
+/// samples); a group whose share of a small last batch is empty contributes a zero gradient.
+pub struct Trainer<C: Comm = SelfComm> {
+    engine: Engine<C>,
+    groups: C,
     config: TrainConfig,
     optimizer: Optimizer,
     grads: Gradients,
     rng: UniformStream,
     epoch: usize,
-    best: Option<Best>,
+    best: Option<BestShard>,
     bad_epochs: usize,
     order: Vec<usize>,
     x: Vec<f32>,
     t: Vec<f32>,
 }
 
-fn tensor_lens(net: &Network) -> Vec<usize> {
-    net.layers()
+/// Lengths of the parameter tensors (weights, bias per layer) of a shard.
+fn tensor_lens(layers: &[ShardLayer]) -> Vec<usize> {
+    layers
         .iter()
-        .flat_map(|l| [l.inputs() * l.outputs(), l.outputs()])
+        .flat_map(|l| [l.weights.len(), l.bias.len()])
         .collect()
 }
 
-impl Trainer {
-    /// A trainer starting at epoch 0.
+/// Where tensor `i` (weights of layer `i / 2`, or its bias) of rank `r`'s shard lies in the
+/// whole tensor, and the whole tensor's length.
+fn tensor_rows(plan: &Plan, i: usize, r: usize) -> (Range<usize>, usize) {
+    let (l, width) = (i / 2, if i % 2 == 0 { plan.sizes()[i / 2] } else { 1 });
+    let rows = plan.rows(l, r);
+    (
+        rows.start * width..rows.end * width,
+        plan.layer(l).total() * width,
+    )
+}
+
+/// This rank's part of a whole optimiser state.
+fn shard_state(state: OptimizerState, plan: &Plan, rank: usize) -> OptimizerState {
+    let cut = |tensors: Vec<Vec<f32>>| -> Vec<Vec<f32>> {
+        tensors
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| {
+                if i / 2 >= plan.depth() {
+                    return t; // not a tensor of this network: Optimizer::resume rejects it
+                }
+                let (range, whole) = tensor_rows(plan, i, rank);
+                if t.len() == whole {
+                    t[range].to_vec()
+                } else {
+                    t
+                }
+            })
+            .collect()
+    };
+    OptimizerState {
+        step: state.step,
+        first: cut(state.first),
+        second: cut(state.second),
+    }
+}
+
+impl Trainer<SelfComm> {
+    /// A single-process trainer starting at epoch 0.
     pub fn new(network: Network, config: TrainConfig, par: Par) -> Result<Self> {
-        let lens = tensor_lens(&network);
-        let state = TrainState {
-            epoch: 0,
-            rng: UniformStream::new(config.seed, SHUFFLE_STREAM).position(),
-            optimizer: Optimizer::new(config.optimizer, &lens).state().clone(),
-            best: None,
-            bad_epochs: 0,
-        };
-        Trainer::resume(network, config, state, par)
+        Trainer::distributed(&network, config, par, &Topology::single())
     }
 
-    /// A trainer continuing from `state` (saved by [`Trainer::state`]).
+    /// A single-process trainer continuing from `state` (saved by [`Trainer::state`]).
     pub fn resume(
         network: Network,
         config: TrainConfig,
         state: TrainState,
         par: Par,
     ) -> Result<Self> {
+        Trainer::resume_distributed(&network, config, state, par, &Topology::single())
+    }
+
+    /// The network as trained so far (a copy).
+    pub fn network(&self) -> Network {
+        self.engine.network()
+    }
+
+    /// A snapshot of the state needed to resume exactly.
+    pub fn state(&self) -> TrainState {
+        self.snapshot().expect("one rank is the root").1
+    }
+
+    /// The final network: the best one under early stopping, else the last.
+    pub fn into_network(self) -> Network {
+        self.finish().expect("one rank is the root")
+    }
+}
+
+impl<C: Comm> Trainer<C> {
+    /// A trainer for rank `topology.world.rank()`, starting at epoch 0. Every rank passes the
+    /// same `network` and keeps its shard.
+    pub fn distributed(
+        network: &Network,
+        config: TrainConfig,
+        par: Par,
+        topology: &Topology<C>,
+    ) -> Result<Self> {
+        let state = TrainState {
+            epoch: 0,
+            rng: UniformStream::new(config.seed, SHUFFLE_STREAM).position(),
+            optimizer: OptimizerState::default(),
+            best: None,
+            bad_epochs: 0,
+        };
+        Trainer::resume_distributed(network, config, state, par, topology)
+    }
+
+    /// A trainer for rank `topology.world.rank()` continuing from the whole `state` (as
+    /// [`Trainer::snapshot`] gathers it; an empty optimiser state means a fresh optimiser).
+    pub fn resume_distributed(
+        network: &Network,
+        config: TrainConfig,
+        state: TrainState,
+        par: Par,
+        topology: &Topology<C>,
+    ) -> Result<Self> {
         config.loss.check(network.output_activation())?;
         if config.batch_size == 0 {
             return Err(Error::config("--batch-size must be at least 1"));
         }
-        let optimizer = Optimizer::resume(config.optimizer, &tensor_lens(&network), state.optimizer)
-            .ok_or_else(|| Error::config("the saved optimiser state does not fit this network or optimiser (was --optimizer or --momentum changed?)"))?;
-        let grads = Gradients::zeros_like(&network);
+        let engine = Engine::sharded(network, topology.model.clone(), par);
+        let rank = topology.model.rank();
+        let lens = tensor_lens(engine.layers());
+        let optimizer = if state.optimizer == OptimizerState::default() {
+            Optimizer::new(config.optimizer, &lens)
+        } else {
+            let shard = shard_state(state.optimizer, engine.plan(), rank);
+            Optimizer::resume(config.optimizer, &lens, shard)
+                .ok_or_else(|| Error::config("the saved optimiser state does not fit this network or optimiser (was --optimizer or --momentum changed?)"))?
+        };
+        let best = state.best.map(|b| BestShard {
+            epoch: b.epoch,
+            val_loss: b.val_loss,
+            layers: Engine::sharded(&b.network, topology.model.clone(), par)
+                .layers()
+                .to_vec(),
+        });
         Ok(Trainer {
-            engine: Engine::new(network, par),
+            grads: engine.zero_gradients(),
+            engine,
+            groups: topology.data.clone(),
             config,
             optimizer,
-            grads,
             rng: UniformStream::at(state.rng),
             epoch: state.epoch,
-            best: state.best,
+            best,
             bad_epochs: state.bad_epochs,
             order: Vec::new(),
             x: Vec::new(),
             t: Vec::new(),
         })
-    }
-
-    /// The network as trained so far.
-    pub fn network(&self) -> &Network {
-        self.engine.network()
     }
 
     /// The configuration.
@@ -172,29 +278,95 @@ impl Trainer {
         self.epoch
     }
 
-    /// A snapshot of the state needed to resume exactly.
-    pub fn state(&self) -> TrainState {
-        TrainState {
+    /// Whether this rank is the one that receives [`Trainer::snapshot`]s (world rank 0).
+    pub fn is_root(&self) -> bool {
+        self.groups.rank() == 0 && self.engine.comm().rank() == 0
+    }
+
+    /// Collects the current network and the whole training state on the root (every rank
+    /// must call it; `None` elsewhere). The result does not depend on the number of ranks.
+    pub fn snapshot(&self) -> Option<(Network, TrainState)> {
+        // Every data group holds the same model: only group 0 gathers.
+        if self.groups.rank() != 0 {
+            return None;
+        }
+        let network = self.engine.gather();
+        let optimizer = self.gather_optimizer();
+        let best = self.best.as_ref().map(|b| {
+            let mut engine = self.engine.clone();
+            engine.set_layers(b.layers.clone());
+            (b.epoch, b.val_loss, engine.gather())
+        });
+        let network = network?;
+        let best = match best {
+            Some((epoch, val_loss, Some(network))) => Some(Best {
+                epoch,
+                val_loss,
+                network,
+            }),
+            _ => None,
+        };
+        let state = TrainState {
             epoch: self.epoch,
             rng: self.rng.position(),
-            optimizer: self.optimizer.state().clone(),
-            best: self.best.clone(),
+            optimizer: optimizer?,
+            best,
             bad_epochs: self.bad_epochs,
-        }
+        };
+        Some((network, state))
     }
 
-    /// The final network: the best one under early stopping, else the last.
-    pub fn into_network(self) -> Network {
-        match self.best {
-            Some(best) => best.network,
-            None => self.engine.into_network(),
-        }
+    /// The optimiser state of the whole network, on model rank 0 of the group.
+    fn gather_optimizer(&self) -> Option<OptimizerState> {
+        let comm = self.engine.comm();
+        let plan = self.engine.plan();
+        let at_root = comm.rank() == 0;
+        let gather = |tensors: &[Vec<f32>]| -> Vec<Vec<f32>> {
+            tensors
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    if t.is_empty() {
+                        return Vec::new();
+                    }
+                    let (_, whole) = tensor_rows(plan, i, 0);
+                    let counts: Vec<usize> = (0..comm.size())
+                        .map(|r| tensor_rows(plan, i, r).0.len())
+                        .collect();
+                    let mut all = vec![0.0; if at_root { whole } else { 0 }];
+                    comm.gather_varcount(0, t, &mut all, &counts);
+                    all
+                })
+                .collect()
+        };
+        let state = self.optimizer.state();
+        let first = gather(&state.first);
+        let second = gather(&state.second);
+        at_root.then_some(OptimizerState {
+            step: state.step,
+            first,
+            second,
+        })
     }
 
-    /// Evaluates the current network on `data`.
+    /// The final network on the root (collective): the best one under early stopping, else
+    /// the last.
+    pub fn finish(mut self) -> Option<Network> {
+        if let Some(best) = self.best.take() {
+            self.engine.set_layers(best.layers);
+        }
+        if self.groups.rank() != 0 {
+            return None;
+        }
+        self.engine.gather()
+    }
+
+    /// Evaluates the current network on `data` (rows split over the data groups; every rank
+    /// gets the result).
     pub fn evaluate(&mut self, data: &Dataset) -> Result<Evaluation> {
         evaluate(
             &mut self.engine,
+            &self.groups,
             data,
             self.config.loss,
             self.config.batch_size.max(256),
@@ -206,15 +378,15 @@ impl Trainer {
         &mut self,
         train: &Dataset,
         val: Option<&Dataset>,
-        observer: &mut dyn Observer,
+        observer: &mut dyn Observer<C>,
     ) -> Result<Vec<EpochReport>> {
-        check_targets(self.network().outputs(), train)?;
-        if train.n_features() != self.network().inputs() {
+        check_targets(self.engine.outputs(), train)?;
+        if train.n_features() != self.engine.inputs() {
             return Err(Error::config(format!(
                 "{} has {} features but the network has {} inputs",
                 train.origin.display(),
                 train.n_features(),
-                self.network().inputs()
+                self.engine.inputs()
             )));
         }
         let mut reports = Vec::new();
@@ -235,16 +407,17 @@ impl Trainer {
         Ok(reports)
     }
 
-    /// Early-stopping bookkeeping after an epoch; returns whether to stop.
+    /// Early-stopping bookkeeping after an epoch; returns whether to stop. Every rank sees the
+    /// same (reduced) validation loss, so every rank decides alike.
     fn track_best(&mut self, val_loss: f64) -> bool {
         let Some(patience) = self.config.patience else {
             return false;
         };
         if self.best.as_ref().is_none_or(|b| val_loss < b.val_loss) {
-            self.best = Some(Best {
+            self.best = Some(BestShard {
                 epoch: self.epoch,
                 val_loss,
-                network: self.network().clone(),
+                layers: self.engine.layers().to_vec(),
             });
             self.bad_epochs = 0;
         } else {
@@ -253,61 +426,111 @@ impl Trainer {
         self.bad_epochs >= patience
     }
 
+    /// One optimisation step on this data group's share of a mini-batch of `batch_size`
+    /// samples: `x` is `[inputs, b]`, `t` the targets `[outputs, b]` (`b` may be 0 when the
+    /// group's share is empty). Gradients are summed over the data groups, so every rank of
+    /// every group must call it. Returns the loss summed over this group's samples (before
+    /// the update).
+    ///
+    /// # Panics
+    /// If `x` and `t` are not `[inputs, b]`, `[outputs, b]` for the same `b`.
+    pub fn step(&mut self, x: &[f32], t: &[f32], batch_size: usize) -> f64 {
+        let b = x.len() / self.engine.inputs();
+        assert_eq!(
+            x.len(),
+            self.engine.inputs() * b,
+            "Trainer::step: x is not [inputs, b]"
+        );
+        assert_eq!(
+            t.len(),
+            self.engine.outputs() * b,
+            "Trainer::step: t is not [outputs, b]"
+        );
+        let (inputs, outputs) = (self.engine.inputs(), self.engine.outputs());
+        self.x.resize(self.x.len().max(inputs * b), 0.0);
+        self.t.resize(self.t.len().max(outputs * b), 0.0);
+        self.x[..inputs * b].copy_from_slice(x);
+        self.t[..outputs * b].copy_from_slice(t);
+        self.step_on(b, batch_size)
+    }
+
+    /// [`Trainer::step`] on the first `b` samples of the `x` and `t` buffers.
+    fn step_on(&mut self, b: usize, batch_size: usize) -> f64 {
+        let (inputs, outputs) = (self.engine.inputs(), self.engine.outputs());
+        let mut loss = 0.0;
+        if b == 0 {
+            self.grads.clear();
+        } else {
+            let (x, t) = (&self.x[..inputs * b], &self.t[..outputs * b]);
+            let out_act = self.engine.output_activation();
+            self.engine.forward(x, b);
+            let (y, dz) = self.engine.output_and_delta(b);
+            loss = self.config.loss.sum(y, t);
+            self.config
+                .loss
+                .output_delta(out_act, y, t, b, batch_size, dz);
+            self.engine.backward(x, b, &mut self.grads);
+        }
+        if self.groups.size() > 1 {
+            for g in self.grads.weights.iter_mut().chain(&mut self.grads.bias) {
+                self.groups.all_reduce_sum(g);
+            }
+        }
+        self.optimizer.begin_step();
+        for (l, layer) in self.engine.layers_mut().iter_mut().enumerate() {
+            let (w, bias) = layer.params_mut();
+            self.optimizer
+                .update(2 * l, w, &self.grads.weights[l], true);
+            self.optimizer
+                .update(2 * l + 1, bias, &self.grads.bias[l], false);
+        }
+        loss
+    }
+
     /// One pass over `train` in shuffled mini-batches.
     pub fn run_epoch(
         &mut self,
         train: &Dataset,
-        observer: &mut dyn Observer,
+        observer: &mut dyn Observer<C>,
     ) -> Result<EpochReport> {
         let started = Instant::now();
         let n = train.len();
         let bs = self.config.batch_size.min(n.max(1));
-        let (inputs, outputs) = (self.network().inputs(), self.network().outputs());
-        let out_act = self.network().output_activation();
+        let (inputs, outputs) = (self.engine.inputs(), self.engine.outputs());
+        let (groups, group) = (self.groups.size(), self.groups.rank());
         self.order.clear();
         self.order.extend(0..n);
         if self.config.shuffle {
             self.rng.shuffle(&mut self.order);
         }
-        self.x.resize(inputs * bs, 0.0);
-        self.t.resize(outputs * bs, 0.0);
+        let most = bs.div_ceil(groups);
+        self.x.resize(inputs * most, 0.0);
+        self.t.resize(outputs * most, 0.0);
         observer.epoch_started(self.epoch + 1, n.div_ceil(bs));
-        let (mut loss_sum, mut correct) = (0.0f64, 0usize);
-        for (bi, chunk) in self.order.chunks(bs).enumerate() {
-            let b = chunk.len();
+        // [loss sum, correct], summed over the data groups at the end of the epoch.
+        let mut totals = [0.0f64; 2];
+        let order = std::mem::take(&mut self.order);
+        for (bi, batch) in order.chunks(bs).enumerate() {
+            let mine = &batch[Partition::share(batch.len(), groups, group)];
+            let b = mine.len();
             let (x, t) = (&mut self.x[..inputs * b], &mut self.t[..outputs * b]);
-            train.gather_features(chunk, x);
-            encode_targets(&train.targets, chunk, outputs, t);
-            self.engine.forward(x, b);
-            let (y, dz) = self.engine.output_and_delta(b);
-            loss_sum += self.config.loss.sum(y, t);
-            if let Targets::Classes(ids) = &train.targets {
-                correct += chunk
+            train.gather_features(mine, x);
+            encode_targets(&train.targets, mine, outputs, t);
+            totals[0] += self.step_on(b, batch.len());
+            if let (Targets::Classes(ids), true) = (&train.targets, b > 0) {
+                let y = self.engine.output(b);
+                totals[1] += mine
                     .iter()
                     .enumerate()
                     .filter(|&(col, &i)| predicted_class(y, b, col) == ids[i] as usize)
-                    .count();
-            }
-            self.config.loss.output_delta(out_act, y, t, b, dz);
-            self.engine.backward(x, b, &mut self.grads);
-            self.optimizer.begin_step();
-            for (l, layer) in self
-                .engine
-                .network_mut()
-                .layers_mut()
-                .iter_mut()
-                .enumerate()
-            {
-                let (w, bias) = layer.params_mut();
-                self.optimizer
-                    .update(2 * l, w, &self.grads.weights[l], true);
-                self.optimizer
-                    .update(2 * l + 1, bias, &self.grads.bias[l], false);
+                    .count() as f64;
             }
             observer.batch_done(bi + 1);
         }
+        self.order = order;
+        self.groups.all_reduce_sum(&mut totals);
         self.epoch += 1;
-        let train_loss = loss_sum / n.max(1) as f64;
+        let train_loss = totals[0] / n.max(1) as f64;
         if !train_loss.is_finite() {
             return Err(Error::Numerical(format!(
                 "training diverged: the loss is {train_loss} in epoch {}; try a smaller --lr or normalised inputs (--normalize zscore)",
@@ -319,7 +542,7 @@ impl Trainer {
             epoch: self.epoch,
             train_loss,
             train_accuracy: matches!(train.targets, Targets::Classes(_))
-                .then(|| correct as f64 / n.max(1) as f64),
+                .then(|| totals[1] / n.max(1) as f64),
             validation: None,
             samples_per_sec: n as f64 / secs.max(1e-9),
             stopped_early: false,

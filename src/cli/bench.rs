@@ -1,0 +1,212 @@
+//! `nnmpi bench`: time forward passes or training steps of a synthetic network, as a table or
+//! JSON, with the share of the time spent in communication. Run under mpirun for scaling.
+
+use super::context::Ctx;
+use anyhow::{Result, bail};
+use clap::Args;
+use nnmpi::dist::{Comm, Partition, Timed, Topology};
+use nnmpi::exec::Engine;
+use nnmpi::model::{Activation, Init, Network, UniformStream};
+use nnmpi::train::{Loss, OptimizerConfig, TrainConfig, Trainer};
+use std::time::Instant;
+
+/// Flags of `nnmpi bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Layer sizes, inputs first.
+    #[arg(long, value_delimiter = ',', num_args = 2.., default_value = "4096,4096,4096")]
+    pub layers: Vec<usize>,
+    /// Samples per batch (the whole job's; data-parallel groups share it).
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+    /// predict (forward passes) or train (forward, backward and an SGD update).
+    #[arg(long, default_value = "predict", value_parser = ["predict", "train"])]
+    pub mode: String,
+    /// Timed repetitions (the median is reported).
+    #[arg(long, default_value_t = 10)]
+    pub reps: usize,
+    /// Untimed repetitions first (buffers, caches, MPI connections).
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    /// Hidden activation.
+    #[arg(long, default_value = "relu")]
+    pub activation: Activation,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One timed repetition: wall seconds (slowest rank) and this rank's seconds in collectives.
+struct Rep {
+    seconds: f64,
+    comm: f64,
+}
+
+/// Something to time once per repetition.
+trait Work {
+    fn run(&mut self);
+}
+
+struct Predict<C: Comm> {
+    engine: Engine<C>,
+    x: Vec<f32>,
+    b: usize,
+}
+
+impl<C: Comm> Work for Predict<C> {
+    fn run(&mut self) {
+        if self.b > 0 {
+            self.engine.forward(&self.x, self.b);
+        }
+    }
+}
+
+struct Train<C: Comm> {
+    trainer: Trainer<C>,
+    x: Vec<f32>,
+    t: Vec<f32>,
+    batch: usize,
+}
+
+impl<C: Comm> Work for Train<C> {
+    fn run(&mut self) {
+        self.trainer.step(&self.x, &self.t, self.batch);
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Runs `nnmpi bench` on every rank.
+pub fn run<C: Comm>(ctx: &Ctx<C>, args: &BenchArgs) -> Result<()> {
+    if args.layers.contains(&0) {
+        bail!(
+            "--layers {:?}: every layer needs at least one neuron",
+            args.layers
+        );
+    }
+    if args.batch == 0 || args.reps == 0 {
+        bail!("--batch and --reps must be at least 1");
+    }
+    let grid = ctx.topology.grid();
+    let timed = Topology::new(Timed::new(ctx.world().clone()), grid)?;
+    let net = Network::new(
+        &args.layers,
+        args.activation,
+        Activation::Identity,
+        Init::He,
+        42,
+    )?;
+    let (inputs, outputs) = (net.inputs(), net.outputs());
+    let mine = Partition::share(args.batch, grid.data, timed.data.rank());
+    let b = mine.len();
+    let mut rng = UniformStream::new(7, 1);
+    let mut random = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.next_symmetric(1.0)).collect() };
+    let x = random(inputs * b);
+    let clock = timed.world.clone();
+    let mut work: Box<dyn Work> = if args.mode == "train" {
+        let config = TrainConfig {
+            epochs: 1,
+            batch_size: args.batch,
+            loss: Loss::Mse,
+            optimizer: OptimizerConfig::sgd(1e-4),
+            seed: 42,
+            patience: None,
+            shuffle: false,
+        };
+        Box::new(Train {
+            trainer: Trainer::distributed(&net, config, ctx.par, &timed)?,
+            t: random(outputs * b),
+            x,
+            batch: args.batch,
+        })
+    } else {
+        Box::new(Predict {
+            engine: Engine::sharded(&net, timed.model.clone(), ctx.par),
+            x,
+            b,
+        })
+    };
+    for _ in 0..args.warmup {
+        work.run();
+    }
+    let mut reps = Vec::with_capacity(args.reps);
+    for _ in 0..args.reps {
+        ctx.world().barrier();
+        clock.reset();
+        let start = Instant::now();
+        work.run();
+        let comm = clock.seconds();
+        ctx.world().barrier();
+        reps.push(Rep {
+            seconds: start.elapsed().as_secs_f64(),
+            comm,
+        });
+    }
+    // The slowest rank's time, and the mean over ranks of the communication share.
+    let mut shares: Vec<f64> = reps.iter().map(|r| r.comm / r.seconds).collect();
+    ctx.world().all_reduce_sum(&mut shares);
+    let ranks = ctx.world().size() as f64;
+    let mut shares: Vec<f64> = shares.iter().map(|s| s / ranks).collect();
+    let mut times: Vec<f64> = reps.iter().map(|r| r.seconds).collect();
+    let (min, max) = (
+        times.iter().copied().fold(f64::INFINITY, f64::min),
+        times.iter().copied().fold(0.0, f64::max),
+    );
+    let time = median(&mut times);
+    let share = median(&mut shares);
+    let macs = net.macs_per_sample() as f64;
+    let first = (net.layers()[0].inputs() * net.layers()[0].outputs()) as f64;
+    let flops_per_sample = if args.mode == "train" {
+        2.0 * (3.0 * macs - first)
+    } else {
+        2.0 * macs
+    };
+    let batch = args.batch as f64;
+    let gflops = flops_per_sample * batch / time / 1e9;
+    if !ctx.is_root() {
+        return Ok(());
+    }
+    let threads = rayon::current_num_threads();
+    let shape: Vec<String> = args.layers.iter().map(usize::to_string).collect();
+    if args.json {
+        println!(
+            "{{\"layers\":[{}],\"batch\":{},\"mode\":\"{}\",\"ranks\":{},\"grid\":\"{grid}\",\"threads_per_rank\":{threads},\"reps\":{},\"median_ms\":{:.4},\"min_ms\":{:.4},\"max_ms\":{:.4},\"samples_per_sec\":{:.1},\"gflops\":{:.2},\"comm_share\":{:.4}}}",
+            shape.join(","),
+            args.batch,
+            args.mode,
+            ctx.world().size(),
+            args.reps,
+            time * 1e3,
+            min * 1e3,
+            max * 1e3,
+            batch / time,
+            gflops,
+            share
+        );
+    } else {
+        println!(
+            "nnmpi bench: {} {}, batch {}, {} rank(s) (grid {grid}) x {threads} thread(s), {} reps",
+            args.mode,
+            shape.join("-"),
+            args.batch,
+            ctx.world().size(),
+            args.reps
+        );
+        println!(
+            "  time/batch  {:.3} ms median (min {:.3}, max {:.3})",
+            time * 1e3,
+            min * 1e3,
+            max * 1e3
+        );
+        println!("  samples/s   {:.0}", batch / time);
+        println!("  GFLOP/s     {gflops:.1}");
+        println!(
+            "  comm        {:.1}% of the time (median over reps, mean over ranks)",
+            100.0 * share
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,101 @@
+//! What every command runs with: the ranks and their roles, and the rule that rank 0 reads,
+//! prints and writes while the other ranks stay quiet.
+
+use anyhow::{Result, anyhow};
+use nnmpi::data::Dataset;
+use nnmpi::dist::{Comm, Grid, Topology, broadcast_dataset, broadcast_outcome, cores_available};
+use nnmpi::io::{Checkpoint, decode, encode, load};
+use nnmpi::kernels::Par;
+use std::path::Path;
+
+/// Prints a line on rank 0 only.
+macro_rules! say {
+    ($ctx:expr, $($arg:tt)*) => {
+        if $ctx.is_root() {
+            println!($($arg)*);
+        }
+    };
+}
+pub(crate) use say;
+
+/// The ranks of this job and how they are arranged.
+pub struct Ctx<C: Comm> {
+    /// World, data-parallel and model-parallel communicators.
+    pub topology: Topology<C>,
+    /// How the math may use threads.
+    pub par: Par,
+}
+
+impl<C: Comm> Ctx<C> {
+    /// Arranges `world` as `grid` and warns (on rank 0) when ranks have fewer cores than
+    /// rayon threads.
+    pub fn new(world: C, grid: Grid) -> Result<Self> {
+        let ctx = Ctx {
+            topology: Topology::new(world, grid)?,
+            par: Par::Rayon,
+        };
+        ctx.check_affinity();
+        Ok(ctx)
+    }
+
+    /// Whether this rank reads, prints and writes.
+    pub fn is_root(&self) -> bool {
+        self.topology.is_root()
+    }
+
+    /// The world communicator.
+    pub fn world(&self) -> &C {
+        &self.topology.world
+    }
+
+    /// Open MPI binds each rank to one core by default when there are at most 2 ranks: then
+    /// a rank's rayon threads all share that core. Count such ranks and say so once.
+    fn check_affinity(&self) {
+        let threads = rayon::current_num_threads();
+        let cores = cores_available().unwrap_or(threads);
+        let mut pinned = [u64::from(cores < threads), cores as u64];
+        self.world().all_reduce_sum(&mut pinned);
+        if pinned[0] > 0 && self.is_root() {
+            eprintln!(
+                "warning: {} of {} ranks may run on fewer cores than their {threads} rayon threads (rank 0: {cores} core(s)); \
+                 their threads will share cores. Under Open MPI use --bind-to none or --map-by slot:PE={threads}, \
+                 or lower RAYON_NUM_THREADS / --threads.",
+                pinned[0],
+                self.world().size()
+            );
+        }
+    }
+
+    /// Runs `read` on rank 0 and tells every rank whether it worked: `Ok(Some(value))` on
+    /// rank 0, `Ok(None)` elsewhere, or the error everywhere (with rank 0's message).
+    pub fn on_root<T>(&self, read: impl FnOnce() -> Result<T>) -> Result<Option<T>> {
+        let result = self.is_root().then(read);
+        let outcome = match &result {
+            Some(Err(e)) => Err(format!("{e:#}")),
+            _ => Ok(()),
+        };
+        match (broadcast_outcome(self.world(), 0, outcome), result) {
+            (None, result) => Ok(result.map(|r| r.expect("rank 0 reported success"))),
+            (Some(_), Some(Err(e))) => Err(e),
+            (Some(message), _) => Err(anyhow!("rank 0 failed: {message}")),
+        }
+    }
+
+    /// A data set read by rank 0 with `load` and handed to every rank.
+    pub fn load_data(&self, load: impl FnOnce() -> Result<Dataset>) -> Result<Dataset> {
+        let data = self.on_root(load)?;
+        Ok(broadcast_dataset(self.world(), 0, data))
+    }
+
+    /// A checkpoint read (and checked) by rank 0 and handed to every rank.
+    pub fn load_checkpoint(&self, path: &Path) -> Result<Checkpoint> {
+        if self.world().size() == 1 {
+            return Ok(load(path)?);
+        }
+        let mut bytes = self
+            .on_root(|| Ok(encode(&load(path)?)?))?
+            .unwrap_or_default();
+        self.world().broadcast_bytes(0, &mut bytes);
+        Ok(decode(path, &bytes)?)
+    }
+}

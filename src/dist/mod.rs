@@ -1,0 +1,23 @@
+//! Communication between ranks: the [`Comm`] trait, its one-process implementation
+//! [`SelfComm`], the MPI one ([`MpiComm`], cargo feature `mpi`), how neurons are split over
+//! ranks ([`Partition`]) and the data × model grid of ranks ([`Topology`]).
+//!
+//! See `src/dist/README.md` for the communication pattern and why it looks the way it does.
+
+mod affinity;
+mod comm;
+#[cfg(feature = "mpi")]
+mod mpi_comm;
+mod partition;
+mod share;
+mod timed;
+mod topology;
+
+pub use affinity::cores_available;
+pub use comm::{Comm, Scalar, SelfComm};
+#[cfg(feature = "mpi")]
+pub use mpi_comm::{MpiComm, MpiRuntime, launched_by_mpi};
+pub use partition::Partition;
+pub use share::{broadcast_dataset, broadcast_outcome};
+pub use timed::Timed;
+pub use topology::{Grid, Topology};

@@ -1,0 +1,259 @@
+//! [`Comm`] over MPI (rsmpi). The only file that talks to MPI.
+
+use super::{Comm, Scalar};
+use crate::error::{Error, Result};
+use mpi::Threading;
+use mpi::environment::Universe;
+use mpi::ffi;
+use mpi::raw::AsRaw;
+use mpi::topology::{Color, SimpleCommunicator};
+use mpi::traits::{Communicator, CommunicatorCollectives, Root};
+use std::cell::RefCell;
+use std::os::raw::{c_int, c_void};
+use std::rc::Rc;
+
+/// Whether this process was started by an MPI launcher (`mpirun`, `mpiexec`, `srun`): the
+/// launchers of Open MPI, MPICH and PMIx-based schedulers set these variables. `NNMPI_MPI=1`
+/// forces MPI on, `NNMPI_MPI=0` off.
+pub fn launched_by_mpi() -> bool {
+    match std::env::var("NNMPI_MPI").as_deref() {
+        Ok("1") => return true,
+        Ok("0") => return false,
+        _ => {}
+    }
+    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMI_RANK", "PMIX_RANK"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some())
+}
+
+/// MPI, initialised for the life of this value (`MPI_Finalize` when it is dropped: drop every
+/// [`MpiComm`] first).
+pub struct MpiRuntime {
+    universe: Universe,
+}
+
+impl MpiRuntime {
+    /// Initialises MPI with `MPI_THREAD_FUNNELED` (only the main thread calls MPI).
+    pub fn init() -> Result<Self> {
+        let (universe, provided) = mpi::initialize_with_threading(Threading::Funneled)
+            .ok_or_else(|| Error::config("MPI could not be initialised (or was already)"))?;
+        if provided < Threading::Funneled {
+            return Err(Error::config(format!(
+                "the MPI library gives thread support {provided:?}; nnmpi needs Funneled (rayon threads run beside MPI)"
+            )));
+        }
+        Ok(MpiRuntime { universe })
+    }
+
+    /// The communicator of every process in the job.
+    pub fn world(&self) -> MpiComm {
+        MpiComm::wrap(self.universe.world())
+    }
+}
+
+/// A communicator: a cheap handle (clones share it) with a scratch buffer for the copies MPI
+/// needs when a collective's input and output are the same slice.
+#[derive(Clone)]
+pub struct MpiComm {
+    inner: Rc<SimpleCommunicator>,
+    scratch: Rc<RefCell<Vec<u64>>>,
+}
+
+impl std::fmt::Debug for MpiComm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MpiComm(rank {} of {})", self.rank(), self.size())
+    }
+}
+
+/// An MPI count; a collective of 2^31 values or more does not fit MPI's `int` counts.
+fn count(n: usize) -> c_int {
+    c_int::try_from(n).unwrap_or_else(|_| {
+        panic!("an MPI message of {n} values is over MPI's 2^31 limit: use a smaller --batch-size")
+    })
+}
+
+/// Counts and displacements of a variable-count collective.
+fn counts_displs(counts: &[usize]) -> (Vec<c_int>, Vec<c_int>) {
+    let mut displs = Vec::with_capacity(counts.len());
+    let mut at = 0usize;
+    for &c in counts {
+        displs.push(count(at));
+        at += c;
+    }
+    (counts.iter().map(|&c| count(c)).collect(), displs)
+}
+
+fn datatype<T: Scalar>() -> ffi::MPI_Datatype {
+    T::equivalent_datatype().as_raw()
+}
+
+impl MpiComm {
+    fn wrap(comm: SimpleCommunicator) -> Self {
+        MpiComm {
+            inner: Rc::new(comm),
+            scratch: Rc::new(RefCell::new(Vec::new())),
+        }
+    }
+
+    fn raw(&self) -> ffi::MPI_Comm {
+        self.inner.as_raw()
+    }
+
+    fn check_counts(&self, counts: &[usize]) {
+        assert_eq!(
+            counts.len(),
+            self.size(),
+            "MpiComm: one count per rank is needed"
+        );
+    }
+}
+
+impl Comm for MpiComm {
+    fn rank(&self) -> usize {
+        self.inner.rank() as usize
+    }
+
+    fn size(&self) -> usize {
+        self.inner.size() as usize
+    }
+
+    fn barrier(&self) {
+        self.inner.barrier();
+    }
+
+    fn broadcast<T: Scalar>(&self, root: usize, buf: &mut [T]) {
+        self.inner.process_at_rank(root as i32).broadcast_into(buf);
+    }
+
+    fn all_gather_varcount<T: Scalar>(&self, send: &[T], recv: &mut [T], counts: &[usize]) {
+        self.check_counts(counts);
+        assert_eq!(
+            send.len(),
+            counts[self.rank()],
+            "all_gather_varcount: send length"
+        );
+        assert_eq!(
+            recv.len(),
+            counts.iter().sum::<usize>(),
+            "all_gather_varcount: recv length"
+        );
+        let (counts, displs) = counts_displs(counts);
+        // SAFETY: the buffers hold the counted values (checked above), the datatype matches T,
+        // and the communicator is alive.
+        unsafe {
+            ffi::MPI_Allgatherv(
+                send.as_ptr().cast::<c_void>(),
+                count(send.len()),
+                datatype::<T>(),
+                recv.as_mut_ptr().cast::<c_void>(),
+                counts.as_ptr(),
+                displs.as_ptr(),
+                datatype::<T>(),
+                self.raw(),
+            );
+        }
+    }
+
+    fn gather_varcount<T: Scalar>(
+        &self,
+        root: usize,
+        send: &[T],
+        recv: &mut [T],
+        counts: &[usize],
+    ) {
+        self.check_counts(counts);
+        assert_eq!(
+            send.len(),
+            counts[self.rank()],
+            "gather_varcount: send length"
+        );
+        let at_root = self.rank() == root;
+        if at_root {
+            assert_eq!(
+                recv.len(),
+                counts.iter().sum::<usize>(),
+                "gather_varcount: recv length"
+            );
+        }
+        let (counts, displs) = counts_displs(counts);
+        // SAFETY: as for all_gather_varcount; the receive arguments are read at the root only.
+        unsafe {
+            ffi::MPI_Gatherv(
+                send.as_ptr().cast::<c_void>(),
+                count(send.len()),
+                datatype::<T>(),
+                recv.as_mut_ptr().cast::<c_void>(),
+                counts.as_ptr(),
+                displs.as_ptr(),
+                datatype::<T>(),
+                root as c_int,
+                self.raw(),
+            );
+        }
+    }
+
+    fn all_reduce_sum<T: Scalar>(&self, buf: &mut [T]) {
+        if self.size() == 1 || buf.is_empty() {
+            return;
+        }
+        let bytes = std::mem::size_of_val(buf);
+        let mut scratch = self.scratch.borrow_mut();
+        scratch.resize(bytes.div_ceil(8), 0);
+        // SAFETY: the scratch holds at least `bytes` bytes and is 8-byte aligned (enough for
+        // every Scalar); it does not overlap `buf`. MPI reads the scratch and writes `buf`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                buf.as_ptr().cast::<u8>(),
+                scratch.as_mut_ptr().cast::<u8>(),
+                bytes,
+            );
+            ffi::MPI_Allreduce(
+                scratch.as_ptr().cast::<c_void>(),
+                buf.as_mut_ptr().cast::<c_void>(),
+                count(buf.len()),
+                datatype::<T>(),
+                ffi::RSMPI_SUM,
+                self.raw(),
+            );
+        }
+    }
+
+    fn reduce_scatter_varcount<T: Scalar>(&self, send: &[T], recv: &mut [T], counts: &[usize]) {
+        self.check_counts(counts);
+        assert_eq!(
+            send.len(),
+            counts.iter().sum::<usize>(),
+            "reduce_scatter: send length"
+        );
+        assert_eq!(
+            recv.len(),
+            counts[self.rank()],
+            "reduce_scatter: recv length"
+        );
+        let (counts, _) = counts_displs(counts);
+        // rsmpi only wraps the equal-count MPI_Reduce_scatter_block; this is MPI_Reduce_scatter.
+        // SAFETY: the buffers hold the counted values (checked above), the datatype matches T.
+        unsafe {
+            ffi::MPI_Reduce_scatter(
+                send.as_ptr().cast::<c_void>(),
+                recv.as_mut_ptr().cast::<c_void>(),
+                counts.as_ptr(),
+                datatype::<T>(),
+                ffi::RSMPI_SUM,
+                self.raw(),
+            );
+        }
+    }
+
+    fn split(&self, color: usize, key: usize) -> Self {
+        let comm = self
+            .inner
+            .split_by_color_with_key(Color::with_value(count(color)), count(key))
+            .expect("a defined color always gives a communicator");
+        MpiComm::wrap(comm)
+    }
+
+    fn abort(&self, code: i32) -> ! {
+        self.inner.abort(code)
+    }
+}
