@@ -14,7 +14,7 @@ use std::time::Instant;
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// Layer sizes, inputs first.
-    #[arg(long, value_delimiter = ',', num_args = 2.., default_value = "4096,4096,4096")]
+    #[arg(long, value_delimiter = ',', default_value = "4096,4096,4096")]
     pub layers: Vec<usize>,
     /// Samples per batch (the whole job's; data-parallel groups share it).
     #[arg(long, default_value_t = 256)]

@@ -22,7 +22,7 @@ pub struct InfoArgs {
     )]
     pub model: Option<PathBuf>,
     /// Describe a network of these layer sizes instead (inputs first), e.g. 4096,4096,4096.
-    #[arg(long, value_delimiter = ',', num_args = 2..)]
+    #[arg(long, value_delimiter = ',')]
     pub layers: Option<Vec<usize>>,
     /// Show how the network splits over N ranks (with --grid DxM or --parallel data: the grid of N ranks).
     #[arg(long, value_name = "N")]
@@ -53,8 +53,8 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, cli: &Cli, args: &InfoArgs) -> Result<()> {
             ckpt.model.network.sizes()
         }
         (None, Some(layers)) => {
-            if layers.contains(&0) {
-                bail!("--layers {layers:?}: every layer needs at least one neuron");
+            if layers.len() < 2 || layers.contains(&0) {
+                bail!("--layers {layers:?}: give at least 2 sizes (inputs first), each at least 1");
             }
             layers.clone()
         }

@@ -110,7 +110,25 @@ fn end_job<C: Comm>(world: &C, e: &anyhow::Error) {
     world.abort(1);
 }
 
+/// Every rank must run the same command with the same flags (an MPMD launch with different
+/// ones would pair up mismatched collectives and hang): compare with rank 0's.
+fn check_same_arguments<C: Comm>(world: &C) -> Result<()> {
+    let mine: Vec<String> = std::env::args().skip(1).collect();
+    let mut root = mine.join("\0").into_bytes();
+    world.broadcast_bytes(0, &mut root);
+    if root != mine.join("\0").into_bytes() {
+        anyhow::bail!(
+            "rank {} was started with other arguments than rank 0 ({:?} instead of {:?}); every rank must run the same command",
+            world.rank(),
+            mine.join(" "),
+            String::from_utf8_lossy(&root).replace('\0', " ")
+        );
+    }
+    Ok(())
+}
+
 fn run<C: Comm>(cli: &Cli, matches: &ArgMatches, world: C) -> Result<()> {
+    check_same_arguments(&world)?;
     // `info` only describes a plan (its --grid is the one to describe), so it runs on any job.
     let grid = match cli.command {
         Command::Info(_) => Grid::model(world.size()),

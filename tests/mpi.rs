@@ -1,0 +1,342 @@
+//! The engine under real `mpirun` (1 to 4 ranks, oversubscribed on a small machine): forward
+//! passes give the same bits as one process, training agrees with one process to a stated
+//! tolerance in model, data and grid modes, checkpoints move between rank counts, and an error
+//! on one rank ends the whole job promptly.
+#![cfg(feature = "mpi")]
+
+use nnmpi::data::Normalizer;
+use nnmpi::io::{Checkpoint, load, save};
+use nnmpi::model::{Activation, Init, Model, Network, Task};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const NNMPI: &str = env!("CARGO_BIN_EXE_nnmpi");
+
+/// Largest difference allowed between a weight trained on several ranks and on one: the
+/// ranks sum the same products in another order (reduce-scatter, all-reduce), so the f32
+/// results differ in the last bits (measured: at most 3e-8 after these 3 epochs of Adam).
+const TRAIN_TOLERANCE: f32 = 1e-5;
+
+fn mpirun_flavour() -> &'static str {
+    let out = Command::new("mpirun")
+        .arg("--version")
+        .output()
+        .expect("mpirun is not on PATH: the mpi feature needs an MPI installation (scripts/install-deps.sh)");
+    if String::from_utf8_lossy(&out.stdout).contains("Open MPI") {
+        "openmpi"
+    } else {
+        "other"
+    }
+}
+
+/// `mpirun -np <ranks> nnmpi <args>`; Open MPI may oversubscribe and run as root (CI).
+fn mpirun_command(ranks: usize, args: &[&str]) -> Command {
+    let mut cmd = Command::new("mpirun");
+    if mpirun_flavour() == "openmpi" {
+        cmd.args(["--oversubscribe", "--bind-to", "none"]);
+    }
+    cmd.args(["-np", &ranks.to_string(), NNMPI])
+        .args(args)
+        .env("RAYON_NUM_THREADS", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
+    cmd
+}
+
+/// Runs nnmpi on `ranks` ranks (0 = one plain process without mpirun) and expects success.
+fn run(ranks: usize, args: &[&str]) -> String {
+    let out: Output = if ranks == 0 {
+        Command::new(NNMPI)
+            .args(args)
+            .env("RAYON_NUM_THREADS", "1")
+            .output()
+    } else {
+        mpirun_command(ranks, args).output()
+    }
+    .expect("start nnmpi");
+    assert!(
+        out.status.success(),
+        "nnmpi {args:?} on {ranks} ranks failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A random model of layer sizes `sizes` saved at `path`, with a CSV of `samples` unlabelled
+/// inputs beside it.
+fn model_and_inputs(
+    dir: &Path,
+    sizes: &[usize],
+    hidden: Activation,
+    samples: usize,
+) -> (PathBuf, PathBuf) {
+    let outputs = *sizes.last().unwrap();
+    let output = if outputs == 1 {
+        Activation::Sigmoid
+    } else {
+        Activation::Softmax
+    };
+    let network = Network::new(sizes, hidden, output, Init::Xavier, sizes.len() as u64).unwrap();
+    let classes = (0..outputs.max(2)).map(|c| format!("c{c}")).collect();
+    let model = Model {
+        network,
+        normalizer: Normalizer::identity(),
+        task: Task::Classification { classes },
+    };
+    let name = sizes
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join("-");
+    let path = dir.join(format!("{name}.nnmpi"));
+    save(
+        &path,
+        &Checkpoint {
+            model,
+            training: None,
+        },
+    )
+    .unwrap();
+    let mut csv = String::new();
+    for s in 0..samples {
+        let row: Vec<String> = (0..sizes[0])
+            .map(|f| format!("{:.4}", ((s * 31 + f * 17) % 101) as f32 / 50.0 - 1.0))
+            .collect();
+        csv += &row.join(",");
+        csv += "\n";
+    }
+    let data = dir.join(format!("{name}.csv"));
+    std::fs::write(&data, csv).unwrap();
+    (path, data)
+}
+
+fn predict(ranks: usize, model: &Path, data: &Path, extra: &[&str]) -> String {
+    let (m, d) = (model.to_str().unwrap(), data.to_str().unwrap());
+    let mut args = vec!["predict", "--model", m, "--data", d, "--exact"];
+    if !extra.contains(&"--label-col") {
+        args.extend(["--label-col", "none"]);
+    }
+    args.extend_from_slice(extra);
+    run(ranks, &args)
+}
+
+#[test]
+fn predictions_are_bit_identical_on_1_to_4_ranks() {
+    let dir = tempfile::tempdir().unwrap();
+    // The seed's 60-3-1 (fewer neurons than ranks), a 1-neuron hidden layer, a softmax output,
+    // inputs wider than the 512-deep GEMM slices, and a deeper tanh network.
+    let shapes: [(&[usize], Activation); 5] = [
+        (&[60, 3, 1], Activation::Sigmoid),
+        (&[7, 1, 5, 3], Activation::Relu),
+        (&[600, 33, 4], Activation::Relu),
+        (&[20, 64, 48, 2], Activation::Tanh),
+        (&[9, 130, 1], Activation::LeakyRelu(0.01)),
+    ];
+    for (sizes, act) in shapes {
+        let (model, data) = model_and_inputs(dir.path(), sizes, act, 37);
+        let reference = predict(0, &model, &data, &["--batch-size", "16"]);
+        assert_eq!(reference.lines().count(), 38, "{reference}");
+        for ranks in 1..=4 {
+            let got = predict(ranks, &model, &data, &["--batch-size", "16"]);
+            assert_eq!(got, reference, "{sizes:?} on {ranks} ranks");
+        }
+        // Rows shared between data-parallel groups, alone and in a 2x2 grid.
+        assert_eq!(
+            predict(3, &model, &data, &["--parallel", "data"]),
+            reference,
+            "{sizes:?} data"
+        );
+        assert_eq!(
+            predict(4, &model, &data, &["--grid", "2x2"]),
+            reference,
+            "{sizes:?} 2x2"
+        );
+    }
+}
+
+fn sonar() -> String {
+    format!("{}/data/sonar.csv", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn train(ranks: usize, out: &Path, extra: &[&str]) -> Network {
+    let data = sonar();
+    let mut args = vec![
+        "train",
+        "--data",
+        &data,
+        "--hidden",
+        "24,10",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "16",
+        "--val-split",
+        "0.2",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    run(ranks, &args);
+    load(out).unwrap().model.network
+}
+
+fn max_difference(a: &Network, b: &Network) -> f32 {
+    assert_eq!(a.sizes(), b.sizes());
+    a.layers()
+        .iter()
+        .zip(b.layers())
+        .flat_map(|(x, y)| {
+            let w = x.weight_slice().iter().zip(y.weight_slice());
+            w.chain(x.bias().iter().zip(y.bias()))
+                .map(|(p, q)| (p - q).abs())
+                .collect::<Vec<_>>()
+        })
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn training_on_several_ranks_matches_one_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = train(0, &dir.path().join("one.nnmpi"), &[]);
+    let runs: [(usize, &[&str]); 5] = [
+        (2, &["--parallel", "model"]),
+        (3, &[]),
+        (2, &["--parallel", "data"]),
+        (3, &["--parallel", "data"]),
+        (4, &["--grid", "2x2"]),
+    ];
+    for (ranks, flags) in runs {
+        let path = dir.path().join(format!("r{ranks}{}.nnmpi", flags.join("")));
+        let got = train(ranks, &path, flags);
+        let diff = max_difference(&got, &reference);
+        eprintln!("{ranks} ranks {flags:?}: largest weight difference {diff:e}");
+        assert!(diff <= TRAIN_TOLERANCE, "{ranks} ranks {flags:?}: {diff}");
+        assert!(
+            got != Network::new(
+                &[60, 24, 10, 1],
+                Activation::Relu,
+                Activation::Sigmoid,
+                Init::He,
+                42
+            )
+            .unwrap()
+        );
+    }
+}
+
+#[test]
+fn a_checkpoint_from_3_ranks_loads_and_predicts_alike_on_1_and_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("three.nnmpi");
+    train(3, &path, &[]);
+    let data = PathBuf::from(sonar());
+    let on_three = predict(3, &path, &data, &["--label-col", "last"]);
+    for ranks in [0, 1, 2] {
+        assert_eq!(
+            predict(ranks, &path, &data, &["--label-col", "last"]),
+            on_three,
+            "{ranks} ranks"
+        );
+    }
+    // And a 3-rank run resumes on 2 ranks.
+    let out = path.to_str().unwrap();
+    run(
+        2,
+        &[
+            "train",
+            "--resume",
+            out,
+            "--data",
+            &sonar(),
+            "--epochs",
+            "4",
+            "--out",
+            out,
+            "--quiet",
+        ],
+    );
+    assert!(run(0, &["info", "--model", out]).contains("4 of 4 epochs"));
+}
+
+/// Runs `cmd` and kills it if it has not ended after `limit`; returns its output and whether
+/// it ended in time.
+fn run_with_limit(mut cmd: Command, limit: Duration) -> (Output, bool) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start mpirun");
+    let start = Instant::now();
+    let in_time = loop {
+        if child.try_wait().unwrap().is_some() {
+            break true;
+        }
+        if start.elapsed() > limit {
+            child.kill().ok();
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (child.wait_with_output().unwrap(), in_time)
+}
+
+#[test]
+fn an_error_on_one_rank_ends_the_job_within_10_seconds() {
+    let limit = Duration::from_secs(10);
+    // Rank 0 cannot read the data: the other ranks are waiting for it.
+    let (out, in_time) = run_with_limit(
+        mpirun_command(3, &["train", "--data", "/nonexistent/data.csv"]),
+        limit,
+    );
+    assert!(in_time, "the job hung");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/data.csv"));
+
+    // Rank 2 of 3 is given other flags (an MPMD launch): it must fail, not hang the others
+    // in mismatched collectives.
+    let data = sonar();
+    let mut cmd = mpirun_command(2, &["train", "--data", &data, "--epochs", "500"]);
+    cmd.args([
+        ":", "-np", "1", NNMPI, "train", "--data", &data, "--epochs", "5",
+    ]);
+    let (out, in_time) = run_with_limit(cmd, limit);
+    assert!(in_time, "the job hung");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("rank 2 was started with other arguments"),
+        "{err}"
+    );
+}
+
+#[test]
+fn info_prints_the_plan_for_any_number_of_ranks() {
+    let text = run(
+        0,
+        &[
+            "info",
+            "--layers",
+            "10,5,1",
+            "--ranks",
+            "4",
+            "--batch-size",
+            "2",
+        ],
+    );
+    // 5 neurons over 4 ranks: 2,1,1,1; the output neuron on rank 0.
+    let rank_rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with(char::is_numeric))
+        .collect();
+    assert_eq!(rank_rows.len(), 4, "{text}");
+    assert!(
+        rank_rows[0].split_whitespace().take(3).eq(["0", "3", "28"]),
+        "{text}"
+    );
+    assert!(
+        rank_rows[3].split_whitespace().take(3).eq(["3", "1", "11"]),
+        "{text}"
+    );
+}
