@@ -32,7 +32,13 @@ fn mpirun_flavour() -> &'static str {
 
 /// `mpirun -np <ranks> nnmpi <args>`; Open MPI may oversubscribe and run as root (CI).
 fn mpirun_command(ranks: usize, args: &[&str]) -> Command {
+    mpirun_with(&[], ranks, args)
+}
+
+/// `mpirun <launcher options> -np <ranks> nnmpi <args>`.
+fn mpirun_with(options: &[&str], ranks: usize, args: &[&str]) -> Command {
     let mut cmd = Command::new("mpirun");
+    cmd.args(options);
     if mpirun_flavour() == "openmpi" {
         cmd.args(["--oversubscribe", "--bind-to", "none"]);
     }
@@ -167,8 +173,6 @@ fn train(ranks: usize, out: &Path, extra: &[&str]) -> Network {
         &data,
         "--hidden",
         "24,10",
-        "--epochs",
-        "3",
         "--batch-size",
         "16",
         "--val-split",
@@ -177,6 +181,9 @@ fn train(ranks: usize, out: &Path, extra: &[&str]) -> Network {
         "--out",
         out.to_str().unwrap(),
     ];
+    if !extra.contains(&"--epochs") {
+        args.extend(["--epochs", "3"]);
+    }
     args.extend_from_slice(extra);
     run(ranks, &args);
     load(out).unwrap().model.network
@@ -339,4 +346,75 @@ fn info_prints_the_plan_for_any_number_of_ranks() {
         rank_rows[3].split_whitespace().take(3).eq(["3", "1", "11"]),
         "{text}"
     );
+}
+
+#[test]
+fn cross_validation_and_early_stopping_report_alike_on_two_ranks() {
+    let data = sonar();
+    let kfold = [
+        "train", "--data", &data, "--hidden", "12", "--epochs", "4", "--kfold", "3",
+    ];
+    let last_line = |text: String| text.lines().last().unwrap_or_default().to_owned();
+    let one = last_line(run(0, &kfold));
+    assert!(one.starts_with("3-fold accuracy"), "{one}");
+    assert_eq!(last_line(run(2, &kfold)), one);
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("early.nnmpi");
+    let early = [
+        "--epochs",
+        "40",
+        "--patience",
+        "2",
+        "--lr",
+        "0.05",
+        "--checkpoint-every",
+        "1",
+    ];
+    let single = train(0, &out, &early);
+    let single_info = run(0, &["info", "--model", out.to_str().unwrap()]);
+    let pair = train(2, &out, &[&early[..], &["--parallel", "data"]].concat());
+    let pair_info = run(0, &["info", "--model", out.to_str().unwrap()]);
+    assert!(max_difference(&single, &pair) <= TRAIN_TOLERANCE);
+    let epochs = |info: &str| {
+        info.lines()
+            .find(|l| l.starts_with("training:"))
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        epochs(&pair_info),
+        epochs(&single_info),
+        "early stopping stopped elsewhere"
+    );
+    assert!(
+        !single_info.contains("40 of 40"),
+        "no early stop happened: {single_info}"
+    );
+}
+
+#[test]
+fn the_localhost_hostfile_runs_a_json_bench() {
+    let hostfile = format!("{}/hostfiles/localhost", env!("CARGO_MANIFEST_DIR"));
+    let bench = [
+        "bench", "--layers", "64,32,8", "--batch", "8", "--reps", "3", "--json", "--mode", "train",
+    ];
+    let out = mpirun_with(&["--hostfile", &hostfile], 2, &bench)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        json.contains("\"ranks\":2") && json.contains("\"grid\":\"1x2\""),
+        "{json}"
+    );
+    let share: f64 = json
+        .split("\"comm_share\":")
+        .nth(1)
+        .and_then(|s| s.trim_end().trim_end_matches('}').parse().ok())
+        .expect("a comm_share field");
+    assert!((0.0..=1.0).contains(&share), "{json}");
 }

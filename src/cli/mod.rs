@@ -97,6 +97,7 @@ pub fn main() -> Result<()> {
 /// On more than one rank, an error must end every rank, not leave the others waiting in a
 /// collective: print it and `MPI_Abort`. Rank 0 speaks first; another rank waits a second,
 /// so that when every rank fails alike (a bad flag), the job shows rank 0's message once.
+#[cfg(feature = "mpi")]
 fn end_job<C: Comm>(world: &C, e: &anyhow::Error) {
     if world.size() == 1 {
         return;
