@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The main job on the bundled data: installs what is missing, builds in release, runs 5-fold
 # cross-validation of a 60-60-1 network on Sonar (the seed's 60-input data set), trains and
-# saves a model, describes it, evaluates it and writes its predictions. Outputs go to out/.
+# saves a model, describes it, evaluates it and writes its predictions; then trains the same
+# network on 2 MPI ranks (neurons of every layer split between them), evaluates that model on
+# 2 data-parallel ranks and times both engines on the seed's 1000-1000-1000-1 network.
+# Outputs go to out/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/install-deps.sh
@@ -18,3 +21,12 @@ set -x
 "$nnmpi" eval --model out/sonar.nnmpi --data data/sonar.csv
 "$nnmpi" predict --model out/sonar.nnmpi --data data/sonar.csv --out out/sonar-predictions.csv
 head -n 4 out/sonar-predictions.csv
+
+# The same on 2 MPI ranks: each holds half of every layer's neurons.
+mpirun -np 2 "$nnmpi" train --data data/sonar.csv --hidden 60 --normalize zscore --epochs 100 \
+    --out out/sonar-2ranks.nnmpi --quiet
+mpirun -np 2 "$nnmpi" eval --model out/sonar-2ranks.nnmpi --data data/sonar.csv --parallel data
+"$nnmpi" info --model out/sonar-2ranks.nnmpi --ranks 2
+# The seed's scaling study: one sample through 1000-1000-1000-1, on 1 and 2 ranks.
+RAYON_NUM_THREADS=1 "$nnmpi" bench --layers 1000,1000,1000,1 --batch 1 --activation sigmoid --reps 100
+mpirun -np 2 -x RAYON_NUM_THREADS=1 "$nnmpi" bench --layers 1000,1000,1000,1 --batch 1 --activation sigmoid --reps 100

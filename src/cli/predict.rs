@@ -56,28 +56,29 @@ fn implied_loss(model: &Model) -> Loss {
 }
 
 impl ModelInput {
-    /// Loads the model and the data (read by rank 0), normalised as the model was trained,
-    /// and this rank's engine for the model.
-    fn load<C: Comm>(&self, ctx: &Ctx<C>) -> Result<(Model, Dataset, Engine<C>)> {
+    /// Loads the model and the data (read by rank 0), normalised as the model was trained.
+    /// Returns the model's task, the loss its output implies, the data and this rank's
+    /// engine (which keeps only this rank's shard of the network).
+    fn load<C: Comm>(&self, ctx: &Ctx<C>) -> Result<(Task, Loss, Dataset, Engine<C>)> {
         let model = ctx.load_checkpoint(&self.model)?.model;
         let mut data = ctx.load_data(|| self.data.load_for(&model))?;
         model.normalizer.apply(&mut data.features);
         let engine = Engine::sharded(&model.network, ctx.topology.model.clone(), ctx.par);
-        Ok((model, data, engine))
+        Ok((model.task.clone(), implied_loss(&model), data, engine))
     }
 }
 
 /// Runs `nnmpi predict`: the data groups share the rows, rank 0 writes the result.
 pub fn run_predict<C: Comm>(ctx: &Ctx<C>, args: &PredictArgs) -> Result<()> {
-    let (model, data, mut engine) = args.input.load(ctx)?;
-    let outputs = model.network.outputs();
+    let (task, _, data, mut engine) = args.input.load(ctx)?;
+    let outputs = engine.outputs();
     let groups = &ctx.topology.data;
     let y = predict_all(&mut engine, groups, &data, args.input.batch_size);
     let Some(y) = y.filter(|_| ctx.is_root()) else {
         return Ok(());
     };
     let mut text = String::with_capacity(data.len() * 16 * (outputs + 1));
-    match &model.task {
+    match &task {
         Task::Classification { classes } => {
             let header: Vec<String> = classes.iter().map(|c| format!("p_{c}")).collect();
             text += &format!("prediction,{}\n", header.join(","));
@@ -122,8 +123,7 @@ pub fn run_predict<C: Comm>(ctx: &Ctx<C>, args: &PredictArgs) -> Result<()> {
 
 /// Runs `nnmpi eval`: the data groups share the rows, rank 0 prints the totals.
 pub fn run_eval<C: Comm>(ctx: &Ctx<C>, args: &EvalArgs) -> Result<()> {
-    let (model, data, mut engine) = args.input.load(ctx)?;
-    let loss = implied_loss(&model);
+    let (_, loss, data, mut engine) = args.input.load(ctx)?;
     let groups = &ctx.topology.data;
     let eval = evaluate(&mut engine, groups, &data, loss, args.input.batch_size)?;
     if !ctx.is_root() {

@@ -3,9 +3,10 @@
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use nnmpi::data::Normalizer;
 use nnmpi::dist::Comm;
 use nnmpi::io::{Checkpoint, TrainingCheckpoint, save};
-use nnmpi::model::Model;
+use nnmpi::model::{Model, Task};
 use nnmpi::train::{EpochReport, Observer, Trainer};
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -84,8 +85,10 @@ pub struct Checkpointing {
     pub path: PathBuf,
     /// Every this many epochs.
     pub every: usize,
-    /// Normaliser and task of the model being trained (the network comes from the trainer).
-    pub template: Model,
+    /// Normaliser of the model being trained (the network comes from the trainer).
+    pub normalizer: Normalizer,
+    /// Its task (class names).
+    pub task: Task,
     /// Validation fraction, saved for resume.
     pub validation_split: f64,
 }
@@ -98,7 +101,8 @@ impl Checkpointing {
         Some(Checkpoint {
             model: Model {
                 network,
-                ..self.template.clone()
+                normalizer: self.normalizer.clone(),
+                task: self.task.clone(),
             },
             training: Some(TrainingCheckpoint {
                 config: trainer.config().clone(),

@@ -316,17 +316,14 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, matches: &ArgMatches) -> Res
             args.batch_size
         );
     }
-    let template = Model {
-        network: network.clone(),
-        normalizer,
-        task,
-    };
     let trainer = Trainer::distributed(&network, config, ctx.par, &ctx.topology)?;
+    // From here on each rank holds only its shard of the network.
+    drop((network, data));
     fit_and_save(
         ctx,
         args,
         trainer,
-        template,
+        (normalizer, task),
         args.val_split,
         &train,
         val.as_ref(),
@@ -345,12 +342,18 @@ fn resume<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, path: &std::path::Path) -> Re
     };
     let model = ckpt.model;
     let data = ctx.load_data(|| args.data.load_for(&model))?;
+    let Model {
+        network,
+        normalizer,
+        task,
+    } = model;
     let (train, val, _) = split_and_normalize(
         &data,
         training.validation_split,
         training.config.seed,
-        |_| model.normalizer.clone(),
+        |_| normalizer.clone(),
     );
+    drop(data);
     let mut config = training.config;
     config.epochs = args.epochs;
     if !args.quiet {
@@ -362,18 +365,14 @@ fn resume<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, path: &std::path::Path) -> Re
             config.epochs
         );
     }
-    let trainer = Trainer::resume_distributed(
-        &model.network,
-        config,
-        training.state,
-        ctx.par,
-        &ctx.topology,
-    )?;
+    let trainer =
+        Trainer::resume_distributed(&network, config, training.state, ctx.par, &ctx.topology)?;
+    drop(network);
     fit_and_save(
         ctx,
         args,
         trainer,
-        model,
+        (normalizer, task),
         training.validation_split,
         &train,
         val.as_ref(),
@@ -387,7 +386,7 @@ fn fit_and_save<C: Comm>(
     ctx: &Ctx<C>,
     args: &TrainArgs,
     mut trainer: Trainer<C>,
-    template: Model,
+    (normalizer, task): (Normalizer, Task),
     validation_split: f64,
     train: &Dataset,
     val: Option<&Dataset>,
@@ -404,7 +403,8 @@ fn fit_and_save<C: Comm>(
     let checkpoints = args.out.as_ref().map(|path| Checkpointing {
         path: path.clone(),
         every: args.checkpoint_every,
-        template,
+        normalizer,
+        task,
         validation_split,
     });
     let mut progress = Progress::new(
