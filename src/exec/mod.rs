@@ -297,35 +297,32 @@ impl<C: Comm> Engine<C> {
             } else {
                 &done[l - 1][..shard.inputs * batch]
             };
-            let whole = &mut rest[0][..out * batch];
             let fused = if shard.activation.is_elementwise() {
                 shard.activation
             } else {
                 Activation::Identity
             };
-            if sharded {
-                let own = &mut self.own[l][..shard.len() * batch];
-                dense::forward(
-                    self.par,
-                    &shard.weights,
-                    &shard.bias,
-                    input,
-                    batch,
-                    fused,
-                    own,
-                );
-                let counts = self.plan.layer(l).counts_times(batch);
-                self.comm.all_gather_varcount(own, whole, &counts);
+            // Alone, the rank writes the whole layer in place; in a group, its own rows first.
+            let rows = shard.len() * batch;
+            let y = if sharded {
+                &mut self.own[l][..rows]
             } else {
-                dense::forward(
-                    self.par,
-                    &shard.weights,
-                    &shard.bias,
-                    input,
-                    batch,
-                    fused,
-                    whole,
-                );
+                &mut rest[0][..out * batch]
+            };
+            dense::forward(
+                self.par,
+                &shard.weights,
+                &shard.bias,
+                input,
+                batch,
+                fused,
+                y,
+            );
+            let whole = &mut rest[0][..out * batch];
+            if sharded {
+                let counts = self.plan.layer(l).counts_times(batch);
+                self.comm
+                    .all_gather_varcount(&self.own[l][..rows], whole, &counts);
             }
             if shard.activation == Activation::Softmax {
                 softmax_columns(whole, out, batch);

@@ -171,11 +171,20 @@ fn gemm_block(
         // The library computes a single row with its matrix-vector code, whose rounding differs
         // from its blocked kernel; a copy of the row as a 2-row product keeps the bits equal to
         // those the row gets inside a bigger block (a rank or thread owning one neuron).
-        let row: Vec<f32> = (0..k).map(|p| a.data[p * a.cs]).collect();
-        let twice = [row.as_slice(), row.as_slice()].concat();
-        let mut c2 = [c.to_vec(), c.to_vec()].concat();
-        gemm_block(2, k, n, alpha, Mat::row_major(&twice, k), b, beta, &mut c2);
-        c.copy_from_slice(&c2[..n]);
+        // Scratch per thread, so that a 1-row product (a one-neuron output layer) does not
+        // allocate on every call.
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        SCRATCH.with_borrow_mut(|scratch| {
+            scratch.clear();
+            scratch.extend((0..2 * k).map(|i| a.data[(i % k) * a.cs]));
+            scratch.extend_from_slice(c);
+            scratch.extend_from_slice(c);
+            let (twice, c2) = scratch.split_at_mut(2 * k);
+            gemm_block(2, k, n, alpha, Mat::row_major(twice, k), b, beta, c2);
+            c.copy_from_slice(&c2[..n]);
+        });
         return;
     }
     // The depth is cut into fixed slices of at most DEPTH_BLOCK, accumulated into C in order.
