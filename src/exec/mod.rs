@@ -218,37 +218,46 @@ impl<C: Comm> Engine<C> {
         }
     }
 
-    /// Collects the whole network on rank `root` of the group (`None` elsewhere). Every rank
-    /// of the group must call it.
-    pub fn gather_to(&self, root: usize) -> Option<Network> {
-        let mut layers = Vec::with_capacity(self.layers.len());
-        for (l, shard) in self.layers.iter().enumerate() {
+    /// Collects the whole network from every rank's `layers` (this rank's shard, or a saved
+    /// copy of it) on rank 0 of the group (`None` elsewhere). Every rank of the group must
+    /// call it.
+    ///
+    /// # Panics
+    /// If `layers` is not shaped like this rank's shard.
+    pub fn gather_layers(&self, layers: &[ShardLayer]) -> Option<Network> {
+        assert_eq!(
+            layers.len(),
+            self.layers.len(),
+            "Engine::gather_layers: not a shard"
+        );
+        let at_root = self.comm.rank() == 0;
+        let mut whole = Vec::with_capacity(layers.len());
+        for (l, shard) in layers.iter().enumerate() {
             let part = self.plan.layer(l);
-            let at_root = self.comm.rank() == root;
             let size = |n: usize| if at_root { n } else { 0 };
             let mut w = vec![0.0; size(part.total() * shard.inputs)];
             let mut b = vec![0.0; size(part.total())];
             let w_counts = part.counts_times(shard.inputs);
             self.comm
-                .gather_varcount(root, &shard.weights, &mut w, &w_counts);
+                .gather_varcount(0, &shard.weights, &mut w, &w_counts);
             self.comm
-                .gather_varcount(root, &shard.bias, &mut b, &part.counts());
+                .gather_varcount(0, &shard.bias, &mut b, &part.counts());
             if at_root {
                 let w = Array2::from_shape_vec((part.total(), shard.inputs), w)
                     .expect("gathered weights are [out, in]");
-                layers.push(
+                whole.push(
                     Layer::new(w, Array1::from(b), shard.activation)
                         .expect("a gathered layer has the shape of the network it came from"),
                 );
             }
         }
-        (self.comm.rank() == root)
-            .then(|| Network::from_layers(layers).expect("gathered layers chain like the original"))
+        at_root
+            .then(|| Network::from_layers(whole).expect("gathered layers chain like the original"))
     }
 
-    /// Collects the whole network on rank 0 of the group.
+    /// Collects the whole network on rank 0 of the group (`None` elsewhere).
     pub fn gather(&self) -> Option<Network> {
-        self.gather_to(0)
+        self.gather_layers(&self.layers)
     }
 
     /// Grows the buffers to hold `batch` samples (no-op when they already can).

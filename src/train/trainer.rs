@@ -292,11 +292,10 @@ impl<C: Comm> Trainer<C> {
         }
         let network = self.engine.gather();
         let optimizer = self.gather_optimizer();
-        let best = self.best.as_ref().map(|b| {
-            let mut engine = self.engine.clone();
-            engine.set_layers(b.layers.clone());
-            (b.epoch, b.val_loss, engine.gather())
-        });
+        let best = self
+            .best
+            .as_ref()
+            .map(|b| (b.epoch, b.val_loss, self.engine.gather_layers(&b.layers)));
         let network = network?;
         let best = match best {
             Some((epoch, val_loss, Some(network))) => Some(Best {
