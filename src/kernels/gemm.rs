@@ -59,7 +59,7 @@ impl<'a> Mat<'a> {
 }
 
 /// Below this many multiply-adds a product runs on one thread.
-const PAR_MIN_MACS: usize = 1 << 17;
+pub(crate) const PAR_MIN_MACS: usize = 1 << 17;
 /// Row blocks are multiples of this (the widest microkernel's row count).
 const ROW_ALIGN: usize = 16;
 

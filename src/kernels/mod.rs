@@ -6,6 +6,7 @@
 pub mod activation;
 pub mod dense;
 pub mod gemm;
+pub mod sparse;
 
 /// How a kernel may use threads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

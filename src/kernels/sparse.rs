@@ -1,0 +1,437 @@
+//! A sparse (CSR) fully connected layer, or a block of its rows, on features-major
+//! activations: the kernels skip absent connections.
+//!
+//! Shapes: `w` is a [`Csr`] `[out, in]`, `b` is `[out]`, `x` is `[in, batch]`, `y` and `delta`
+//! are `[out, batch]`, `batch >= 1`. Every output element is a chain of fused multiply-adds
+//! over its row's entries in column order, so its bits do not depend on how rows are split
+//! over threads or ranks, nor on the SIMD width.
+
+use super::Par;
+use super::activation::bias_activation;
+use super::gemm::PAR_MIN_MACS;
+use crate::model::Activation;
+use crate::sparse::Csr;
+use rayon::prelude::*;
+use std::ops::Range;
+
+/// Defines `$name` that runs `$body` compiled for AVX-512 or AVX2 (with FMA) when the CPU has
+/// them, else for the baseline target. The body is the same code; only the vector width the
+/// compiler may use changes.
+macro_rules! multiversion {
+    ($(#[$m:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$m])*
+        fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn inner($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,fma")]
+                fn v512($($arg: $ty),*) { inner($($arg),*) }
+                #[target_feature(enable = "avx2,fma")]
+                fn v256($($arg: $ty),*) { inner($($arg),*) }
+                if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU has the features v512 is compiled for.
+                    return unsafe { v512($($arg),*) };
+                }
+                if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU has the features v256 is compiled for.
+                    return unsafe { v256($($arg),*) };
+                }
+            }
+            inner($($arg),*)
+        }
+    };
+}
+
+multiversion! {
+    /// `y[r, :] = Σ_k val[k] · x[col[k], :]` for the rows of `w` (rows `first..` of a block).
+    fn rows_times(w: &Csr, rows: Range<usize>, x: &[f32], batch: usize, y: &mut [f32]) {
+        for (i, yr) in rows.zip(y.chunks_exact_mut(batch)) {
+            yr.fill(0.0);
+            let (cols, vals) = w.row(i);
+            for (&j, &v) in cols.iter().zip(vals) {
+                let xr = &x[j as usize * batch..(j as usize + 1) * batch];
+                for (o, &xi) in yr.iter_mut().zip(xr) {
+                    *o = v.mul_add(xi, *o);
+                }
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// `dval[k] = delta[i, :] · x[col[k], :]` for the entries of rows `rows`, and
+    /// `db[i] = Σ delta[i, :]`.
+    fn entry_gradients(
+        w: &Csr,
+        rows: Range<usize>,
+        delta: &[f32],
+        x: &[f32],
+        batch: usize,
+        dval: &mut [f32],
+        db: &mut [f32],
+    ) {
+        let mut k = 0;
+        for (i, d) in rows.clone().zip(db.iter_mut()) {
+            let dr = &delta[i * batch..(i + 1) * batch];
+            *d = dr.iter().sum();
+            let (cols, _) = w.row(i);
+            for &j in cols {
+                let xr = &x[j as usize * batch..(j as usize + 1) * batch];
+                dval[k] = super::gemm::dot(dr, xr);
+                k += 1;
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// `dx[:, cols] = Σ_i Σ_k val[k] · delta[i, cols]` scattered into `dx` rows `col[k]`,
+    /// for the batch columns `cols` only.
+    fn scatter_columns(w: &Csr, delta: &[f32], batch: usize, cols: Range<usize>, dx: DxColumns) {
+        for i in 0..w.rows() {
+            let dr = &delta[i * batch + cols.start..i * batch + cols.end];
+            let (js, vals) = w.row(i);
+            for (&j, &v) in js.iter().zip(vals) {
+                // SAFETY: see DxColumns: this call owns columns `cols` of every row of dx.
+                let out = unsafe { dx.row(j as usize, &cols) };
+                for (o, &d) in out.iter_mut().zip(dr) {
+                    *o = v.mul_add(d, *o);
+                }
+            }
+        }
+    }
+}
+
+/// `dx` shared between threads that each own a range of its batch columns.
+#[derive(Clone, Copy)]
+struct DxColumns {
+    ptr: *mut f32,
+    batch: usize,
+    rows: usize,
+}
+
+// SAFETY: threads only touch disjoint column ranges of dx (see `backward_input`).
+unsafe impl Send for DxColumns {}
+unsafe impl Sync for DxColumns {}
+
+impl DxColumns {
+    /// Row `j`, columns `cols` of dx.
+    ///
+    /// # Safety
+    /// No other live reference may cover these elements: each thread has its own `cols`.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn row(&self, j: usize, cols: &Range<usize>) -> &mut [f32] {
+        assert!(
+            j < self.rows && cols.end <= self.batch,
+            "DxColumns: out of range"
+        );
+        // SAFETY: in bounds (checked); exclusive by the caller's contract.
+        unsafe {
+            std::slice::from_raw_parts_mut(self.ptr.add(j * self.batch + cols.start), cols.len())
+        }
+    }
+}
+
+/// Row ranges with about equal numbers of entries (`parts` of them, some maybe empty).
+pub fn balanced_rows(w: &Csr, parts: usize) -> Vec<Range<usize>> {
+    let ptr = w.row_ptr();
+    let (rows, nnz) = (w.rows(), w.nnz());
+    let mut bounds = vec![0];
+    for p in 1..parts {
+        let goal = nnz * p / parts;
+        let at = ptr.partition_point(|&o| o < goal).min(rows);
+        bounds.push(at.max(*bounds.last().unwrap_or(&0)));
+    }
+    bounds.push(rows);
+    bounds.windows(2).map(|b| b[0]..b[1]).collect()
+}
+
+/// How many threads a product of `work` multiply-adds deserves.
+fn threads(par: Par, work: usize) -> usize {
+    match par {
+        Par::Rayon if work >= PAR_MIN_MACS => rayon::current_num_threads(),
+        _ => 1,
+    }
+}
+
+/// Splits `buf` (`per_row` values per row of `w`) into the blocks of `ranges`.
+fn split_rows<'a>(
+    mut buf: &'a mut [f32],
+    ranges: &[Range<usize>],
+    per_row: usize,
+) -> Vec<&'a mut [f32]> {
+    ranges
+        .iter()
+        .map(|r| {
+            let (head, tail) = std::mem::take(&mut buf).split_at_mut(r.len() * per_row);
+            buf = tail;
+            head
+        })
+        .collect()
+}
+
+/// `y = f(w · x + b)` for an element-wise `f` (softmax is the caller's, as in
+/// [`super::dense::forward`]). Threads take row blocks of equal entry counts.
+///
+/// # Panics
+/// If `act` is softmax, `batch` is 0 or the shapes do not match.
+pub fn forward(
+    par: Par,
+    w: &Csr,
+    b: &[f32],
+    x: &[f32],
+    batch: usize,
+    act: Activation,
+    y: &mut [f32],
+) {
+    assert!(
+        act.is_elementwise(),
+        "sparse::forward: softmax is applied by the caller"
+    );
+    assert!(batch > 0, "sparse::forward: empty batch");
+    assert_eq!(b.len(), w.rows(), "sparse::forward: bias is not [out]");
+    assert_eq!(
+        x.len(),
+        w.cols() * batch,
+        "sparse::forward: x is not [in, batch]"
+    );
+    assert_eq!(
+        y.len(),
+        w.rows() * batch,
+        "sparse::forward: y is not [out, batch]"
+    );
+    let t = threads(par, w.nnz() * batch);
+    let block = |rows: Range<usize>, yb: &mut [f32]| {
+        rows_times(w, rows.clone(), x, batch, yb);
+        bias_activation(yb, &b[rows], batch, act);
+    };
+    if t <= 1 {
+        return block(0..w.rows(), y);
+    }
+    let ranges = balanced_rows(w, t);
+    let blocks = split_rows(y, &ranges, batch);
+    ranges
+        .into_par_iter()
+        .zip(blocks)
+        .for_each(|(r, yb)| block(r, yb));
+}
+
+/// Differentiates `z = w · x + b` for the parameters that exist: `dval[k] = delta[i, :] ·
+/// x[col[k], :]` for every entry `k` (row `i`), and `db = Σ_batch delta`.
+///
+/// # Panics
+/// If the shapes do not match.
+pub fn backward_params(
+    par: Par,
+    w: &Csr,
+    delta: &[f32],
+    x: &[f32],
+    batch: usize,
+    dval: &mut [f32],
+    db: &mut [f32],
+) {
+    assert!(batch > 0, "sparse::backward_params: empty batch");
+    assert_eq!(
+        delta.len(),
+        w.rows() * batch,
+        "sparse::backward_params: delta shape"
+    );
+    assert_eq!(
+        x.len(),
+        w.cols() * batch,
+        "sparse::backward_params: x shape"
+    );
+    assert_eq!(
+        (dval.len(), db.len()),
+        (w.nnz(), w.rows()),
+        "sparse::backward_params: gradient shapes"
+    );
+    let t = threads(par, w.nnz() * batch);
+    if t <= 1 {
+        return entry_gradients(w, 0..w.rows(), delta, x, batch, dval, db);
+    }
+    let ranges = balanced_rows(w, t);
+    let mut dvals = Vec::with_capacity(ranges.len());
+    let mut rest = dval;
+    for r in &ranges {
+        let n = w.row_ptr()[r.end] - w.row_ptr()[r.start];
+        let (head, tail) = std::mem::take(&mut rest).split_at_mut(n);
+        dvals.push(head);
+        rest = tail;
+    }
+    let dbs = split_rows(db, &ranges, 1);
+    ranges
+        .into_par_iter()
+        .zip(dvals)
+        .zip(dbs)
+        .for_each(|((r, dv), dbb)| entry_gradients(w, r, delta, x, batch, dv, dbb));
+}
+
+/// Differentiates `z = w · x + b` for the input: `dx = wᵀ · delta` (`[in, batch]`), by
+/// scattering every entry's contribution; threads take ranges of batch columns.
+///
+/// # Panics
+/// If the shapes do not match.
+pub fn backward_input(par: Par, w: &Csr, delta: &[f32], batch: usize, dx: &mut [f32]) {
+    assert!(batch > 0, "sparse::backward_input: empty batch");
+    assert_eq!(
+        delta.len(),
+        w.rows() * batch,
+        "sparse::backward_input: delta shape"
+    );
+    assert_eq!(
+        dx.len(),
+        w.cols() * batch,
+        "sparse::backward_input: dx shape"
+    );
+    dx.fill(0.0);
+    let target = DxColumns {
+        ptr: dx.as_mut_ptr(),
+        batch,
+        rows: w.cols(),
+    };
+    let t = threads(par, w.nnz() * batch).min(batch.div_ceil(16));
+    if t <= 1 {
+        return scatter_columns(w, delta, batch, 0..batch, target);
+    }
+    let width = batch.div_ceil(t).next_multiple_of(16);
+    (0..batch.div_ceil(width)).into_par_iter().for_each(|c| {
+        let cols = c * width..((c + 1) * width).min(batch);
+        scatter_columns(w, delta, batch, cols, target);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::dense;
+    use super::*;
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        (0..len)
+            .map(|i| {
+                (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 16) % 1000) as f32
+                    / 500.0
+                    - 1.0
+            })
+            .collect()
+    }
+
+    /// A `[rows, cols]` matrix with about `keep` of its entries non-zero.
+    fn pruned(rows: usize, cols: usize, keep: f32, seed: u32) -> Vec<f32> {
+        let mut w = values(rows * cols, seed);
+        for (i, v) in w.iter_mut().enumerate() {
+            if ((i as u32).wrapping_mul(40503).wrapping_add(seed) % 1000) as f32 >= keep * 1000.0 {
+                *v = 0.0;
+            }
+        }
+        w
+    }
+
+    fn close(a: &[f32], b: &[f32], what: &str) {
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-6 * (1.0 + y.abs()) * 10.0,
+                "{what}[{i}]: {x} vs {y}"
+            );
+        }
+    }
+
+    #[test]
+    fn equals_the_dense_kernels_on_the_masked_weights() {
+        for &(rows, cols, batch, keep) in &[
+            (37, 19, 5, 0.3),
+            (64, 300, 33, 0.1),
+            (5, 7, 1, 0.9),
+            (200, 150, 64, 0.05),
+        ] {
+            let d = pruned(rows, cols, keep, 3);
+            let w = Csr::from_dense(&d, rows, cols);
+            let b = values(rows, 4);
+            let x = values(cols * batch, 5);
+            let delta = values(rows * batch, 6);
+            for par in [Par::Seq, Par::Rayon] {
+                let (mut ys, mut yd) = (vec![0.0; rows * batch], vec![0.0; rows * batch]);
+                forward(par, &w, &b, &x, batch, Activation::Tanh, &mut ys);
+                dense::forward(par, &d, &b, &x, batch, Activation::Tanh, &mut yd);
+                close(&ys, &yd, "y");
+                let (mut dv, mut dbs) = (vec![0.0; w.nnz()], vec![0.0; rows]);
+                let (mut dw, mut dbd) = (vec![0.0; rows * cols], vec![0.0; rows]);
+                backward_params(par, &w, &delta, &x, batch, &mut dv, &mut dbs);
+                dense::backward_params(par, &delta, &x, batch, &mut dw, &mut dbd);
+                let dw_at_entries = Csr::from_dense_where(&dw, rows, cols, |k, _| d[k] != 0.0);
+                close(&dv, dw_at_entries.val(), "dw");
+                close(&dbs, &dbd, "db");
+                let (mut dxs, mut dxd) = (vec![f32::NAN; cols * batch], vec![0.0; cols * batch]);
+                backward_input(par, &w, &delta, batch, &mut dxs);
+                dense::backward_input(par, &d, &delta, batch, &mut dxd);
+                close(&dxs, &dxd, "dx");
+            }
+        }
+    }
+
+    #[test]
+    fn rows_have_the_same_bits_in_any_block_and_thread_count() {
+        let (rows, cols, batch) = (300, 400, 64);
+        let d = pruned(rows, cols, 0.2, 9);
+        let w = Csr::from_dense(&d, rows, cols);
+        let x = values(cols * batch, 2);
+        let b = vec![0.0; rows];
+        let mut whole = vec![0.0; rows * batch];
+        forward(
+            Par::Seq,
+            &w,
+            &b,
+            &x,
+            batch,
+            Activation::Identity,
+            &mut whole,
+        );
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        let mut threaded = vec![0.0; rows * batch];
+        pool.install(|| {
+            forward(
+                Par::Rayon,
+                &w,
+                &b,
+                &x,
+                batch,
+                Activation::Identity,
+                &mut threaded,
+            )
+        });
+        assert_eq!(threaded, whole);
+        for r in [0..1, 1..77, 77..300] {
+            let part = w.slice_rows(r.clone());
+            let mut y = vec![0.0; r.len() * batch];
+            forward(
+                Par::Seq,
+                &part,
+                &b[r.clone()],
+                &x,
+                batch,
+                Activation::Identity,
+                &mut y,
+            );
+            assert_eq!(y, whole[r.start * batch..r.end * batch]);
+        }
+    }
+
+    #[test]
+    fn balanced_rows_split_entries_evenly() {
+        // Rows 0..50 hold 10 entries each, rows 50..100 one each: 550 entries.
+        let mut d = vec![0.0f32; 100 * 10];
+        for i in 0..100 {
+            let n = if i < 50 { 10 } else { 1 };
+            d[i * 10..i * 10 + n].fill(1.0);
+        }
+        let w = Csr::from_dense(&d, 100, 10);
+        let ranges = balanced_rows(&w, 2);
+        assert_eq!(ranges, vec![0..28, 28..100]);
+        assert_eq!(balanced_rows(&w, 1), vec![0..100]);
+        assert_eq!(balanced_rows(&Csr::from_dense(&[1.0], 1, 1), 3).len(), 3);
+    }
+}
