@@ -13,7 +13,7 @@ fn reference_loss(net: &Network, x: &[f64], t: &[f64], batch: usize, loss: Loss)
     for s in 0..batch {
         let mut a: Vec<f64> = (0..net.inputs()).map(|i| x[i * batch + s]).collect();
         for layer in net.layers() {
-            let w = layer.weights();
+            let w = layer.dense_weights();
             let z: Vec<f64> = (0..layer.outputs())
                 .map(|o| {
                     layer.bias()[o] as f64

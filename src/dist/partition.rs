@@ -34,6 +34,28 @@ impl Partition {
         Partition { offsets }
     }
 
+    /// The partition with these boundaries: rank `r` gets `offsets[r]..offsets[r + 1]`.
+    ///
+    /// # Panics
+    /// If `offsets` has fewer than 2 entries, does not start at 0 or decreases.
+    pub fn from_offsets(offsets: Vec<usize>) -> Self {
+        assert!(
+            offsets.len() >= 2 && offsets[0] == 0 && offsets.windows(2).all(|w| w[0] <= w[1]),
+            "Partition::from_offsets: offsets must start at 0 and not decrease"
+        );
+        Partition { offsets }
+    }
+
+    /// The partition giving rank `r` `counts[r]` items.
+    pub fn from_counts(counts: &[usize]) -> Self {
+        let mut offsets = Vec::with_capacity(counts.len() + 1);
+        offsets.push(0);
+        for c in counts {
+            offsets.push(offsets[offsets.len() - 1] + c);
+        }
+        Partition::from_offsets(offsets)
+    }
+
     /// Rank `r`'s chunk of `n` items over `parts` ranks, without building the partition.
     pub fn share(n: usize, parts: usize, r: usize) -> Range<usize> {
         let (base, extra) = (n / parts, n % parts);

@@ -5,16 +5,18 @@
 
 mod plan;
 
-pub use plan::Plan;
+pub use plan::{Plan, Split};
 
 use crate::dist::{Comm, SelfComm};
 use crate::kernels::activation::{activation_backward, softmax_columns};
-use crate::kernels::{Par, dense};
-use crate::model::{Activation, Layer, Network};
+use crate::kernels::{Par, dense, sparse};
+use crate::model::{Activation, Layer, Network, Weights};
+use crate::sparse::Csr;
 use ndarray::{Array1, Array2};
 use std::ops::Range;
 
-/// This rank's rows of one layer: `weights` is `[rows, in]` row-major, `bias` is `[rows]`.
+/// This rank's rows of one layer: `weights` is `[rows, in]` (dense or sparse), `bias` is
+/// `[rows]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ShardLayer {
     /// The neurons of the layer this rank owns.
@@ -22,7 +24,7 @@ pub struct ShardLayer {
     /// Inputs of the layer.
     pub inputs: usize,
     /// Weights of the owned neurons, `[rows, in]`.
-    pub weights: Vec<f32>,
+    pub weights: Weights,
     /// Biases of the owned neurons.
     pub bias: Vec<f32>,
     /// The layer's activation.
@@ -32,12 +34,11 @@ pub struct ShardLayer {
 impl ShardLayer {
     /// Rows `rows` of `layer`.
     fn of(layer: &Layer, rows: Range<usize>) -> Self {
-        let inputs = layer.inputs();
         ShardLayer {
-            weights: layer.weight_slice()[rows.start * inputs..rows.end * inputs].to_vec(),
+            weights: layer.weights().slice_rows(rows.clone()),
             bias: layer.bias()[rows.clone()].to_vec(),
             rows,
-            inputs,
+            inputs: layer.inputs(),
             activation: layer.activation(),
         }
     }
@@ -52,9 +53,55 @@ impl ShardLayer {
         self.rows.is_empty()
     }
 
-    /// Weights and bias, for optimisers.
+    /// Stored weight values and bias, for optimisers.
     pub fn params_mut(&mut self) -> (&mut [f32], &mut [f32]) {
-        (&mut self.weights, &mut self.bias)
+        (self.weights.values_mut(), &mut self.bias)
+    }
+
+    /// `y = f(W x + b)` for the owned rows (`f` element-wise).
+    fn forward(&self, par: Par, x: &[f32], batch: usize, act: Activation, y: &mut [f32]) {
+        match &self.weights {
+            Weights::Dense(w) => dense::forward(
+                par,
+                w.as_slice().expect("standard layout"),
+                &self.bias,
+                x,
+                batch,
+                act,
+                y,
+            ),
+            Weights::Sparse(w) => sparse::forward(par, w, &self.bias, x, batch, act, y),
+        }
+    }
+
+    /// Gradients of the stored weights and the biases of the owned rows.
+    fn backward_params(
+        &self,
+        par: Par,
+        delta: &[f32],
+        x: &[f32],
+        batch: usize,
+        dw: &mut [f32],
+        db: &mut [f32],
+    ) {
+        match &self.weights {
+            Weights::Dense(_) => dense::backward_params(par, delta, x, batch, dw, db),
+            Weights::Sparse(w) => sparse::backward_params(par, w, delta, x, batch, dw, db),
+        }
+    }
+
+    /// The owned rows' part of the input gradient.
+    fn backward_input(&self, par: Par, delta: &[f32], batch: usize, dx: &mut [f32]) {
+        match &self.weights {
+            Weights::Dense(w) => dense::backward_input(
+                par,
+                w.as_slice().expect("standard layout"),
+                delta,
+                batch,
+                dx,
+            ),
+            Weights::Sparse(w) => sparse::backward_input(par, w, delta, batch, dx),
+        }
     }
 }
 
@@ -129,7 +176,7 @@ impl<C: Comm> Engine<C> {
     /// The engine of rank `comm.rank()` of a model-parallel group: it keeps only its rows of
     /// every layer of `net` (see [`Plan`]).
     pub fn sharded(net: &Network, comm: C, par: Par) -> Self {
-        let plan = Plan::new(&net.sizes(), comm.size());
+        let plan = Plan::for_network(net, comm.size(), Split::Balanced);
         let layers = net
             .layers()
             .iter()
@@ -186,20 +233,30 @@ impl<C: Comm> Engine<C> {
         &mut self.layers
     }
 
-    /// Replaces the shard (e.g. by a saved copy of [`Engine::layers`]).
+    /// Replaces the shard: a saved copy of [`Engine::layers`], or the same rows with another
+    /// set of connections (after pruning). Every rank of the group must call it (the split of
+    /// the stored weights is exchanged).
     ///
     /// # Panics
-    /// If `layers` is not shaped like this rank's shard.
+    /// If `layers` does not hold this rank's rows.
     pub fn set_layers(&mut self, layers: Vec<ShardLayer>) {
         assert!(
             layers.len() == self.layers.len()
                 && layers
                     .iter()
                     .zip(&self.layers)
-                    .all(|(a, b)| { a.rows == b.rows && a.weights.len() == b.weights.len() }),
+                    .all(|(a, b)| a.rows == b.rows),
             "Engine::set_layers: not this rank's shard"
         );
         self.layers = layers;
+        for (l, shard) in self.layers.iter().enumerate() {
+            let mut counts = vec![0u64; self.comm.size()];
+            let mine = [shard.weights.stored() as u64];
+            self.comm
+                .all_gather_varcount(&mine, &mut counts, &vec![1; self.comm.size()]);
+            let counts: Vec<usize> = counts.iter().map(|&c| c as usize).collect();
+            self.plan.set_values(l, &counts);
+        }
     }
 
     /// Zeroed gradients shaped like this rank's shard.
@@ -208,7 +265,7 @@ impl<C: Comm> Engine<C> {
             weights: self
                 .layers
                 .iter()
-                .map(|l| vec![0.0; l.weights.len()])
+                .map(|l| vec![0.0; l.weights.stored()])
                 .collect(),
             bias: self
                 .layers
@@ -231,22 +288,46 @@ impl<C: Comm> Engine<C> {
             "Engine::gather_layers: not a shard"
         );
         let at_root = self.comm.rank() == 0;
+        let size = |n: usize| if at_root { n } else { 0 };
         let mut whole = Vec::with_capacity(layers.len());
         for (l, shard) in layers.iter().enumerate() {
-            let part = self.plan.layer(l);
-            let size = |n: usize| if at_root { n } else { 0 };
-            let mut w = vec![0.0; size(part.total() * shard.inputs)];
-            let mut b = vec![0.0; size(part.total())];
-            let w_counts = part.counts_times(shard.inputs);
+            let (rows, values) = (self.plan.layer(l), self.plan.values(l));
+            let mut val = vec![0.0; size(values.total())];
+            let mut b = vec![0.0; size(rows.total())];
             self.comm
-                .gather_varcount(0, &shard.weights, &mut w, &w_counts);
+                .gather_varcount(0, shard.weights.values(), &mut val, &values.counts());
             self.comm
-                .gather_varcount(0, &shard.bias, &mut b, &part.counts());
-            if at_root {
-                let w = Array2::from_shape_vec((part.total(), shard.inputs), w)
-                    .expect("gathered weights are [out, in]");
+                .gather_varcount(0, &shard.bias, &mut b, &rows.counts());
+            let weights = match &shard.weights {
+                Weights::Dense(_) => at_root.then(|| {
+                    Weights::Dense(
+                        Array2::from_shape_vec((rows.total(), shard.inputs), val)
+                            .expect("gathered weights are [out, in]"),
+                    )
+                }),
+                Weights::Sparse(csr) => {
+                    let mut col = vec![0u32; size(values.total())];
+                    self.comm
+                        .gather_varcount(0, csr.col(), &mut col, &values.counts());
+                    let lens: Vec<u64> = csr.row_nnz().iter().map(|&n| n as u64).collect();
+                    let mut all_lens = vec![0u64; size(rows.total())];
+                    self.comm
+                        .gather_varcount(0, &lens, &mut all_lens, &rows.counts());
+                    at_root.then(|| {
+                        let mut row_ptr = vec![0usize];
+                        for n in all_lens {
+                            row_ptr.push(row_ptr[row_ptr.len() - 1] + n as usize);
+                        }
+                        Weights::Sparse(
+                            Csr::from_parts(shard.inputs, row_ptr, col, val)
+                                .expect("gathered rows form the original matrix"),
+                        )
+                    })
+                }
+            };
+            if let Some(weights) = weights {
                 whole.push(
-                    Layer::new(w, Array1::from(b), shard.activation)
+                    Layer::from_weights(weights, Array1::from(b), shard.activation)
                         .expect("a gathered layer has the shape of the network it came from"),
                 );
             }
@@ -318,15 +399,7 @@ impl<C: Comm> Engine<C> {
             } else {
                 &mut rest[0][..out * batch]
             };
-            dense::forward(
-                self.par,
-                &shard.weights,
-                &shard.bias,
-                input,
-                batch,
-                fused,
-                y,
-            );
+            shard.forward(self.par, input, batch, fused, y);
             let whole = &mut rest[0][..out * batch];
             if sharded {
                 let counts = self.plan.layer(l).counts_times(batch);
@@ -384,7 +457,7 @@ impl<C: Comm> Engine<C> {
             } else {
                 &self.acts[l - 1][..shard.inputs * batch]
             };
-            dense::backward_params(
+            shard.backward_params(
                 self.par,
                 delta,
                 input,
@@ -399,11 +472,11 @@ impl<C: Comm> Engine<C> {
             let dx = &mut below[l - 1][..prev.len() * batch];
             if sharded {
                 let partial = &mut self.partial[..shard.inputs * batch];
-                dense::backward_input(self.par, &shard.weights, delta, batch, partial);
+                shard.backward_input(self.par, delta, batch, partial);
                 let counts = self.plan.layer(l - 1).counts_times(batch);
                 self.comm.reduce_scatter_varcount(partial, dx, &counts);
             } else {
-                dense::backward_input(self.par, &shard.weights, delta, batch, dx);
+                shard.backward_input(self.par, delta, batch, dx);
             }
             let y = &input[prev.rows.start * batch..prev.rows.end * batch];
             activation_backward(y, dx, batch, prev.activation);

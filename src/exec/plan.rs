@@ -1,17 +1,31 @@
 //! Which rank owns which neurons of every layer, and what that costs each rank.
 
 use crate::dist::Partition;
+use crate::kernels::sparse::balanced_rows;
+use crate::model::{Network, Weights};
 use std::ops::Range;
 
-/// The split of every layer's neurons over the `ranks` model-parallel ranks of a group.
+/// How a sparse layer's rows are split.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Split {
+    /// Equal neuron counts (the seed's `chunk = neurons / processes`), for every layer.
+    Even,
+    /// Sparse layers: contiguous row ranges with about equal numbers of connections, so every
+    /// rank has the same work. Dense layers are split evenly either way.
+    Balanced,
+}
+
+/// The split of every layer's neurons over the `ranks` model-parallel ranks of a group, and
+/// of each layer's stored weights that follows from it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
     sizes: Vec<usize>,
     layers: Vec<Partition>,
+    values: Vec<Partition>,
 }
 
 impl Plan {
-    /// The plan for a network of layer sizes `sizes` (inputs first) over `ranks` ranks.
+    /// The plan for a dense network of layer sizes `sizes` (inputs first) over `ranks` ranks.
     ///
     /// # Panics
     /// If `ranks` is 0 or `sizes` has fewer than 2 entries.
@@ -20,13 +34,46 @@ impl Plan {
             sizes.len() >= 2,
             "Plan::new: a network has at least 2 sizes"
         );
+        let layers: Vec<Partition> = sizes[1..]
+            .iter()
+            .map(|&n| Partition::even(n, ranks))
+            .collect();
+        let values = layers
+            .iter()
+            .zip(sizes)
+            .map(|(p, &inputs)| Partition::from_counts(&p.counts_times(inputs)))
+            .collect();
         Plan {
             sizes: sizes.to_vec(),
-            layers: sizes[1..]
-                .iter()
-                .map(|&n| Partition::even(n, ranks))
-                .collect(),
+            layers,
+            values,
         }
+    }
+
+    /// The plan for `net` over `ranks` ranks, sparse layers split as `split` says.
+    pub fn for_network(net: &Network, ranks: usize, split: Split) -> Self {
+        let mut plan = Plan::new(&net.sizes(), ranks);
+        for (l, layer) in net.layers().iter().enumerate() {
+            if let Weights::Sparse(csr) = layer.weights() {
+                if split == Split::Balanced {
+                    let mut offsets: Vec<usize> =
+                        balanced_rows(csr, ranks).iter().map(|r| r.start).collect();
+                    offsets.push(csr.rows());
+                    plan.layers[l] = Partition::from_offsets(offsets);
+                }
+                let ptr = csr.row_ptr();
+                let offsets = (0..ranks)
+                    .map(|r| ptr[plan.layers[l].range(r).start])
+                    .chain([csr.nnz()]);
+                plan.values[l] = Partition::from_offsets(offsets.collect());
+            }
+        }
+        plan
+    }
+
+    /// Replaces the split of layer `l`'s stored weights (after pruning changed them).
+    pub fn set_values(&mut self, l: usize, counts: &[usize]) {
+        self.values[l] = Partition::from_counts(counts);
     }
 
     /// Model-parallel ranks.
@@ -49,6 +96,11 @@ impl Plan {
         &self.layers[l]
     }
 
+    /// The split of layer `l`'s stored weights (rank `r`'s rows' weights, in order).
+    pub fn values(&self, l: usize) -> &Partition {
+        &self.values[l]
+    }
+
     /// The neurons of layer `l` that rank `r` owns.
     pub fn rows(&self, l: usize, r: usize) -> Range<usize> {
         self.layers[l].range(r)
@@ -59,13 +111,21 @@ impl Plan {
         self.layers.iter().map(|p| p.count(r)).sum()
     }
 
-    /// Parameters (weights and biases) rank `r` holds.
+    /// Stored weights of rank `r` over all layers.
+    pub fn weights_on(&self, r: usize) -> usize {
+        self.values.iter().map(|p| p.count(r)).sum()
+    }
+
+    /// Parameters (stored weights and biases) rank `r` holds.
     pub fn parameters_on(&self, r: usize) -> usize {
-        self.layers
-            .iter()
-            .zip(&self.sizes)
-            .map(|(p, &inputs)| p.count(r) * (inputs + 1))
-            .sum()
+        self.weights_on(r) + self.neurons_on(r)
+    }
+
+    /// Largest over mean of the stored weights per rank (1 = perfectly even work).
+    pub fn imbalance(&self) -> f64 {
+        let per_rank: Vec<usize> = (0..self.ranks()).map(|r| self.weights_on(r)).collect();
+        let mean = per_rank.iter().sum::<usize>() as f64 / per_rank.len() as f64;
+        per_rank.iter().copied().max().unwrap_or(0) as f64 / mean.max(f64::MIN_POSITIVE)
     }
 
     /// Values rank `r` receives per sample in the forward all-gathers (every layer's outputs
@@ -93,6 +153,9 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{Activation, Layer};
+    use crate::sparse::Csr;
+    use ndarray::Array1;
 
     #[test]
     fn a_plan_by_hand() {
@@ -108,5 +171,29 @@ mod tests {
         assert_eq!(p.forward_values_on(1), 3 + 1);
         assert_eq!(p.backward_values_on(1), 3);
         assert_eq!(Plan::new(&[3, 5, 1], 1).forward_values_on(0), 0);
+    }
+
+    #[test]
+    fn a_sparse_layer_is_split_by_its_connections() {
+        // 8 neurons of 10 inputs: the first 4 keep 1 connection, the last 4 all 10.
+        let mut d = vec![0.0f32; 80];
+        for i in 0..8 {
+            let n = if i < 4 { 1 } else { 10 };
+            d[i * 10..i * 10 + n].fill(1.0);
+        }
+        let layer = Layer::from_weights(
+            Weights::Sparse(Csr::from_dense(&d, 8, 10)),
+            Array1::zeros(8),
+            Activation::Relu,
+        )
+        .unwrap();
+        let net = Network::from_layers(vec![layer]).unwrap();
+        let even = Plan::for_network(&net, 2, Split::Even);
+        assert_eq!(even.values(0).counts(), vec![4, 40]);
+        assert!((even.imbalance() - 40.0 / 22.0).abs() < 1e-9);
+        let balanced = Plan::for_network(&net, 2, Split::Balanced);
+        assert_eq!(balanced.rows(0, 0), 0..6);
+        assert_eq!(balanced.values(0).counts(), vec![24, 20]);
+        assert!(balanced.imbalance() < even.imbalance());
     }
 }

@@ -8,7 +8,8 @@
 //! 20      4     CRC-32 of the payload (u32 LE)
 //! 24      n     payload: bincode (standard config) of the records below
 //! ```
-//! The payload holds the writer's crate version, the model (layers, normaliser, task) and,
+//! The payload holds the writer's crate version, the model (layers — a sparse layer as its
+//! row offsets, columns and values, so its size follows its connections — normaliser, task) and,
 //! optionally, the training state for an exact `--resume`. Nothing in it depends on the
 //! number of processes. Reading checks magic, version, length and checksum before decoding,
 //! decodes with a size limit, and validates every shape before building the model.
@@ -16,7 +17,8 @@
 use super::atomic::write_atomic;
 use crate::data::{NormKind, Normalizer};
 use crate::error::{Error, Result};
-use crate::model::{Activation, Layer, Model, Network, StreamPosition, Task};
+use crate::model::{Activation, Layer, Model, Network, StreamPosition, Task, Weights};
+use crate::sparse::Csr;
 use crate::train::{Best, OptimizerState, TrainConfig, TrainState};
 use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
@@ -24,8 +26,9 @@ use std::path::Path;
 
 /// First bytes of every checkpoint.
 pub const MAGIC: [u8; 8] = *b"NNMPI\x00CK";
-/// Version of the layout above and of the records in the payload.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the layout above and of the records in the payload. Version 2 added sparse
+/// layers; version 1 files (dense only) are still read.
+pub const FORMAT_VERSION: u32 = 2;
 const HEADER_LEN: usize = 24;
 /// Largest payload a checkpoint may declare (64 GiB).
 const MAX_PAYLOAD: u64 = 1 << 36;
@@ -50,6 +53,8 @@ pub struct TrainingCheckpoint {
     pub state: TrainState,
 }
 
+/// A layer in format version 2: `weights` are the stored values (all of them row-major, or
+/// the present connections when `sparse` gives their positions).
 #[derive(Serialize, Deserialize)]
 struct LayerRecord {
     outputs: u64,
@@ -57,6 +62,37 @@ struct LayerRecord {
     activation: Activation,
     weights: Vec<f32>,
     bias: Vec<f32>,
+    sparse: Option<SparseRecord>,
+}
+
+/// Where a sparse layer's values sit: CSR row offsets and columns.
+#[derive(Serialize, Deserialize)]
+struct SparseRecord {
+    row_ptr: Vec<u64>,
+    col: Vec<u32>,
+}
+
+/// A layer in format version 1 (always dense).
+#[derive(Serialize, Deserialize)]
+struct LayerRecordV1 {
+    outputs: u64,
+    inputs: u64,
+    activation: Activation,
+    weights: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl From<LayerRecordV1> for LayerRecord {
+    fn from(r: LayerRecordV1) -> Self {
+        LayerRecord {
+            outputs: r.outputs,
+            inputs: r.inputs,
+            activation: r.activation,
+            weights: r.weights,
+            bias: r.bias,
+            sparse: None,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -73,30 +109,57 @@ struct NormRecord {
 }
 
 #[derive(Serialize, Deserialize)]
-struct BestRecord {
+struct BestRecord<L> {
     epoch: u64,
     val_loss: f64,
-    layers: Vec<LayerRecord>,
+    layers: Vec<L>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct TrainingRecord {
+struct TrainingRecord<L> {
     config: TrainConfig,
     validation_split: f64,
     epoch: u64,
     rng: StreamPosition,
     optimizer: OptimizerState,
-    best: Option<BestRecord>,
+    best: Option<BestRecord<L>>,
     bad_epochs: u64,
 }
 
+/// The payload; `L` is the layer record of the format version.
 #[derive(Serialize, Deserialize)]
-struct Payload {
+struct Payload<L> {
     writer: String,
-    layers: Vec<LayerRecord>,
+    layers: Vec<L>,
     normalizer: NormRecord,
     task: TaskRecord,
-    training: Option<TrainingRecord>,
+    training: Option<TrainingRecord<L>>,
+}
+
+impl Payload<LayerRecordV1> {
+    /// The same payload in today's records.
+    fn upgrade(self) -> Payload<LayerRecord> {
+        let layers = |v: Vec<LayerRecordV1>| v.into_iter().map(LayerRecord::from).collect();
+        Payload {
+            writer: self.writer,
+            layers: layers(self.layers),
+            normalizer: self.normalizer,
+            task: self.task,
+            training: self.training.map(|t| TrainingRecord {
+                config: t.config,
+                validation_split: t.validation_split,
+                epoch: t.epoch,
+                rng: t.rng,
+                optimizer: t.optimizer,
+                best: t.best.map(|b| BestRecord {
+                    epoch: b.epoch,
+                    val_loss: b.val_loss,
+                    layers: layers(b.layers),
+                }),
+                bad_epochs: t.bad_epochs,
+            }),
+        }
+    }
 }
 
 fn layer_records(net: &Network) -> Vec<LayerRecord> {
@@ -108,6 +171,13 @@ fn layer_records(net: &Network) -> Vec<LayerRecord> {
             activation: l.activation(),
             weights: l.weight_slice().to_vec(),
             bias: l.bias().to_vec(),
+            sparse: match l.weights() {
+                Weights::Dense(_) => None,
+                Weights::Sparse(c) => Some(SparseRecord {
+                    row_ptr: c.row_ptr().iter().map(|&p| p as u64).collect(),
+                    col: c.col().to_vec(),
+                }),
+            },
         })
         .collect()
 }
@@ -116,20 +186,40 @@ fn network_from(records: Vec<LayerRecord>, bad: &dyn Fn(String) -> Error) -> Res
     let mut layers = Vec::with_capacity(records.len());
     for (i, r) in records.into_iter().enumerate() {
         let (out, inp) = (r.outputs as usize, r.inputs as usize);
-        let expected = out
-            .checked_mul(inp)
-            .ok_or_else(|| bad(format!("layer {i}: shape {out}x{inp} overflows")))?;
-        if r.weights.len() != expected || r.bias.len() != out {
-            return Err(bad(format!(
-                "layer {i}: {} weights and {} biases do not fit its shape {out}x{inp}",
-                r.weights.len(),
-                r.bias.len()
-            )));
-        }
-        let w = Array2::from_shape_vec((out, inp), r.weights)
-            .map_err(|e| bad(format!("layer {i}: {e}")))?;
+        let weights = match r.sparse {
+            None => {
+                let expected = out
+                    .checked_mul(inp)
+                    .ok_or_else(|| bad(format!("layer {i}: shape {out}x{inp} overflows")))?;
+                if r.weights.len() != expected || r.bias.len() != out {
+                    return Err(bad(format!(
+                        "layer {i}: {} weights and {} biases do not fit its shape {out}x{inp}",
+                        r.weights.len(),
+                        r.bias.len()
+                    )));
+                }
+                Weights::Dense(
+                    Array2::from_shape_vec((out, inp), r.weights)
+                        .map_err(|e| bad(format!("layer {i}: {e}")))?,
+                )
+            }
+            Some(sp) => {
+                if sp.row_ptr.len() != out + 1 || r.bias.len() != out {
+                    return Err(bad(format!(
+                        "layer {i}: {} row offsets and {} biases do not fit its {out} neurons",
+                        sp.row_ptr.len(),
+                        r.bias.len()
+                    )));
+                }
+                let row_ptr = sp.row_ptr.iter().map(|&p| p as usize).collect();
+                Weights::Sparse(
+                    Csr::from_parts(inp, row_ptr, sp.col, r.weights)
+                        .map_err(|e| bad(format!("layer {i}: sparse weights: {e}")))?,
+                )
+            }
+        };
         layers.push(
-            Layer::new(w, Array1::from(r.bias), r.activation)
+            Layer::from_weights(weights, Array1::from(r.bias), r.activation)
                 .map_err(|e| bad(format!("layer {i}: {e}")))?,
         );
     }
@@ -175,13 +265,18 @@ pub fn encode(ckpt: &Checkpoint) -> Result<Vec<u8>> {
     };
     let body = bincode::serde::encode_to_vec(&payload, bincode::config::standard())
         .map_err(|e| Error::config(format!("cannot encode checkpoint: {e}")))?;
+    Ok(frame(FORMAT_VERSION, &body))
+}
+
+/// The header for `body` in format `version`, then `body`.
+fn frame(version: u32, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + body.len());
     out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-    out.extend_from_slice(&body);
-    Ok(out)
+    out.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+    out.extend_from_slice(body);
+    out
 }
 
 /// Parses checkpoint bytes; `path` is only used in messages.
@@ -197,9 +292,9 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
         return Err(bad("not an nnmpi checkpoint (wrong magic bytes)".into()));
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-    if version != FORMAT_VERSION {
+    if version != FORMAT_VERSION && version != 1 {
         return Err(bad(format!(
-            "format version {version} is not supported (this nnmpi reads version {FORMAT_VERSION})"
+            "format version {version} is not supported (this nnmpi reads versions 1 to {FORMAT_VERSION})"
         )));
     }
     let declared = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
@@ -220,8 +315,14 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
         return Err(bad("checksum mismatch: the file is corrupt".into()));
     }
     let config = bincode::config::standard().with_limit::<{ MAX_PAYLOAD as usize }>();
-    let (p, used): (Payload, usize) = bincode::serde::decode_from_slice(body, config)
-        .map_err(|e| bad(format!("cannot decode payload: {e}")))?;
+    let cannot = |e: bincode::error::DecodeError| bad(format!("cannot decode payload: {e}"));
+    let (p, used): (Payload<LayerRecord>, usize) = if version == 1 {
+        let (p, used): (Payload<LayerRecordV1>, usize) =
+            bincode::serde::decode_from_slice(body, config).map_err(cannot)?;
+        (p.upgrade(), used)
+    } else {
+        bincode::serde::decode_from_slice(body, config).map_err(cannot)?
+    };
     if used != body.len() {
         return Err(bad(format!(
             "{} trailing bytes after the payload",
@@ -231,7 +332,7 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
     from_payload(p, &bad)
 }
 
-fn from_payload(p: Payload, bad: &dyn Fn(String) -> Error) -> Result<Checkpoint> {
+fn from_payload(p: Payload<LayerRecord>, bad: &dyn Fn(String) -> Error) -> Result<Checkpoint> {
     let network = network_from(p.layers, bad)?;
     let kind = match p.normalizer.kind {
         0 => NormKind::None,
@@ -307,4 +408,88 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     let mut bytes = Vec::with_capacity(size as usize);
     f.read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
     decode(path, &bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Init;
+
+    fn model(network: Network) -> Checkpoint {
+        Checkpoint {
+            model: Model {
+                network,
+                normalizer: Normalizer::identity(),
+                task: Task::Regression,
+            },
+            training: None,
+        }
+    }
+
+    #[test]
+    fn version_1_files_are_still_read() {
+        let net = Network::new(
+            &[3, 2, 1],
+            Activation::Tanh,
+            Activation::Identity,
+            Init::Xavier,
+            5,
+        )
+        .unwrap();
+        let v1 = Payload {
+            writer: "nnmpi 0.1.0".into(),
+            layers: net
+                .layers()
+                .iter()
+                .map(|l| LayerRecordV1 {
+                    outputs: l.outputs() as u64,
+                    inputs: l.inputs() as u64,
+                    activation: l.activation(),
+                    weights: l.weight_slice().to_vec(),
+                    bias: l.bias().to_vec(),
+                })
+                .collect(),
+            normalizer: NormRecord {
+                kind: 0,
+                offset: vec![],
+                scale: vec![],
+            },
+            task: TaskRecord::Regression,
+            training: None,
+        };
+        let body = bincode::serde::encode_to_vec(&v1, bincode::config::standard()).unwrap();
+        let read = decode(Path::new("v1.nnmpi"), &frame(1, &body)).unwrap();
+        assert_eq!(read, model(net));
+    }
+
+    #[test]
+    fn a_sparse_layer_round_trips_and_its_size_follows_its_connections() {
+        let net = Network::new(
+            &[400, 300, 2],
+            Activation::Relu,
+            Activation::Softmax,
+            Init::He,
+            1,
+        )
+        .unwrap();
+        let dense_bytes = encode(&model(net.clone())).unwrap().len();
+        let mut layers = net.layers().to_vec();
+        let w = layers[0].weight_slice();
+        // Keep every 10th connection of the big layer.
+        let csr = Csr::from_dense_where(w, 300, 400, |k, _| k % 10 == 0);
+        layers[0] = Layer::from_weights(
+            Weights::Sparse(csr),
+            Array1::from(layers[0].bias().to_vec()),
+            Activation::Relu,
+        )
+        .unwrap();
+        let sparse = model(Network::from_layers(layers).unwrap());
+        let bytes = encode(&sparse).unwrap();
+        assert_eq!(decode(Path::new("s.nnmpi"), &bytes).unwrap(), sparse);
+        let ratio = bytes.len() as f64 / dense_bytes as f64;
+        assert!(
+            ratio < 0.2,
+            "a 90%-sparse checkpoint is {ratio:.2} of the dense one"
+        );
+    }
 }

@@ -10,37 +10,133 @@ pub use init::{Init, StreamPosition, UniformStream, fill_layer};
 
 use crate::data::Normalizer;
 use crate::error::{Error, Result};
-use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut1, ArrayViewMut2};
+use crate::sparse::Csr;
+use ndarray::{Array1, Array2, ArrayViewMut1};
+use std::ops::Range;
+
+/// A layer's weights `[out, in]`: all of them, or only the connections that survived pruning
+/// (the [`Csr`] structure is then the pruning mask: training changes values, never which
+/// connections exist).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Weights {
+    /// Every connection, row-major `[out, in]`.
+    Dense(Array2<f32>),
+    /// Only the present connections.
+    Sparse(Csr),
+}
+
+impl Weights {
+    /// Number of rows (neurons).
+    pub fn rows(&self) -> usize {
+        match self {
+            Weights::Dense(w) => w.nrows(),
+            Weights::Sparse(c) => c.rows(),
+        }
+    }
+
+    /// Number of columns (inputs).
+    pub fn cols(&self) -> usize {
+        match self {
+            Weights::Dense(w) => w.ncols(),
+            Weights::Sparse(c) => c.cols(),
+        }
+    }
+
+    /// Stored weights: every one for dense, the present connections for sparse.
+    pub fn stored(&self) -> usize {
+        self.values().len()
+    }
+
+    /// Weights that are not zero.
+    pub fn nonzeros(&self) -> usize {
+        self.values().iter().filter(|&&v| v != 0.0).count()
+    }
+
+    /// Whether this is the compact layout.
+    pub fn is_sparse(&self) -> bool {
+        matches!(self, Weights::Sparse(_))
+    }
+
+    /// The stored values (row-major for dense, entry order for sparse).
+    pub fn values(&self) -> &[f32] {
+        match self {
+            Weights::Dense(w) => w.as_slice().expect("weights are standard layout"),
+            Weights::Sparse(c) => c.val(),
+        }
+    }
+
+    /// The stored values, for training.
+    pub fn values_mut(&mut self) -> &mut [f32] {
+        match self {
+            Weights::Dense(w) => w.as_slice_mut().expect("weights are standard layout"),
+            Weights::Sparse(c) => c.val_mut(),
+        }
+    }
+
+    /// All weights as a dense matrix (absent connections are 0).
+    pub fn to_dense(&self) -> Array2<f32> {
+        match self {
+            Weights::Dense(w) => w.clone(),
+            Weights::Sparse(c) => Array2::from_shape_vec((c.rows(), c.cols()), c.to_dense())
+                .expect("a CSR matrix is rows x cols"),
+        }
+    }
+
+    /// Rows `rows` (a rank's shard; may be empty).
+    pub fn slice_rows(&self, rows: Range<usize>) -> Weights {
+        match self {
+            Weights::Dense(w) => Weights::Dense(w.slice(ndarray::s![rows, ..]).to_owned()),
+            Weights::Sparse(c) => Weights::Sparse(c.slice_rows(rows)),
+        }
+    }
+
+    /// Bytes the weights take in memory.
+    pub fn bytes(&self) -> usize {
+        match self {
+            Weights::Dense(w) => w.len() * 4,
+            Weights::Sparse(c) => c.bytes(),
+        }
+    }
+}
 
 /// One fully connected layer: `y = f(W x + b)`.
 ///
-/// `weights` is `[out, in]`: row `i` holds neuron `i`'s incoming weights (the seed's per-neuron
+/// Row `i` of the weights holds neuron `i`'s incoming weights (the seed's per-neuron
 /// `weights` list without the trailing bias, which lives in `bias[i]`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Layer {
-    weights: Array2<f32>,
+    weights: Weights,
     bias: Array1<f32>,
     activation: Activation,
 }
 
 impl Layer {
-    /// A layer from its weights `[out, in]`, bias `[out]` and activation.
+    /// A dense layer from its weights `[out, in]`, bias `[out]` and activation.
     pub fn new(weights: Array2<f32>, bias: Array1<f32>, activation: Activation) -> Result<Self> {
-        if weights.nrows() != bias.len() {
+        let weights = weights.as_standard_layout().into_owned();
+        Layer::from_weights(Weights::Dense(weights), bias, activation)
+    }
+
+    /// A layer from dense or sparse weights.
+    pub fn from_weights(
+        weights: Weights,
+        bias: Array1<f32>,
+        activation: Activation,
+    ) -> Result<Self> {
+        if weights.rows() != bias.len() {
             return Err(Error::config(format!(
                 "layer has {} weight rows but {} biases",
-                weights.nrows(),
+                weights.rows(),
                 bias.len()
             )));
         }
-        if weights.nrows() == 0 || weights.ncols() == 0 {
+        if weights.rows() == 0 || weights.cols() == 0 {
             return Err(Error::config(format!(
                 "layer shape {}x{} has no neurons or no inputs",
-                weights.nrows(),
-                weights.ncols()
+                weights.rows(),
+                weights.cols()
             )));
         }
-        let weights = weights.as_standard_layout().into_owned();
         Ok(Layer {
             weights,
             bias,
@@ -50,12 +146,12 @@ impl Layer {
 
     /// Number of neurons (outputs).
     pub fn outputs(&self) -> usize {
-        self.weights.nrows()
+        self.weights.rows()
     }
 
     /// Number of inputs.
     pub fn inputs(&self) -> usize {
-        self.weights.ncols()
+        self.weights.cols()
     }
 
     /// The activation applied after the bias.
@@ -63,14 +159,14 @@ impl Layer {
         self.activation
     }
 
-    /// Weights `[out, in]`.
-    pub fn weights(&self) -> ArrayView2<'_, f32> {
-        self.weights.view()
+    /// The weights, dense or sparse.
+    pub fn weights(&self) -> &Weights {
+        &self.weights
     }
 
-    /// Mutable weights `[out, in]` (shape is fixed).
-    pub fn weights_mut(&mut self) -> ArrayViewMut2<'_, f32> {
-        self.weights.view_mut()
+    /// The weights as a dense `[out, in]` matrix (a copy; absent connections are 0).
+    pub fn dense_weights(&self) -> Array2<f32> {
+        self.weights.to_dense()
     }
 
     /// Bias `[out]`.
@@ -83,26 +179,23 @@ impl Layer {
         self.bias.view_mut()
     }
 
-    /// Weights as one row-major slice of `out * in` values.
+    /// The stored weight values: all `out * in` row-major for a dense layer, the present
+    /// connections for a sparse one.
     pub fn weight_slice(&self) -> &[f32] {
-        self.weights
-            .as_slice()
-            .expect("weights are standard layout")
+        self.weights.values()
     }
 
-    /// Weights and bias as mutable slices, for optimisers.
+    /// Stored weight values and bias as mutable slices, for optimisers.
     pub fn params_mut(&mut self) -> (&mut [f32], &mut [f32]) {
         (
-            self.weights
-                .as_slice_mut()
-                .expect("weights are standard layout"),
+            self.weights.values_mut(),
             self.bias.as_slice_mut().expect("bias is contiguous"),
         )
     }
 
-    /// Number of trainable parameters (weights and biases).
+    /// Number of trainable parameters (stored weights and biases).
     pub fn parameter_count(&self) -> usize {
-        self.weights.len() + self.bias.len()
+        self.weights.stored() + self.bias.len()
     }
 }
 
@@ -228,9 +321,9 @@ impl Network {
         self.layers.iter().map(Layer::parameter_count).sum()
     }
 
-    /// Multiply-adds for one sample's forward pass.
+    /// Multiply-adds for one sample's forward pass (stored connections only).
     pub fn macs_per_sample(&self) -> usize {
-        self.layers.iter().map(|l| l.inputs() * l.outputs()).sum()
+        self.layers.iter().map(|l| l.weights().stored()).sum()
     }
 }
 

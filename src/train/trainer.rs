@@ -130,19 +130,19 @@ pub struct Trainer<C: Comm = SelfComm> {
 fn tensor_lens(layers: &[ShardLayer]) -> Vec<usize> {
     layers
         .iter()
-        .flat_map(|l| [l.weights.len(), l.bias.len()])
+        .flat_map(|l| [l.weights.stored(), l.bias.len()])
         .collect()
 }
 
-/// Where tensor `i` (weights of layer `i / 2`, or its bias) of rank `r`'s shard lies in the
-/// whole tensor, and the whole tensor's length.
+/// Where tensor `i` (stored weights of layer `i / 2`, or its bias) of rank `r`'s shard lies
+/// in the whole tensor, and the whole tensor's length.
 fn tensor_rows(plan: &Plan, i: usize, r: usize) -> (Range<usize>, usize) {
-    let (l, width) = (i / 2, if i % 2 == 0 { plan.sizes()[i / 2] } else { 1 });
-    let rows = plan.rows(l, r);
-    (
-        rows.start * width..rows.end * width,
-        plan.layer(l).total() * width,
-    )
+    let part = if i % 2 == 0 {
+        plan.values(i / 2)
+    } else {
+        plan.layer(i / 2)
+    };
+    (part.range(r), part.total())
 }
 
 /// This rank's part of a whole optimiser state.
