@@ -24,6 +24,7 @@ pub mod exec;
 pub mod io;
 pub mod kernels;
 pub mod model;
+pub mod prune;
 pub mod sparse;
 pub mod train;
 

@@ -113,16 +113,21 @@ pub struct Layer {
 impl Layer {
     /// A dense layer from its weights `[out, in]`, bias `[out]` and activation.
     pub fn new(weights: Array2<f32>, bias: Array1<f32>, activation: Activation) -> Result<Self> {
-        let weights = weights.as_standard_layout().into_owned();
         Layer::from_weights(Weights::Dense(weights), bias, activation)
     }
 
-    /// A layer from dense or sparse weights.
+    /// A layer from dense (any memory order) or sparse weights.
     pub fn from_weights(
         weights: Weights,
         bias: Array1<f32>,
         activation: Activation,
     ) -> Result<Self> {
+        let weights = match weights {
+            Weights::Dense(w) if !w.is_standard_layout() => {
+                Weights::Dense(w.as_standard_layout().into_owned())
+            }
+            w => w,
+        };
         if weights.rows() != bias.len() {
             return Err(Error::config(format!(
                 "layer has {} weight rows but {} biases",

@@ -160,6 +160,32 @@ impl Csr {
         }
     }
 
+    /// The entries for which `keep[k]` is true (`keep` has one flag per entry).
+    ///
+    /// # Panics
+    /// If `keep.len() != nnz()`.
+    pub fn retain(&self, keep: &[bool]) -> Csr {
+        assert_eq!(keep.len(), self.nnz(), "Csr::retain: one flag per entry");
+        let mut row_ptr = Vec::with_capacity(self.row_ptr.len());
+        let (mut col, mut val) = (Vec::new(), Vec::new());
+        row_ptr.push(0);
+        for w in self.row_ptr.windows(2) {
+            for k in w[0]..w[1] {
+                if keep[k] {
+                    col.push(self.col[k]);
+                    val.push(self.val[k]);
+                }
+            }
+            row_ptr.push(col.len());
+        }
+        Csr {
+            cols: self.cols,
+            row_ptr,
+            col,
+            val,
+        }
+    }
+
     /// The row-major dense matrix (absent entries are 0).
     pub fn to_dense(&self) -> Vec<f32> {
         let mut d = vec![0.0; self.rows() * self.cols];
@@ -193,9 +219,15 @@ mod tests {
         assert_eq!(s.row_ptr(), &[0, 0, 2]);
         assert_eq!(s.to_dense(), d[3..].to_vec());
         let parts = Csr::from_parts(3, m.row_ptr().to_vec(), m.col().to_vec(), m.val().to_vec());
-        assert_eq!(parts, Ok(m));
+        assert_eq!(parts, Ok(m.clone()));
         assert!(Csr::from_parts(3, vec![0, 2], vec![2, 1], vec![1.0, 1.0]).is_err());
         assert!(Csr::from_parts(3, vec![0, 1], vec![3], vec![1.0]).is_err());
         assert!(Csr::from_parts(3, vec![1, 1], vec![0], vec![1.0]).is_err());
+        let kept = m.retain(&[false, true, true]);
+        assert_eq!(
+            kept.to_dense(),
+            vec![0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 5.0, 6.0]
+        );
+        assert_eq!(kept.row_ptr(), &[0, 0, 0, 2]);
     }
 }

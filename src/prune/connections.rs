@@ -1,0 +1,224 @@
+//! Magnitude pruning of connections, on the shards of a model-parallel group.
+//!
+//! The `k` largest magnitudes are kept, the rest pruned. Ties at the cut are broken by
+//! position: layer order, then row-major order inside a layer. Because a rank owns a
+//! contiguous block of rows of every layer, that order is (layer, rank, index on the rank), so
+//! the ranks can find the cut together — a binary search over the magnitudes' bit patterns,
+//! one all-reduce of a count per step, then an exchange of tie counts — and every rank ends
+//! with exactly the mask one process would compute on the whole network.
+
+use crate::dist::Comm;
+use crate::model::Weights;
+use crate::sparse::Csr;
+
+/// Which weights compete for the connections that stay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Every layer is pruned to the target on its own.
+    Layer,
+    /// All weights of the network compete together (layers end at different sparsities).
+    Global,
+}
+
+/// How much to prune.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Target {
+    /// This fraction of the connections is absent afterwards: exactly
+    /// `round(sparsity · out · in)` of a layer (scope layer) or of all layers (scope global).
+    /// Connections pruned before count; pruning never brings one back.
+    Sparsity(f64),
+    /// Connections with `|w| < t` are pruned.
+    Threshold(f32),
+}
+
+/// Prunes this rank's shard: `shard[l]` holds this rank's rows of layer `l`, whose whole
+/// matrix has `totals[l]` entries (`out · in`). Returns the kept connections as sparse
+/// weights. Every rank of `comm` (the model-parallel group) must call it with its shard.
+///
+/// # Panics
+/// If `shard` and `totals` differ in length.
+pub fn prune_shard<C: Comm>(
+    comm: &C,
+    shard: &[&Weights],
+    totals: &[usize],
+    target: Target,
+    scope: Scope,
+) -> Vec<Weights> {
+    assert_eq!(
+        shard.len(),
+        totals.len(),
+        "prune_shard: one total per layer"
+    );
+    let mags: Vec<Vec<u32>> = shard
+        .iter()
+        .map(|w| w.values().iter().map(|v| v.abs().to_bits()).collect())
+        .collect();
+    let keep: Vec<Vec<bool>> = match target {
+        Target::Threshold(t) => {
+            let t = t.abs().to_bits();
+            mags.iter()
+                .map(|m| m.iter().map(|&b| b >= t).collect())
+                .collect()
+        }
+        Target::Sparsity(s) => {
+            let kept = |total: usize| total - ((s.clamp(0.0, 1.0) * total as f64).round() as usize);
+            match scope {
+                Scope::Global => {
+                    let groups: Vec<&[u32]> = mags.iter().map(Vec::as_slice).collect();
+                    keep_largest(comm, &groups, kept(totals.iter().sum()) as u64)
+                }
+                Scope::Layer => mags
+                    .iter()
+                    .zip(totals)
+                    .flat_map(|(m, &t)| keep_largest(comm, &[m.as_slice()], kept(t) as u64))
+                    .collect(),
+            }
+        }
+    };
+    shard
+        .iter()
+        .zip(&keep)
+        .map(|(w, k)| {
+            Weights::Sparse(match w {
+                Weights::Dense(d) => {
+                    let values = d.as_slice().expect("standard layout");
+                    Csr::from_dense_where(values, d.nrows(), d.ncols(), |i, _| k[i])
+                }
+                Weights::Sparse(c) => c.retain(k),
+            })
+        })
+        .collect()
+}
+
+/// Flags the `keep` largest values over every rank's `groups` (magnitudes as f32 bit
+/// patterns, which order like the magnitudes), ties taken in (group, rank, index) order.
+fn keep_largest<C: Comm>(comm: &C, groups: &[&[u32]], keep: u64) -> Vec<Vec<bool>> {
+    let count = |pred: &dyn Fn(u32) -> bool| -> u64 {
+        let mut n = [groups
+            .iter()
+            .map(|g| g.iter().filter(|&&b| pred(b)).count() as u64)
+            .sum::<u64>()];
+        comm.all_reduce_sum(&mut n);
+        n[0]
+    };
+    let available = count(&|_| true);
+    if keep >= available {
+        return groups.iter().map(|g| vec![true; g.len()]).collect();
+    }
+    if keep == 0 {
+        return groups.iter().map(|g| vec![false; g.len()]).collect();
+    }
+    // The largest cut with at least `keep` values at or above it.
+    let (mut lo, mut hi) = (0u32, u32::MAX);
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if count(&|b| b >= mid) >= keep {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    let cut = lo;
+    let ties_wanted = keep - count(&|b| b > cut);
+    // Ties before this rank's: earlier groups on every rank, then this group on lower ranks.
+    let mine: Vec<u64> = groups
+        .iter()
+        .map(|g| g.iter().filter(|&&b| b == cut).count() as u64)
+        .collect();
+    let (ranks, n) = (comm.size(), groups.len());
+    let mut all = vec![0u64; ranks * n];
+    comm.all_gather_varcount(&mine, &mut all, &vec![n; ranks]);
+    let tie_count = |r: usize, g: usize| all[r * n + g];
+    let mut before = 0u64;
+    let mut flags = Vec::with_capacity(n);
+    for (g, values) in groups.iter().enumerate() {
+        let here = before + (0..comm.rank()).map(|r| tie_count(r, g)).sum::<u64>();
+        let mut take = ties_wanted.saturating_sub(here).min(mine[g]);
+        flags.push(
+            values
+                .iter()
+                .map(|&b| {
+                    if b > cut {
+                        true
+                    } else if b == cut && take > 0 {
+                        take -= 1;
+                        true
+                    } else {
+                        false
+                    }
+                })
+                .collect(),
+        );
+        before += (0..ranks).map(|r| tie_count(r, g)).sum::<u64>();
+    }
+    flags
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dist::SelfComm;
+    use ndarray::Array2;
+
+    fn dense(rows: usize, cols: usize, v: Vec<f32>) -> Weights {
+        Weights::Dense(Array2::from_shape_vec((rows, cols), v).unwrap())
+    }
+
+    #[test]
+    fn keeps_exactly_the_largest_with_ties_by_position() {
+        // |w| = 3, 1, 2, 2, 2, 0.5: keeping 3 takes 3, then the first two 2s.
+        let w = dense(2, 3, vec![3.0, -1.0, 2.0, -2.0, 2.0, 0.5]);
+        let out = prune_shard(&SelfComm, &[&w], &[6], Target::Sparsity(0.5), Scope::Layer);
+        assert_eq!(
+            out[0].to_dense().into_raw_vec_and_offset().0,
+            vec![3.0, 0.0, 2.0, -2.0, 0.0, 0.0]
+        );
+        assert_eq!(out[0].stored(), 3);
+    }
+
+    #[test]
+    fn global_scope_and_threshold() {
+        let a = dense(1, 4, vec![0.1, 0.2, 0.3, 0.4]);
+        let b = dense(1, 4, vec![1.0, 2.0, 3.0, 4.0]);
+        let out = prune_shard(
+            &SelfComm,
+            &[&a, &b],
+            &[4, 4],
+            Target::Sparsity(0.75),
+            Scope::Global,
+        );
+        assert_eq!((out[0].stored(), out[1].stored()), (0, 2));
+        let out = prune_shard(
+            &SelfComm,
+            &[&a, &b],
+            &[4, 4],
+            Target::Threshold(0.25),
+            Scope::Layer,
+        );
+        assert_eq!((out[0].stored(), out[1].stored()), (2, 4));
+        // Pruning a pruned layer further never brings a connection back.
+        let again = prune_shard(
+            &SelfComm,
+            &[&out[0]],
+            &[4],
+            Target::Sparsity(0.25),
+            Scope::Layer,
+        );
+        assert_eq!(again[0].stored(), 2);
+    }
+
+    #[test]
+    fn sparsity_is_hit_exactly_on_random_weights() {
+        let n = 1000 * 37;
+        let v: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1013) as f32 - 506.0).collect(); // many ties
+        let w = dense(1000, 37, v);
+        for s in [0.0, 0.1, 0.5, 0.9, 0.95, 0.999, 1.0] {
+            let out = prune_shard(&SelfComm, &[&w], &[n], Target::Sparsity(s), Scope::Layer);
+            assert_eq!(
+                out[0].stored(),
+                n - (s * n as f64).round() as usize,
+                "sparsity {s}"
+            );
+        }
+    }
+}
