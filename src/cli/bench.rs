@@ -6,7 +6,8 @@ use anyhow::{Result, bail};
 use clap::Args;
 use nnmpi::dist::{Comm, Partition, Timed, Topology};
 use nnmpi::exec::Engine;
-use nnmpi::model::{Activation, Init, Network, UniformStream};
+use nnmpi::model::{Activation, Format, Init, Network, UniformStream};
+use nnmpi::prune::{Scope, Target, prune_network};
 use nnmpi::train::{Loss, OptimizerConfig, TrainConfig, Trainer};
 use std::time::Instant;
 
@@ -31,6 +32,12 @@ pub struct BenchArgs {
     /// Hidden activation.
     #[arg(long, default_value = "relu")]
     pub activation: Activation,
+    /// Prune every layer to this fraction of absent connections first (magnitude, per layer).
+    #[arg(long, default_value_t = 0.0)]
+    pub sparsity: f64,
+    /// How the (pruned) layers are stored and run: auto (sparse below the measured crossover density), dense or sparse.
+    #[arg(long, default_value = "auto")]
+    pub format: Format,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -74,6 +81,22 @@ impl<C: Comm> Work for Train<C> {
     }
 }
 
+/// The layers' storage, e.g. `sparse,dense`.
+fn formats(net: &Network) -> String {
+    let names: Vec<&str> = net
+        .layers()
+        .iter()
+        .map(|l| {
+            if l.weights().is_sparse() {
+                "sparse"
+            } else {
+                "dense"
+            }
+        })
+        .collect();
+    names.join(",")
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -92,13 +115,20 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &BenchArgs) -> Result<()> {
     }
     let grid = ctx.topology.grid();
     let timed = Topology::new(Timed::new(ctx.world().clone()), grid)?;
-    let net = Network::new(
+    if !(0.0..1.0).contains(&args.sparsity) {
+        bail!("--sparsity {} must be in [0, 1)", args.sparsity);
+    }
+    let mut net = Network::new(
         &args.layers,
         args.activation,
         Activation::Identity,
         Init::He,
         42,
     )?;
+    if args.sparsity > 0.0 {
+        net = prune_network(&net, Target::Sparsity(args.sparsity), Scope::Layer);
+    }
+    let net = net.with_format(args.format);
     let (inputs, outputs) = (net.inputs(), net.outputs());
     let mine = Partition::share(args.batch, grid.data, timed.data.rank());
     let b = mine.len();
@@ -158,7 +188,7 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &BenchArgs) -> Result<()> {
     let time = median(&mut times);
     let share = median(&mut shares);
     let macs = net.macs_per_sample() as f64;
-    let first = (net.layers()[0].inputs() * net.layers()[0].outputs()) as f64;
+    let first = net.layers()[0].weights().stored() as f64;
     let flops_per_sample = if args.mode == "train" {
         2.0 * (3.0 * macs - first)
     } else {
@@ -173,8 +203,10 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &BenchArgs) -> Result<()> {
     let shape: Vec<String> = args.layers.iter().map(usize::to_string).collect();
     if args.json {
         println!(
-            "{{\"layers\":[{}],\"batch\":{},\"mode\":\"{}\",\"ranks\":{},\"grid\":\"{grid}\",\"threads_per_rank\":{threads},\"reps\":{},\"median_ms\":{:.4},\"min_ms\":{:.4},\"max_ms\":{:.4},\"samples_per_sec\":{:.1},\"gflops\":{:.2},\"comm_share\":{:.4}}}",
+            "{{\"layers\":[{}],\"sparsity\":{},\"format\":\"{}\",\"batch\":{},\"mode\":\"{}\",\"ranks\":{},\"grid\":\"{grid}\",\"threads_per_rank\":{threads},\"reps\":{},\"median_ms\":{:.4},\"min_ms\":{:.4},\"max_ms\":{:.4},\"samples_per_sec\":{:.1},\"gflops\":{:.2},\"comm_share\":{:.4}}}",
             shape.join(","),
+            args.sparsity,
+            formats(&net),
             args.batch,
             args.mode,
             ctx.world().size(),
@@ -188,9 +220,11 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &BenchArgs) -> Result<()> {
         );
     } else {
         println!(
-            "nnmpi bench: {} {}, batch {}, {} rank(s) (grid {grid}) x {threads} thread(s), {} reps",
+            "nnmpi bench: {} {} ({}, sparsity {}), batch {}, {} rank(s) (grid {grid}) x {threads} thread(s), {} reps",
             args.mode,
             shape.join("-"),
+            formats(&net),
+            args.sparsity,
             args.batch,
             ctx.world().size(),
             args.reps

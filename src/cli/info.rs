@@ -5,7 +5,7 @@ use super::context::Ctx;
 use anyhow::{Result, bail};
 use clap::Args;
 use nnmpi::dist::{Comm, Partition};
-use nnmpi::exec::Plan;
+use nnmpi::exec::{Plan, Split};
 use nnmpi::io::{Checkpoint, load};
 use nnmpi::model::Task;
 use std::path::PathBuf;
@@ -46,17 +46,17 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, cli: &Cli, args: &InfoArgs) -> Result<()> {
     if !ctx.is_root() {
         return Ok(());
     }
-    let sizes = match (&args.model, &args.layers) {
+    let network = match (&args.model, &args.layers) {
         (Some(path), _) => {
             let ckpt = load(path)?;
             describe(path, &ckpt);
-            ckpt.model.network.sizes()
+            Some(ckpt.model.network)
         }
         (None, Some(layers)) => {
             if layers.len() < 2 || layers.contains(&0) {
                 bail!("--layers {layers:?}: give at least 2 sizes (inputs first), each at least 1");
             }
-            layers.clone()
+            None
         }
         (None, None) => bail!("give --model PATH or --layers SIZES"),
     };
@@ -71,7 +71,26 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, cli: &Cli, args: &InfoArgs) -> Result<()> {
                 grid.ranks()
             );
         }
-        print_plan(&sizes, grid, args.batch_size);
+        let plans = match &network {
+            Some(net) => {
+                [Split::Balanced, Split::Even].map(|s| Plan::for_network(net, grid.model, s))
+            }
+            None => {
+                [0, 1].map(|_| Plan::new(args.layers.as_deref().unwrap_or_default(), grid.model))
+            }
+        };
+        print_plan(&plans[0], grid, args.batch_size);
+        if let Some(net) = &network {
+            for (l, layer) in net.layers().iter().enumerate() {
+                if layer.weights().is_sparse() {
+                    println!(
+                        "sparse layer {l}: largest / mean connections per rank {:.3} split by connections (used), {:.3} split by neuron counts",
+                        plans[0].imbalance(l),
+                        plans[1].imbalance(l)
+                    );
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -94,29 +113,49 @@ fn describe(path: &std::path::Path, ckpt: &Checkpoint) {
     }
     println!("normalise {}", ckpt.model.normalizer.kind());
     println!();
-    let row = |a: &str, b: &str, c: &str, d: &str, e: &str, f: &str| {
-        println!("{a:>5}  {b:>8}  {c:>8}  {d:<12} {e:>12}  {f:>10}")
+    let row = |cells: [&str; 8]| {
+        let [a, b, c, d, e, f, g, h] = cells;
+        println!("{a:>5}  {b:>8}  {c:>8}  {d:<12} {e:<7} {f:>8}  {g:>12}  {h:>10}")
     };
-    row(
+    row([
         "layer",
         "inputs",
         "neurons",
         "activation",
+        "format",
+        "sparsity",
         "parameters",
         "memory",
-    );
+    ]);
     for (i, l) in net.layers().iter().enumerate() {
-        row(
+        let w = l.weights();
+        row([
             &i.to_string(),
             &l.inputs().to_string(),
             &l.outputs().to_string(),
             &l.activation().to_string(),
+            if w.is_sparse() { "sparse" } else { "dense" },
+            &format!("{:.1}%", 100.0 * (1.0 - l.density())),
             &l.parameter_count().to_string(),
-            &bytes(l.parameter_count() * 4),
-        );
+            &bytes(w.bytes() + l.outputs() * 4),
+        ]);
     }
     let total = net.parameter_count();
-    row("total", "", "", "", &total.to_string(), &bytes(total * 4));
+    let memory: usize = net
+        .layers()
+        .iter()
+        .map(|l| l.weights().bytes() + l.outputs() * 4)
+        .sum();
+    row([
+        "total",
+        "",
+        "",
+        "",
+        "",
+        "",
+        &total.to_string(),
+        &bytes(memory),
+    ]);
     println!(
         "\nforward pass: {} multiply-adds per sample",
         net.macs_per_sample()
@@ -130,9 +169,8 @@ fn describe(path: &std::path::Path, ckpt: &Checkpoint) {
 }
 
 /// Neurons, parameters, memory and communication of every model-parallel rank of `grid`.
-fn print_plan(sizes: &[usize], grid: nnmpi::dist::Grid, batch: usize) {
-    let plan = Plan::new(sizes, grid.model);
-    let shape: Vec<String> = sizes.iter().map(usize::to_string).collect();
+fn print_plan(plan: &Plan, grid: nnmpi::dist::Grid, batch: usize) {
+    let shape: Vec<String> = plan.sizes().iter().map(usize::to_string).collect();
     println!(
         "\nplan for {} on {} ranks: grid {grid} ({} data-parallel group(s) of {} model-parallel rank(s)), batch {batch}",
         shape.join("-"),

@@ -6,6 +6,7 @@ mod data_args;
 mod info;
 mod predict;
 mod progress;
+mod prune;
 mod train;
 
 use anyhow::Result;
@@ -46,11 +47,13 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Train a network on a CSV or IDX data set (optionally with k-fold cross-validation) and save it.
-    Train(train::TrainArgs),
+    Train(Box<train::TrainArgs>),
     /// Write a saved model's predictions for a data set as CSV.
     Predict(predict::PredictArgs),
     /// Score a saved model on labelled data: loss, accuracy, confusion matrix.
     Eval(predict::EvalArgs),
+    /// Remove connections (magnitude) and neurons from a saved model, fine-tuning between steps, and store it compactly.
+    Prune(prune::PruneArgs),
     /// Describe a saved model (or a layer list), and how it splits over ranks.
     Info(info::InfoArgs),
     /// Time forward (predict) or training steps of a synthetic network; run it under mpirun for scaling.
@@ -145,6 +148,7 @@ fn run<C: Comm>(cli: &Cli, matches: &ArgMatches, world: C) -> Result<()> {
         }
         Command::Predict(args) => predict::run_predict(&ctx, args),
         Command::Eval(args) => predict::run_eval(&ctx, args),
+        Command::Prune(args) => prune::run(&ctx, args),
         Command::Info(args) => info::run(&ctx, cli, args),
         Command::Bench(args) => bench::run(&ctx, args),
     }

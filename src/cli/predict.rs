@@ -7,7 +7,7 @@ use clap::Args;
 use nnmpi::data::Dataset;
 use nnmpi::dist::Comm;
 use nnmpi::exec::Engine;
-use nnmpi::model::{Activation, Model, Task};
+use nnmpi::model::{Activation, Task};
 use nnmpi::train::{Loss, evaluate, predict_all};
 use std::io::Write;
 use std::path::PathBuf;
@@ -47,8 +47,8 @@ pub struct EvalArgs {
 }
 
 /// The loss a model's output layer implies.
-fn implied_loss(model: &Model) -> Loss {
-    match (model.network.output_activation(), &model.task) {
+pub(super) fn implied_loss(output: Activation, task: &Task) -> Loss {
+    match (output, task) {
         (Activation::Softmax, _) => Loss::SoftmaxCrossEntropy,
         (Activation::Sigmoid, Task::Classification { .. }) => Loss::BinaryCrossEntropy,
         _ => Loss::Mse,
@@ -64,7 +64,8 @@ impl ModelInput {
         let mut data = ctx.load_data(|| self.data.load_for(&model))?;
         model.normalizer.apply(&mut data.features);
         let engine = Engine::sharded(&model.network, ctx.topology.model.clone(), ctx.par);
-        Ok((model.task.clone(), implied_loss(&model), data, engine))
+        let loss = implied_loss(model.network.output_activation(), &model.task);
+        Ok((model.task, loss, data, engine))
     }
 }
 

@@ -9,7 +9,10 @@ use nnmpi::data::{Dataset, LabelKind, NormKind, Normalizer, Targets, train_val_s
 use nnmpi::dist::Comm;
 use nnmpi::io::save;
 use nnmpi::model::{Activation, Init, Model, Network, Task};
-use nnmpi::train::{Loss, OptimizerConfig, TrainConfig, Trainer, cross_validate};
+use nnmpi::prune::{Schedule, Scope};
+use nnmpi::train::{
+    Evaluation, Loss, OptimizerConfig, PrunePlan, TrainConfig, Trainer, cross_validate,
+};
 use std::path::PathBuf;
 
 /// Flags of `nnmpi train`.
@@ -86,6 +89,18 @@ pub struct TrainArgs {
     /// Print only the final result.
     #[arg(long)]
     pub quiet: bool,
+    /// After training, prune gradually to this sparsity (fraction of absent connections, e.g. 0.9), fine-tuning after every step; with --kfold, every fold too (reports accuracy before and after).
+    #[arg(long, value_name = "S")]
+    pub prune_to: Option<f64>,
+    /// Pruning steps of the polynomial schedule (TensorFlow's PolynomialDecay, power 3).
+    #[arg(long, value_name = "K", default_value_t = 5)]
+    pub prune_steps: usize,
+    /// Fine-tuning epochs after every pruning step (the mask is held).
+    #[arg(long, value_name = "E", default_value_t = 10)]
+    pub finetune_epochs: usize,
+    /// Pruning scope: global (all weights compete, so small layers keep more) or layer (every layer to the target).
+    #[arg(long, default_value = "global")]
+    pub prune_scope: Scope,
 }
 
 /// Flags that a resumed run takes from the checkpoint and so may not be given again.
@@ -110,6 +125,21 @@ const FIXED_ON_RESUME: &[&str] = &[
 ];
 
 impl TrainArgs {
+    /// The gradual pruning asked for, if any.
+    fn prune_plan(&self) -> Result<Option<PrunePlan>> {
+        let Some(s) = self.prune_to else {
+            return Ok(None);
+        };
+        if !(0.0..1.0).contains(&s) || self.prune_steps == 0 {
+            bail!("--prune-to {s} must be in [0, 1) and --prune-steps at least 1");
+        }
+        Ok(Some(PrunePlan {
+            schedule: Schedule::polynomial(s, self.prune_steps),
+            scope: self.prune_scope,
+            finetune_epochs: self.finetune_epochs,
+        }))
+    }
+
     fn optimizer_config(&self) -> OptimizerConfig {
         match self.optimizer.as_str() {
             "sgd" => OptimizerConfig::Sgd {
@@ -170,9 +200,17 @@ impl TrainArgs {
     }
 }
 
+/// Accuracy (classification) or loss of an evaluation, for a line of output.
+pub(super) fn describe(eval: &Evaluation) -> String {
+    match eval.accuracy {
+        Some(a) => format!("accuracy {:.2}%  loss {:.4}", 100.0 * a, eval.loss),
+        None => format!("loss {:.4}", eval.loss),
+    }
+}
+
 /// Splits off `fraction` of `data` for validation (seeded) and normalises both parts with
 /// `normalizer` fitted by `fit` on the training part.
-fn split_and_normalize(
+pub(super) fn split_and_normalize(
     data: &Dataset,
     fraction: f64,
     seed: u64,
@@ -243,6 +281,7 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, matches: &ArgMatches) -> Res
         patience: args.patience,
         shuffle: !args.no_shuffle,
     };
+    let prune = args.prune_plan()?;
     if let Some(k) = args.kfold {
         let net0 = args.network(data.n_features(), outputs, out_act, args.seed)?;
         if !args.quiet {
@@ -270,17 +309,14 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, matches: &ArgMatches) -> Res
                     args.seed.wrapping_add(fold as u64),
                 )
             },
-            &mut |fold, eval| {
+            prune.as_ref(),
+            &mut |fold, eval, pruned| {
                 if !quiet {
-                    match eval.accuracy {
-                        Some(a) => println!(
-                            "fold {}/{k}: accuracy {:.2}%  loss {:.4}",
-                            fold + 1,
-                            100.0 * a,
-                            eval.loss
-                        ),
-                        None => println!("fold {}/{k}: loss {:.4}", fold + 1, eval.loss),
+                    let mut line = format!("fold {}/{k}: {}", fold + 1, describe(eval));
+                    if let Some(p) = pruned {
+                        line += &format!("; pruned: {}", describe(p));
                     }
+                    println!("{line}");
                 }
             },
         )?;
@@ -292,6 +328,19 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, matches: &ArgMatches) -> Res
                 100.0 * s
             ),
             _ => say!(ctx, "{k}-fold loss: {:.4}", report.mean_loss()),
+        }
+        if let (Some(plan), Some(m), Some(s)) = (
+            &prune,
+            report.pruned_mean_accuracy(),
+            report.pruned_std_accuracy(),
+        ) {
+            say!(
+                ctx,
+                "{k}-fold accuracy after pruning to {:.0}% sparsity: {:.2}% ± {:.2}%",
+                100.0 * plan.schedule.final_sparsity,
+                100.0 * m,
+                100.0 * s
+            );
         }
         if args.out.is_none() {
             return Ok(());
@@ -415,6 +464,21 @@ fn fit_and_save<C: Comm>(
         checkpoints,
     );
     let reports = trainer.fit(train, val, &mut progress)?;
+    if let Some(plan) = args.prune_plan()? {
+        trainer.use_best();
+        let steps = plan.schedule.steps;
+        trainer.prune_gradually(&plan, train, val, &mut |step| {
+            if !args.quiet {
+                let eval = step.evaluation.as_ref().map(describe).unwrap_or_default();
+                say!(
+                    ctx,
+                    "prune step {}/{steps}: sparsity {:.2}%  {eval}",
+                    step.step,
+                    100.0 * step.sparsity
+                );
+            }
+        })?;
+    }
     if let Some(last) = reports.last() {
         let summary = match (
             last.validation.as_ref().and_then(|e| e.accuracy),

@@ -121,9 +121,9 @@ impl Plan {
         self.weights_on(r) + self.neurons_on(r)
     }
 
-    /// Largest over mean of the stored weights per rank (1 = perfectly even work).
-    pub fn imbalance(&self) -> f64 {
-        let per_rank: Vec<usize> = (0..self.ranks()).map(|r| self.weights_on(r)).collect();
+    /// Largest over mean of layer `l`'s stored weights per rank (1 = perfectly even work).
+    pub fn imbalance(&self, l: usize) -> f64 {
+        let per_rank = self.values[l].counts();
         let mean = per_rank.iter().sum::<usize>() as f64 / per_rank.len() as f64;
         per_rank.iter().copied().max().unwrap_or(0) as f64 / mean.max(f64::MIN_POSITIVE)
     }
@@ -190,10 +190,10 @@ mod tests {
         let net = Network::from_layers(vec![layer]).unwrap();
         let even = Plan::for_network(&net, 2, Split::Even);
         assert_eq!(even.values(0).counts(), vec![4, 40]);
-        assert!((even.imbalance() - 40.0 / 22.0).abs() < 1e-9);
+        assert!((even.imbalance(0) - 40.0 / 22.0).abs() < 1e-9);
         let balanced = Plan::for_network(&net, 2, Split::Balanced);
         assert_eq!(balanced.rows(0, 0), 0..6);
         assert_eq!(balanced.values(0).counts(), vec![24, 20]);
-        assert!(balanced.imbalance() < even.imbalance());
+        assert!(balanced.imbalance(0) < even.imbalance(0));
     }
 }

@@ -43,17 +43,60 @@ macro_rules! multiversion {
     };
 }
 
+/// Batch columns a row's sums are accumulated over at once: 128 floats stay in eight AVX-512
+/// registers while the row's entries stream past (measured on 4096x4096, batch 256: 64 and
+/// 256 were slower; 256 spills).
+const STRIP: usize = 128;
+
+/// Entries ahead whose strip of `x` is fetched into cache early (its row is a random one, so
+/// the hardware cannot guess it).
+const PREFETCH_AHEAD: usize = 6;
+
+/// Asks the CPU to start loading `STRIP` values of `x` from `start` (no effect elsewhere).
+#[inline(always)]
+fn prefetch_strip(x: &[f32], start: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if start + STRIP <= x.len() {
+        for line in (0..STRIP).step_by(16) {
+            // SAFETY: the address is inside `x` (checked); a prefetch never faults or writes.
+            unsafe {
+                use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+                _mm_prefetch::<_MM_HINT_T0>(x.as_ptr().add(start + line).cast());
+            }
+        }
+    }
+}
+
 multiversion! {
-    /// `y[r, :] = Σ_k val[k] · x[col[k], :]` for the rows of `w` (rows `first..` of a block).
+    /// `y[r, :] = Σ_k val[k] · x[col[k], :]` for the rows of `w` (rows `first..` of a block):
+    /// a row's sums for a strip of batch columns stay in registers while its entries stream
+    /// past.
     fn rows_times(w: &Csr, rows: Range<usize>, x: &[f32], batch: usize, y: &mut [f32]) {
         for (i, yr) in rows.zip(y.chunks_exact_mut(batch)) {
-            yr.fill(0.0);
             let (cols, vals) = w.row(i);
-            for (&j, &v) in cols.iter().zip(vals) {
-                let xr = &x[j as usize * batch..(j as usize + 1) * batch];
-                for (o, &xi) in yr.iter_mut().zip(xr) {
-                    *o = v.mul_add(xi, *o);
+            for (s, ys) in yr.chunks_mut(STRIP).enumerate() {
+                let at = s * STRIP;
+                let mut acc = [0.0f32; STRIP];
+                if ys.len() == STRIP {
+                    for (k, (&j, &v)) in cols.iter().zip(vals).enumerate() {
+                        if let Some(&ahead) = cols.get(k + PREFETCH_AHEAD) {
+                            prefetch_strip(x, ahead as usize * batch + at);
+                        }
+                        let start = j as usize * batch + at;
+                        let xs: &[f32; STRIP] = x[start..start + STRIP].try_into().expect("a full strip");
+                        for l in 0..STRIP {
+                            acc[l] = v.mul_add(xs[l], acc[l]);
+                        }
+                    }
+                } else {
+                    for (&j, &v) in cols.iter().zip(vals) {
+                        let start = j as usize * batch + at;
+                        for (a, &xi) in acc.iter_mut().zip(&x[start..start + ys.len()]) {
+                            *a = v.mul_add(xi, *a);
+                        }
+                    }
                 }
+                ys.copy_from_slice(&acc[..ys.len()]);
             }
         }
     }

@@ -99,6 +99,35 @@ impl Weights {
     }
 }
 
+/// How a layer's weights are stored and run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Sparse when the layer's density is below [`SPARSE_BELOW_DENSITY`], else dense.
+    Auto,
+    /// Every weight (a sparse layer's absent connections become zeros, and lose the mask).
+    Dense,
+    /// Only the nonzero weights (a dense layer's zeros are dropped).
+    Sparse,
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(Format::Auto),
+            "dense" => Ok(Format::Dense),
+            "sparse" => Ok(Format::Sparse),
+            _ => Err(format!(
+                "unknown format '{s}': expected auto, dense or sparse"
+            )),
+        }
+    }
+}
+
+/// Below this fraction of nonzero weights the sparse kernels beat the dense GEMM (measured
+/// with `nnmpi bench --sparsity`, 4096x4096, batch 256, 1 thread; see README).
+pub const SPARSE_BELOW_DENSITY: f64 = 0.3;
+
 /// One fully connected layer: `y = f(W x + b)`.
 ///
 /// Row `i` of the weights holds neuron `i`'s incoming weights (the seed's per-neuron
@@ -201,6 +230,33 @@ impl Layer {
     /// Number of trainable parameters (stored weights and biases).
     pub fn parameter_count(&self) -> usize {
         self.weights.stored() + self.bias.len()
+    }
+
+    /// Nonzero weights over all `out · in` connections.
+    pub fn density(&self) -> f64 {
+        self.weights.nonzeros() as f64 / (self.outputs() * self.inputs()) as f64
+    }
+
+    /// This layer stored as `format` says (same function: only zeros move in or out).
+    pub fn to_format(&self, format: Format) -> Layer {
+        let sparse = match format {
+            Format::Dense => false,
+            Format::Sparse => true,
+            Format::Auto => self.density() < SPARSE_BELOW_DENSITY,
+        };
+        let weights = match (&self.weights, sparse) {
+            (Weights::Dense(w), true) => Weights::Sparse(Csr::from_dense(
+                w.as_slice().expect("standard layout"),
+                w.nrows(),
+                w.ncols(),
+            )),
+            (Weights::Sparse(_), false) => Weights::Dense(self.weights.to_dense()),
+            (w, _) => w.clone(),
+        };
+        Layer {
+            weights,
+            ..self.clone()
+        }
     }
 }
 
@@ -324,6 +380,13 @@ impl Network {
     /// Trainable parameters in all layers.
     pub fn parameter_count(&self) -> usize {
         self.layers.iter().map(Layer::parameter_count).sum()
+    }
+
+    /// Every layer stored as `format` says.
+    pub fn with_format(&self, format: Format) -> Network {
+        Network {
+            layers: self.layers.iter().map(|l| l.to_format(format)).collect(),
+        }
     }
 
     /// Multiply-adds for one sample's forward pass (stored connections only).

@@ -20,6 +20,17 @@ pub enum Scope {
     Global,
 }
 
+impl std::str::FromStr for Scope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "layer" => Ok(Scope::Layer),
+            "global" => Ok(Scope::Global),
+            _ => Err(format!("unknown scope '{s}': expected layer or global")),
+        }
+    }
+}
+
 /// How much to prune.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Target {

@@ -8,3 +8,28 @@ pub mod schedule;
 pub use connections::{Scope, Target, prune_shard};
 pub use neurons::{NeuronReport, NeuronTarget, prune_neurons};
 pub use schedule::Schedule;
+
+use crate::dist::SelfComm;
+use crate::model::{Layer, Network};
+use ndarray::Array1;
+
+/// Prunes the connections of a whole network in one process (every layer becomes sparse).
+pub fn prune_network(net: &Network, target: Target, scope: Scope) -> Network {
+    let shard: Vec<&crate::model::Weights> = net.layers().iter().map(Layer::weights).collect();
+    let totals: Vec<usize> = net
+        .layers()
+        .iter()
+        .map(|l| l.inputs() * l.outputs())
+        .collect();
+    let pruned = prune_shard(&SelfComm, &shard, &totals, target, scope);
+    let layers = net
+        .layers()
+        .iter()
+        .zip(pruned)
+        .map(|(l, w)| {
+            Layer::from_weights(w, Array1::from(l.bias().to_vec()), l.activation())
+                .expect("pruning keeps the layer's shape")
+        })
+        .collect();
+    Network::from_layers(layers).expect("pruning keeps the network's shape")
+}

@@ -170,11 +170,10 @@ impl Csr {
         let (mut col, mut val) = (Vec::new(), Vec::new());
         row_ptr.push(0);
         for w in self.row_ptr.windows(2) {
-            for k in w[0]..w[1] {
-                if keep[k] {
-                    col.push(self.col[k]);
-                    val.push(self.val[k]);
-                }
+            let entries = self.col[w[0]..w[1]].iter().zip(&self.val[w[0]..w[1]]);
+            for ((&c, &v), _) in entries.zip(&keep[w[0]..w[1]]).filter(|(_, k)| **k) {
+                col.push(c);
+                val.push(v);
             }
             row_ptr.push(col.len());
         }

@@ -12,4 +12,6 @@ pub use metrics::{
     Evaluation, check_targets, encode_targets, evaluate, predict_all, predicted_class,
 };
 pub use optim::{Optimizer, OptimizerConfig, OptimizerState};
-pub use trainer::{Best, EpochReport, Observer, Silent, TrainConfig, TrainState, Trainer};
+pub use trainer::{
+    Best, EpochReport, Observer, PrunePlan, PruneStep, Silent, TrainConfig, TrainState, Trainer,
+};

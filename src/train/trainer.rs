@@ -8,7 +8,8 @@ use crate::dist::{Comm, Partition, SelfComm, Topology};
 use crate::error::{Error, Result};
 use crate::exec::{Engine, Gradients, Plan, ShardLayer};
 use crate::kernels::Par;
-use crate::model::{Network, StreamPosition, UniformStream};
+use crate::model::{Network, StreamPosition, UniformStream, Weights};
+use crate::prune::{Schedule, Scope, Target, prune_shard};
 use std::ops::Range;
 use std::time::Instant;
 
@@ -76,6 +77,28 @@ pub struct EpochReport {
     pub samples_per_sec: f64,
     /// Whether early stopping ended training after this epoch.
     pub stopped_early: bool,
+}
+
+/// Gradual pruning: the schedule, the scope, and the fine-tuning after each step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PrunePlan {
+    /// Sparsity per step.
+    pub schedule: Schedule,
+    /// Per layer or over the whole network.
+    pub scope: Scope,
+    /// Epochs of fine-tuning after every step.
+    pub finetune_epochs: usize,
+}
+
+/// What one pruning step reached.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PruneStep {
+    /// Step number, 1-based.
+    pub step: usize,
+    /// Absent connections over all connections.
+    pub sparsity: f64,
+    /// Evaluation after the step's fine-tuning, when validation data was given.
+    pub evaluation: Option<Evaluation>,
 }
 
 /// Hooks for progress display, logging and checkpointing. All methods default to nothing.
@@ -358,6 +381,86 @@ impl<C: Comm> Trainer<C> {
             return None;
         }
         self.engine.gather()
+    }
+
+    /// Prunes connections of the network being trained (see [`prune_shard`]): afterwards
+    /// every layer is sparse and its structure is the mask that later training keeps. The
+    /// optimiser restarts (its memory was shaped like the old connections) and early stopping
+    /// forgets its best network. Every rank must call it. Returns the network's sparsity
+    /// (absent connections over all connections).
+    pub fn prune(&mut self, target: Target, scope: Scope) -> f64 {
+        let sizes = self.engine.plan().sizes().to_vec();
+        let totals: Vec<usize> = sizes.windows(2).map(|p| p[0] * p[1]).collect();
+        let shard: Vec<&Weights> = self.engine.layers().iter().map(|l| &l.weights).collect();
+        let pruned = prune_shard(self.engine.comm(), &shard, &totals, target, scope);
+        let layers = self
+            .engine
+            .layers()
+            .iter()
+            .zip(pruned)
+            .map(|(l, weights)| ShardLayer {
+                weights,
+                ..l.clone()
+            })
+            .collect();
+        self.engine.set_layers(layers);
+        self.optimizer = Optimizer::new(self.config.optimizer, &tensor_lens(self.engine.layers()));
+        self.grads = self.engine.zero_gradients();
+        self.best = None;
+        self.bad_epochs = 0;
+        let plan = self.engine.plan();
+        let stored: usize = (0..plan.depth()).map(|l| plan.values(l).total()).sum();
+        1.0 - stored as f64 / totals.iter().sum::<usize>() as f64
+    }
+
+    /// Makes the best network seen under early stopping the current one (nothing without
+    /// one). Every rank must call it.
+    pub fn use_best(&mut self) {
+        if let Some(best) = self.best.take() {
+            self.engine.set_layers(best.layers);
+        }
+    }
+
+    /// Prunes along `plan.schedule`, fine-tuning `plan.finetune_epochs` epochs on `train`
+    /// (with the mask held) after every step and keeping the best epoch under early stopping;
+    /// `on_step` sees every step, evaluated on `val` when given.
+    pub fn prune_gradually(
+        &mut self,
+        plan: &PrunePlan,
+        train: &Dataset,
+        val: Option<&Dataset>,
+        on_step: &mut dyn FnMut(&PruneStep),
+    ) -> Result<Vec<PruneStep>> {
+        let mut steps = Vec::with_capacity(plan.schedule.steps);
+        for t in 1..=plan.schedule.steps {
+            let target = Target::Sparsity(plan.schedule.sparsity_at(t));
+            let sparsity = self.prune(target, plan.scope);
+            if plan.finetune_epochs > 0 {
+                self.train_more(plan.finetune_epochs, train, val, &mut Silent)?;
+                self.use_best();
+            }
+            let evaluation = val.map(|v| self.evaluate(v)).transpose()?;
+            let step = PruneStep {
+                step: t,
+                sparsity,
+                evaluation,
+            };
+            on_step(&step);
+            steps.push(step);
+        }
+        Ok(steps)
+    }
+
+    /// Trains `epochs` more epochs (early stopping as configured).
+    pub fn train_more(
+        &mut self,
+        epochs: usize,
+        train: &Dataset,
+        val: Option<&Dataset>,
+        observer: &mut dyn Observer<C>,
+    ) -> Result<Vec<EpochReport>> {
+        self.config.epochs = self.epoch + epochs;
+        self.fit(train, val, observer)
     }
 
     /// Evaluates the current network on `data` (rows split over the data groups; every rank
