@@ -52,15 +52,19 @@ fn mpirun_with(options: &[&str], ranks: usize, args: &[&str]) -> Command {
 
 /// Runs nnmpi on `ranks` ranks (0 = one plain process without mpirun) and expects success.
 fn run(ranks: usize, args: &[&str]) -> String {
-    let out: Output = if ranks == 0 {
-        Command::new(NNMPI)
-            .args(args)
-            .env("RAYON_NUM_THREADS", "1")
-            .output()
+    let cmd = if ranks == 0 {
+        let mut cmd = Command::new(NNMPI);
+        cmd.args(args).env("RAYON_NUM_THREADS", "1");
+        cmd
     } else {
-        mpirun_command(ranks, args).output()
-    }
-    .expect("start nnmpi");
+        mpirun_command(ranks, args)
+    };
+    // A mismatched collective hangs: fail the test instead of the whole CI run.
+    let (out, in_time) = run_with_limit(cmd, Duration::from_secs(300));
+    assert!(
+        in_time,
+        "nnmpi {args:?} on {ranks} ranks hung for 5 minutes"
+    );
     assert!(
         out.status.success(),
         "nnmpi {args:?} on {ranks} ranks failed:\n{}",
@@ -417,4 +421,144 @@ fn the_localhost_hostfile_runs_a_json_bench() {
         .and_then(|s| s.trim_end().trim_end_matches('}').parse().ok())
         .expect("a comm_share field");
     assert!((0.0..=1.0).contains(&share), "{json}");
+}
+
+/// A 400-256-10 model whose first layer is pruned unevenly: neurons 0..128 keep 1% of their
+/// connections, neurons 128..256 keep 50%.
+fn unevenly_pruned(dir: &Path) -> (PathBuf, PathBuf) {
+    use nnmpi::model::{Layer, Weights};
+    use nnmpi::sparse::Csr;
+    let (model, data) = model_and_inputs(dir, &[400, 256, 10], Activation::Relu, 21);
+    let mut ckpt = load(&model).unwrap();
+    let net = &ckpt.model.network;
+    let first = &net.layers()[0];
+    let csr = Csr::from_dense_where(first.weight_slice(), 256, 400, |k, _| {
+        let (row, col) = (k / 400, k % 400);
+        if row < 128 {
+            col % 100 == 0
+        } else {
+            col % 2 == 0
+        }
+    });
+    let bias = ndarray::Array1::from(first.bias().to_vec());
+    let sparse = Layer::from_weights(Weights::Sparse(csr), bias, Activation::Relu).unwrap();
+    ckpt.model.network = Network::from_layers(vec![sparse, net.layers()[1].clone()]).unwrap();
+    save(&model, &ckpt).unwrap();
+    (model, data)
+}
+
+#[test]
+fn sparse_predictions_are_bit_identical_and_shards_balance_their_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, data) = unevenly_pruned(dir.path());
+    let reference = predict(0, &model, &data, &["--batch-size", "8"]);
+    for ranks in 1..=4 {
+        assert_eq!(
+            predict(ranks, &model, &data, &["--batch-size", "8"]),
+            reference,
+            "{ranks} ranks"
+        );
+    }
+    let info = run(
+        0,
+        &["info", "--model", model.to_str().unwrap(), "--ranks", "4"],
+    );
+    let line = info
+        .lines()
+        .find(|l| l.starts_with("sparse layer 0"))
+        .unwrap_or_else(|| panic!("no balance line in {info}"));
+    let numbers: Vec<f64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    // [balance split by connections, split by neuron counts]
+    let (balanced, even) = (numbers[0], numbers[1]);
+    assert!(balanced <= 1.05, "{line}");
+    assert!(even > 1.5, "{line}");
+}
+
+#[test]
+fn pruning_on_several_ranks_gives_the_mask_of_one_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, data) = model_and_inputs(dir.path(), &[60, 37, 20, 3], Activation::Tanh, 5);
+    let m = model.to_str().unwrap();
+    let prune = |ranks: usize, scope: &str, name: &str| -> Network {
+        let out = dir.path().join(name);
+        run(
+            ranks,
+            &[
+                "prune",
+                "--model",
+                m,
+                "--out",
+                out.to_str().unwrap(),
+                "--sparsity",
+                "0.9",
+                "--scope",
+                scope,
+                "--format",
+                "sparse",
+            ],
+        );
+        load(&out).unwrap().model.network
+    };
+    for scope in ["layer", "global"] {
+        let one = prune(0, scope, "one.nnmpi");
+        for ranks in [2, 3] {
+            assert_eq!(
+                prune(ranks, scope, "many.nnmpi"),
+                one,
+                "{scope} on {ranks} ranks"
+            );
+        }
+    }
+    // Fine-tuning a pruned model on 2 ranks keeps its mask and agrees with one process.
+    let pruned = dir.path().join("pruned.nnmpi");
+    std::fs::copy(dir.path().join("one.nnmpi"), &pruned).unwrap();
+    let csv = std::fs::read_to_string(&data).unwrap();
+    let labelled: String = csv
+        .lines()
+        .enumerate()
+        .map(|(i, l)| format!("{l},c{}\n", i % 3))
+        .collect();
+    let labelled_path = dir.path().join("labelled.csv");
+    std::fs::write(&labelled_path, labelled).unwrap();
+    let tune = |ranks: usize, name: &str| -> Network {
+        let out = dir.path().join(name);
+        run(
+            ranks,
+            &[
+                "prune",
+                "--model",
+                pruned.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--sparsity",
+                "0.9",
+                "--finetune-epochs",
+                "3",
+                "--data",
+                labelled_path.to_str().unwrap(),
+                "--format",
+                "sparse",
+            ],
+        );
+        load(&out).unwrap().model.network
+    };
+    let (a, b) = (tune(0, "t1.nnmpi"), tune(2, "t2.nnmpi"));
+    assert!(max_difference(&a, &b) <= TRAIN_TOLERANCE);
+    let structure = |n: &Network| -> Vec<(Vec<usize>, Vec<u32>)> {
+        n.layers()
+            .iter()
+            .map(|l| match l.weights() {
+                nnmpi::model::Weights::Sparse(c) => (c.row_ptr().to_vec(), c.col().to_vec()),
+                nnmpi::model::Weights::Dense(_) => panic!("stored sparse"),
+            })
+            .collect()
+    };
+    assert_eq!(structure(&a), structure(&b));
+    assert_eq!(
+        structure(&a),
+        structure(&load(&pruned).unwrap().model.network)
+    );
 }

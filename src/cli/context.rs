@@ -8,7 +8,8 @@ use nnmpi::io::{Checkpoint, decode, encode, load};
 use nnmpi::kernels::Par;
 use std::path::Path;
 
-/// Prints a line on rank 0 only.
+/// Prints a line on rank 0 only. The arguments are evaluated on rank 0 only too: never put a
+/// collective call in them.
 macro_rules! say {
     ($ctx:expr, $($arg:tt)*) => {
         if $ctx.is_root() {

@@ -10,11 +10,13 @@ use nnmpi::model::{Model, Task};
 use std::ops::Range;
 use std::path::PathBuf;
 
-/// Where samples come from.
+/// Where samples come from. `--data` is required wherever these flags are (the group form lets
+/// `nnmpi prune` take them as a whole or not at all).
 #[derive(Args, Debug, Clone)]
+#[group(requires = "data")]
 pub struct DataArgs {
     /// Samples: a CSV file (plain or .gz; one sample per line) or an IDX image file (MNIST format, plain or .gz).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", required = false)]
     pub data: PathBuf,
     /// IDX label file to go with IDX images given by --data.
     #[arg(long, value_name = "PATH")]

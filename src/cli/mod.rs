@@ -74,7 +74,7 @@ impl Cli {
 pub fn main() -> Result<()> {
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches)
-        .map_err(|e| e.exit())
+        .map_err(|e| e.format(&mut Cli::command()).exit())
         .unwrap_or_else(|never| never);
     if let Some(n) = cli.threads {
         rayon::ThreadPoolBuilder::new()

@@ -123,7 +123,9 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &PruneArgs) -> Result<()> {
     let mut trainer = Trainer::distributed(&network, config.clone(), ctx.par, &ctx.topology)?;
     drop(network);
     if let Some(d) = shown {
-        say!(ctx, "before: {}", describe(&trainer.evaluate(d)?));
+        // Every rank evaluates (a collective); rank 0 prints.
+        let before = trainer.evaluate(d)?;
+        say!(ctx, "before: {}", describe(&before));
     }
     match (args.sparsity, args.threshold) {
         (Some(s), _) => {
