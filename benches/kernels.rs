@@ -5,6 +5,8 @@
 //! - `train_epoch/784-1024-1024-10`: one epoch (SGD and Adam), batch 32, 60000 synthetic samples.
 //! - `gemm_backends`: the products of a batch-32 training step and a batch-1024 inference, in
 //!   nnmpi's GEMM (the `gemm` crate behind `kernels::gemm`) and in `matrixmultiply`, 1 thread.
+//! - `sparse_layer/4096x4096_b256`: one pruned layer (50/90/95/99% of its connections
+//!   removed by magnitude) run dense (zeros kept) and sparse (CSR), 1 thread.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use nnmpi::data::{Dataset, Targets};
@@ -186,11 +188,34 @@ fn gemm_backends(c: &mut Criterion) {
     g.finish();
 }
 
+fn sparse_layer(c: &mut Criterion) {
+    use nnmpi::model::Format;
+    use nnmpi::prune::{Scope, Target, prune_network};
+    let (n, batch) = (4096, 256);
+    let net =
+        Network::new(&[n, n], Activation::Relu, Activation::Relu, Init::He, 3).expect("network");
+    let x = random(n * batch, 4);
+    let mut g = c.benchmark_group("sparse_layer/4096x4096_b256");
+    g.sample_size(10).measurement_time(Duration::from_secs(4));
+    for sparsity in [0.5, 0.9, 0.95, 0.99] {
+        let pruned = prune_network(&net, Target::Sparsity(sparsity), Scope::Layer);
+        for (name, format) in [("dense", Format::Dense), ("sparse", Format::Sparse)] {
+            let mut engine = Engine::new(pruned.with_format(format), Par::Seq);
+            g.throughput(Throughput::Elements(batch as u64));
+            g.bench_with_input(BenchmarkId::new(name, sparsity), &sparsity, |b, _| {
+                b.iter(|| black_box(engine.forward(black_box(&x), batch)[0]))
+            });
+        }
+    }
+    g.finish();
+}
+
 criterion_group!(
     benches,
     predict_single,
     predict_batch,
     gemm_backends,
-    train_epoch
+    train_epoch,
+    sparse_layer
 );
 criterion_main!(benches);

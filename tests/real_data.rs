@@ -1,5 +1,5 @@
-//! The README's accuracy claims, run as tests: Sonar 5-fold cross-validation (bundled data)
-//! and MNIST (../shared/data, skipped with a message when it is absent).
+//! The README's accuracy claims, run as tests: Sonar 5-fold cross-validation (bundled data),
+//! dense and pruned to 90%, and MNIST (../shared/data, skipped with a message when it is absent).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -52,6 +52,40 @@ fn sonar_five_fold_accuracy_is_at_least_80_percent() {
     ]);
     let acc = percent_after(&out, "5-fold accuracy:");
     assert!(acc >= 80.0, "Sonar 5-fold accuracy {acc}%:\n{out}");
+}
+
+#[test]
+fn sonar_pruned_to_90_percent_loses_at_most_2_points() {
+    // Every fold trains the dense network, tests it, prunes it to 90% of its connections in
+    // 10 steps with 50 epochs of fine-tuning each (mask held), and tests it again.
+    let data = format!("{}/data/sonar.csv", env!("CARGO_MANIFEST_DIR"));
+    let out = run(&[
+        "train",
+        "--data",
+        &data,
+        "--hidden",
+        "60",
+        "--normalize",
+        "zscore",
+        "--epochs",
+        "100",
+        "--kfold",
+        "5",
+        "--prune-to",
+        "0.9",
+        "--prune-steps",
+        "10",
+        "--finetune-epochs",
+        "50",
+        "--prune-scope",
+        "global",
+    ]);
+    let dense = percent_after(&out, "5-fold accuracy:");
+    let pruned = percent_after(&out, "5-fold accuracy after pruning to 90% sparsity:");
+    assert!(
+        pruned >= dense - 2.0,
+        "dense {dense}%, pruned {pruned}%:\n{out}"
+    );
 }
 
 fn shared_data() -> Option<PathBuf> {

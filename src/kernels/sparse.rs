@@ -52,17 +52,17 @@ const STRIP: usize = 128;
 /// the hardware cannot guess it).
 const PREFETCH_AHEAD: usize = 6;
 
-/// Asks the CPU to start loading `STRIP` values of `x` from `start` (no effect elsewhere).
+/// Asks the CPU to start loading the strip of `x` at `start` (its first cache line; the
+/// hardware follows on to the next lines of the contiguous strip). Measured on 4096x4096,
+/// batch 256: fetching every line of the strip, or 12 entries ahead, was no faster.
 #[inline(always)]
 fn prefetch_strip(x: &[f32], start: usize) {
     #[cfg(target_arch = "x86_64")]
-    if start + STRIP <= x.len() {
-        for line in (0..STRIP).step_by(16) {
-            // SAFETY: the address is inside `x` (checked); a prefetch never faults or writes.
-            unsafe {
-                use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-                _mm_prefetch::<_MM_HINT_T0>(x.as_ptr().add(start + line).cast());
-            }
+    if start < x.len() {
+        // SAFETY: the address is inside `x` (checked); a prefetch never faults or writes.
+        unsafe {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            _mm_prefetch::<_MM_HINT_T0>(x.as_ptr().add(start).cast());
         }
     }
 }
