@@ -67,36 +67,74 @@ fn prefetch_strip(x: &[f32], start: usize) {
     }
 }
 
+/// Tiles of the sparse product: `ROW_TILE` output rows (their sums, `ROW_TILE · batch`
+/// values) and a block of inputs whose rows of `x` take at most `X_BLOCK_BYTES` stay in the
+/// core's L2 cache together while the tile's entries stream past.
+const ROW_TILE: usize = 128;
+const X_BLOCK_BYTES: usize = 256 * 1024;
+/// Entries a row should have in a block, on average, to pay for loading and storing its sums
+/// (measured on 4096x4096, batch 256: blocks help at 50% and 90% sparsity, not at 95 or 99%).
+const MIN_ENTRIES_PER_BLOCK: f64 = 16.0;
+
 multiversion! {
-    /// `y[r, :] = Σ_k val[k] · x[col[k], :]` for the rows of `w` (rows `first..` of a block):
-    /// a row's sums for a strip of batch columns stay in registers while its entries stream
-    /// past.
+    /// `y[r, :] = Σ_k val[k] · x[col[k], :]` for the rows of `w` (rows `first..` of a block),
+    /// tile by tile (see `ROW_TILE`); within a tile, a row's sums for a strip of batch columns
+    /// stay in registers. Every output value is the same chain of fused multiply-adds, in
+    /// column order, as without tiles.
     fn rows_times(w: &Csr, rows: Range<usize>, x: &[f32], batch: usize, y: &mut [f32]) {
-        for (i, yr) in rows.zip(y.chunks_exact_mut(batch)) {
-            let (cols, vals) = w.row(i);
-            for (s, ys) in yr.chunks_mut(STRIP).enumerate() {
-                let at = s * STRIP;
-                let mut acc = [0.0f32; STRIP];
-                if ys.len() == STRIP {
-                    for (k, (&j, &v)) in cols.iter().zip(vals).enumerate() {
-                        if let Some(&ahead) = cols.get(k + PREFETCH_AHEAD) {
-                            prefetch_strip(x, ahead as usize * batch + at);
-                        }
-                        let start = j as usize * batch + at;
-                        let xs: &[f32; STRIP] = x[start..start + STRIP].try_into().expect("a full strip");
-                        for l in 0..STRIP {
-                            acc[l] = v.mul_add(xs[l], acc[l]);
-                        }
-                    }
-                } else {
-                    for (&j, &v) in cols.iter().zip(vals) {
-                        let start = j as usize * batch + at;
-                        for (a, &xi) in acc.iter_mut().zip(&x[start..start + ys.len()]) {
-                            *a = v.mul_add(xi, *a);
-                        }
+        y.fill(0.0);
+        // Blocks of inputs that fit the cache budget pay off only when a row has enough
+        // entries in each (its sums are loaded and stored once per block); sparser matrices
+        // take all inputs at once.
+        let block = (X_BLOCK_BYTES / (batch * 4)).max(16);
+        let per_row = w.nnz() as f64 / w.rows().max(1) as f64;
+        let per_block = per_row * block as f64 / w.cols().max(1) as f64;
+        let block = if per_block >= MIN_ENTRIES_PER_BLOCK { block } else { w.cols().max(1) };
+        for (t, y_tile) in y.chunks_mut(ROW_TILE * batch).enumerate() {
+            let first = rows.start + t * ROW_TILE;
+            let mut cursor = [0usize; ROW_TILE];
+            for j0 in (0..w.cols()).step_by(block) {
+                let end_col = (j0 + block).min(w.cols()) as u32;
+                for (r, yr) in y_tile.chunks_exact_mut(batch).enumerate() {
+                    let (cols, vals) = w.row(first + r);
+                    let lo = cursor[r];
+                    let hi = lo + cols[lo..].iter().take_while(|&&c| c < end_col).count();
+                    cursor[r] = hi;
+                    if lo < hi {
+                        accumulate_row(&cols[lo..hi], &vals[lo..hi], x, batch, yr);
                     }
                 }
-                ys.copy_from_slice(&acc[..ys.len()]);
+            }
+        }
+    }
+}
+
+/// `yr += Σ_k vals[k] · x[cols[k], :]`, one fused multiply-add per entry and value, strip by
+/// strip of batch columns held in registers.
+#[inline(always)]
+fn accumulate_row(cols: &[u32], vals: &[f32], x: &[f32], batch: usize, yr: &mut [f32]) {
+    for (s, ys) in yr.chunks_mut(STRIP).enumerate() {
+        let at = s * STRIP;
+        if let Ok(ys) = <&mut [f32; STRIP]>::try_from(&mut *ys) {
+            let mut acc = *ys;
+            for (k, (&j, &v)) in cols.iter().zip(vals).enumerate() {
+                if let Some(&ahead) = cols.get(k + PREFETCH_AHEAD) {
+                    prefetch_strip(x, ahead as usize * batch + at);
+                }
+                let start = j as usize * batch + at;
+                let xs: &[f32; STRIP] = x[start..start + STRIP].try_into().expect("a full strip");
+                for l in 0..STRIP {
+                    acc[l] = v.mul_add(xs[l], acc[l]);
+                }
+            }
+            *ys = acc;
+        } else {
+            let width = ys.len();
+            for (&j, &v) in cols.iter().zip(vals) {
+                let start = j as usize * batch + at;
+                for (a, &xi) in ys.iter_mut().zip(&x[start..start + width]) {
+                    *a = v.mul_add(xi, *a);
+                }
             }
         }
     }

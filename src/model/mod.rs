@@ -126,7 +126,7 @@ impl std::str::FromStr for Format {
 
 /// Below this fraction of nonzero weights the sparse kernels beat the dense GEMM (measured
 /// with `nnmpi bench --sparsity`, 4096x4096, batch 256, 1 thread; see README).
-pub const SPARSE_BELOW_DENSITY: f64 = 0.3;
+pub const SPARSE_BELOW_DENSITY: f64 = 0.4;
 
 /// One fully connected layer: `y = f(W x + b)`.
 ///
