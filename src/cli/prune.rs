@@ -38,6 +38,11 @@ pub struct PruneArgs {
     /// Remove hidden neurons whose ‖in‖·‖out‖ is below this instead.
     #[arg(long, value_name = "T")]
     pub neuron_threshold: Option<f32>,
+    /// Also remove neurons left without inputs (their constant output folded into the next
+    /// layer's biases: same outputs) or without readers; implied by --neurons. A model whose
+    /// shape changed is saved without training state (it cannot be resumed).
+    #[arg(long)]
+    pub drop_dead_neurons: bool,
     /// Reach --sparsity in this many steps (polynomial schedule), fine-tuning after each.
     #[arg(long, default_value_t = 1)]
     pub steps: usize,
@@ -189,10 +194,11 @@ fn finish_on_root<C: Comm>(
     shown: Option<&nnmpi::data::Dataset>,
 ) -> Result<()> {
     let before = network.sizes();
-    let (network, report) = prune_neurons(
-        &network,
-        args.neuron_target().unwrap_or(NeuronTarget::DeadOnly),
-    )?;
+    let (network, report) = match (args.neuron_target(), args.drop_dead_neurons) {
+        (Some(target), _) => prune_neurons(&network, target)?,
+        (None, true) => prune_neurons(&network, NeuronTarget::DeadOnly)?,
+        (None, false) => (network, Default::default()),
+    };
     let network = network.with_format(args.format);
     let shrunk = network.sizes() != before;
     if shrunk {
@@ -233,6 +239,12 @@ fn finish_on_root<C: Comm>(
         .collect();
     say!(ctx, "layers (format, sparsity): {}", layers.join(", "));
     // The optimiser state fits the connections only while no neuron was removed.
+    if shrunk {
+        say!(
+            ctx,
+            "the network's shape changed: the model is saved without training state"
+        );
+    }
     let training = (!shrunk).then_some(TrainingCheckpoint {
         config,
         validation_split,
