@@ -272,6 +272,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_values as values;
     use super::*;
 
     /// The obvious triple loop in f64.
@@ -313,16 +314,6 @@ mod tests {
             c,
             |_, _| {},
         );
-    }
-
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        (0..len)
-            .map(|i| {
-                (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 16) % 1000) as f32
-                    / 500.0
-                    - 1.0
-            })
-            .collect()
     }
 
     #[test]

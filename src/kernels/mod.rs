@@ -16,3 +16,14 @@ pub enum Par {
     /// Split over the current rayon pool when the work is large enough to pay for it.
     Rayon,
 }
+
+/// Deterministic test values in [-1, 1) without a random number generator.
+#[cfg(test)]
+pub(crate) fn test_values(len: usize, seed: u32) -> Vec<f32> {
+    (0..len)
+        .map(|i| {
+            (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 16) % 1000) as f32 / 500.0
+                - 1.0
+        })
+        .collect()
+}

@@ -386,17 +386,8 @@ pub fn backward_input(par: Par, w: &Csr, delta: &[f32], batch: usize, dx: &mut [
 #[cfg(test)]
 mod tests {
     use super::super::dense;
+    use super::super::test_values as values;
     use super::*;
-
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        (0..len)
-            .map(|i| {
-                (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 16) % 1000) as f32
-                    / 500.0
-                    - 1.0
-            })
-            .collect()
-    }
 
     /// A `[rows, cols]` matrix with about `keep` of its entries non-zero.
     fn pruned(rows: usize, cols: usize, keep: f32, seed: u32) -> Vec<f32> {
