@@ -473,6 +473,7 @@ fn sparse_predictions_are_bit_identical_and_shards_balance_their_connections() {
         .collect();
     // [balance split by connections, split by neuron counts]
     let (balanced, even) = (numbers[0], numbers[1]);
+    eprintln!("{line}");
     assert!(balanced <= 1.05, "{line}");
     assert!(even > 1.5, "{line}");
 }
