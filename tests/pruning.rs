@@ -140,8 +140,8 @@ fn fine_tuning_keeps_zeros_exactly_where_the_mask_says() {
             panic!("pruned layers stay sparse");
         };
         assert_eq!(
-            (a.row_ptr(), a.col()),
-            (b.row_ptr(), b.col()),
+            (a.row_offsets(), a.col_indices()),
+            (b.row_offsets(), b.col_indices()),
             "the mask moved"
         );
         assert_ne!(a.val(), b.val(), "training changed nothing");

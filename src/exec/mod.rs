@@ -308,7 +308,7 @@ impl<C: Comm> Engine<C> {
                 Weights::Sparse(csr) => {
                     let mut col = vec![0u32; size(values.total())];
                     self.comm
-                        .gather_varcount(0, csr.col(), &mut col, &values.counts());
+                        .gather_varcount(0, &csr.col_indices(), &mut col, &values.counts());
                     let lens: Vec<u64> = csr.row_nnz().iter().map(|&n| n as u64).collect();
                     let mut all_lens = vec![0u64; size(rows.total())];
                     self.comm

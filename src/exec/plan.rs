@@ -61,9 +61,8 @@ impl Plan {
                     offsets.push(csr.rows());
                     plan.layers[l] = Partition::from_offsets(offsets);
                 }
-                let ptr = csr.row_ptr();
                 let offsets = (0..ranks)
-                    .map(|r| ptr[plan.layers[l].range(r).start])
+                    .map(|r| csr.row_start(plan.layers[l].range(r).start))
                     .chain([csr.nnz()]);
                 plan.values[l] = Partition::from_offsets(offsets.collect());
             }

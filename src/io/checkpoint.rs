@@ -174,8 +174,8 @@ fn layer_records(net: &Network) -> Vec<LayerRecord> {
             sparse: match l.weights() {
                 Weights::Dense(_) => None,
                 Weights::Sparse(c) => Some(SparseRecord {
-                    row_ptr: c.row_ptr().iter().map(|&p| p as u64).collect(),
-                    col: c.col().to_vec(),
+                    row_ptr: c.row_offsets().iter().map(|&p| p as u64).collect(),
+                    col: c.col_indices(),
                 }),
             },
         })

@@ -10,7 +10,7 @@ use super::Par;
 use super::activation::bias_activation;
 use super::gemm::PAR_MIN_MACS;
 use crate::model::Activation;
-use crate::sparse::Csr;
+use crate::sparse::{ColumnBuffer, Csr, PANEL};
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -86,24 +86,21 @@ multiversion! {
         // Blocks of inputs that fit the cache budget pay off only when a row has enough
         // entries in each (its sums are loaded and stored once per block); sparser matrices
         // take all inputs at once.
-        let block = (X_BLOCK_BYTES / (batch * 4)).max(16);
+        let block_panels = (X_BLOCK_BYTES / (batch * 4 * PANEL)).max(1);
         let per_row = w.nnz() as f64 / w.rows().max(1) as f64;
-        let per_block = per_row * block as f64 / w.cols().max(1) as f64;
+        let per_block = per_row * (block_panels * PANEL) as f64 / w.cols().max(1) as f64;
+        let mut buf = ColumnBuffer::for_matrix(w);
         if per_block < MIN_ENTRIES_PER_BLOCK {
             return rows_in_pairs(w, rows, x, batch, y);
         }
         for (t, y_tile) in y.chunks_mut(ROW_TILE * batch).enumerate() {
             let first = rows.start + t * ROW_TILE;
-            let mut cursor = [0usize; ROW_TILE];
-            for j0 in (0..w.cols()).step_by(block) {
-                let end_col = (j0 + block).min(w.cols()) as u32;
+            for p0 in (0..w.panels()).step_by(block_panels) {
+                let panels = p0..(p0 + block_panels).min(w.panels());
                 for (r, yr) in y_tile.chunks_exact_mut(batch).enumerate() {
-                    let (cols, vals) = w.row(first + r);
-                    let lo = cursor[r];
-                    let hi = lo + cols[lo..].iter().take_while(|&&c| c < end_col).count();
-                    cursor[r] = hi;
-                    if lo < hi {
-                        accumulate_row(&cols[lo..hi], &vals[lo..hi], x, batch, yr);
+                    let (cols, vals) = w.row_cols(first + r, panels.clone(), &mut buf);
+                    if !vals.is_empty() {
+                        accumulate_row(cols, vals, x, batch, yr);
                     }
                 }
             }
@@ -115,17 +112,19 @@ multiversion! {
 /// twice as many independent loads are in flight (each row's chain is unchanged).
 #[inline(always)]
 fn rows_in_pairs(w: &Csr, rows: Range<usize>, x: &[f32], batch: usize, y: &mut [f32]) {
+    let (mut buf_a, mut buf_b) = (ColumnBuffer::for_matrix(w), ColumnBuffer::for_matrix(w));
+    let all = 0..w.panels();
     for (p, pair) in y.chunks_mut(2 * batch).enumerate() {
         let i = rows.start + 2 * p;
-        let (ca, va) = w.row(i);
         if pair.len() < 2 * batch || batch % STRIP != 0 {
             for (r, yr) in pair.chunks_exact_mut(batch).enumerate() {
-                let (c, v) = w.row(i + r);
+                let (c, v) = w.row_cols(i + r, all.clone(), &mut buf_a);
                 accumulate_row(c, v, x, batch, yr);
             }
             continue;
         }
-        let (cb, vb) = w.row(i + 1);
+        let (ca, va) = w.row_cols(i, all.clone(), &mut buf_a);
+        let (cb, vb) = w.row_cols(i + 1, all.clone(), &mut buf_b);
         let (ya, yb) = pair.split_at_mut(batch);
         for (s, (sa, sb)) in ya
             .chunks_exact_mut(STRIP)
@@ -218,9 +217,8 @@ multiversion! {
         for (i, d) in rows.clone().zip(db.iter_mut()) {
             let dr = &delta[i * batch..(i + 1) * batch];
             *d = dr.iter().sum();
-            let (cols, _) = w.row(i);
-            for &j in cols {
-                let xr = &x[j as usize * batch..(j as usize + 1) * batch];
+            for (j, _) in w.row_entries(i) {
+                let xr = &x[j * batch..(j + 1) * batch];
                 dval[k] = super::gemm::dot(dr, xr);
                 k += 1;
             }
@@ -234,10 +232,9 @@ multiversion! {
     fn scatter_columns(w: &Csr, delta: &[f32], batch: usize, cols: Range<usize>, dx: DxColumns) {
         for i in 0..w.rows() {
             let dr = &delta[i * batch + cols.start..i * batch + cols.end];
-            let (js, vals) = w.row(i);
-            for (&j, &v) in js.iter().zip(vals) {
+            for (j, v) in w.row_entries(i) {
                 // SAFETY: see DxColumns: this call owns columns `cols` of every row of dx.
-                let out = unsafe { dx.row(j as usize, &cols) };
+                let out = unsafe { dx.row(j, &cols) };
                 for (o, &d) in out.iter_mut().zip(dr) {
                     *o = v.mul_add(d, *o);
                 }
@@ -278,7 +275,7 @@ impl DxColumns {
 
 /// Row ranges with about equal numbers of entries (`parts` of them, some maybe empty).
 pub fn balanced_rows(w: &Csr, parts: usize) -> Vec<Range<usize>> {
-    let ptr = w.row_ptr();
+    let ptr = w.row_offsets();
     let (rows, nnz) = (w.rows(), w.nnz());
     let mut bounds = vec![0];
     for p in 1..parts {
@@ -398,7 +395,7 @@ pub fn backward_params(
     let mut dvals = Vec::with_capacity(ranges.len());
     let mut rest = dval;
     for r in &ranges {
-        let n = w.row_ptr()[r.end] - w.row_ptr()[r.start];
+        let n = w.row_start(r.end) - w.row_start(r.start);
         let (head, tail) = std::mem::take(&mut rest).split_at_mut(n);
         dvals.push(head);
         rest = tail;

@@ -1,33 +1,103 @@
-//! The compact layout of a pruned layer: compressed sparse rows. See `README.md` here.
+//! The compact layout of a pruned layer: compressed sparse rows in column panels. See
+//! `README.md` here.
 
-use serde::{Deserialize, Serialize};
 use std::ops::Range;
 
-/// A `[rows, cols]` matrix without its zeros: row `i`'s entries are
-/// `col[row_ptr[i]..row_ptr[i + 1]]` (increasing) with values `val[..]` at the same places.
-/// A row may be empty; every entry that is present is a connection of the network, even if
-/// training has moved its value to zero (the structure is the pruning mask).
+/// Columns per panel: a column is stored as its panel (implied by where the entry sits) and
+/// a one-byte offset inside it.
+pub const PANEL: usize = 256;
+
+/// A `[rows, cols]` matrix without its zeros, as compressed sparse rows whose columns are
+/// split into panels of [`PANEL`]: entry `k` of row `i` in panel `p` (`k` in
+/// `ptr[i·panels + p]..ptr[i·panels + p + 1]`) has column `p·PANEL + col[k]` and value
+/// `val[k]`. Entries are ordered by row, then column, exactly as in plain CSR, so a row's
+/// entries are one contiguous range. A row may be empty; every entry that is present is a
+/// connection of the network, even if training has moved its value to zero (the structure is
+/// the pruning mask).
 ///
 /// ```
 /// use nnmpi::sparse::Csr;
 /// let m = Csr::from_dense(&[0.0, 2.0, 0.0, 3.0, 0.0, 4.0], 2, 3);
 /// assert_eq!(m.nnz(), 3);
-/// assert_eq!(m.row(1), (&[0u32, 2][..], &[3.0f32, 4.0][..]));
+/// assert_eq!(m.row_entries(1).collect::<Vec<_>>(), vec![(0, 3.0), (2, 4.0)]);
 /// assert_eq!(m.to_dense(), vec![0.0, 2.0, 0.0, 3.0, 0.0, 4.0]);
 /// ```
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Csr {
     cols: usize,
-    row_ptr: Vec<usize>,
-    col: Vec<u32>,
+    panels: usize,
+    ptr: Vec<u32>,
+    col: Vec<u8>,
     val: Vec<f32>,
+}
+
+/// Columns decoded at once by [`Csr::row_cols`].
+const DECODE: usize = 16;
+
+/// Room for one row's plain column indices (see [`Csr::row_cols`]).
+pub struct ColumnBuffer(Vec<u32>);
+
+impl ColumnBuffer {
+    /// A buffer for the rows of `m`.
+    pub fn for_matrix(m: &Csr) -> Self {
+        ColumnBuffer(vec![0; m.cols + DECODE])
+    }
+}
+
+/// Builds a [`Csr`] entry by entry, rows and columns in increasing order.
+struct Builder {
+    m: Csr,
+    row: usize,
+}
+
+impl Builder {
+    fn new(cols: usize) -> Self {
+        let panels = cols.div_ceil(PANEL).max(1);
+        Builder {
+            m: Csr {
+                cols,
+                panels,
+                ptr: vec![0],
+                col: Vec::new(),
+                val: Vec::new(),
+            },
+            row: 0,
+        }
+    }
+
+    /// Closes panels up to (not including) panel `p` of the current row.
+    fn close_panels_before(&mut self, p: usize) {
+        let n = u32::try_from(self.m.val.len()).expect("Csr: more than 2^32 entries");
+        let target = self.row * self.m.panels + p;
+        while self.m.ptr.len() <= target {
+            self.m.ptr.push(n);
+        }
+    }
+
+    /// Adds entry `(current row, j)`; `j` must exceed the row's previous column and be below
+    /// `cols`.
+    fn push(&mut self, j: usize, v: f32) {
+        self.close_panels_before(j / PANEL);
+        self.m.col.push((j % PANEL) as u8);
+        self.m.val.push(v);
+    }
+
+    /// Ends the current row.
+    fn end_row(&mut self) {
+        self.close_panels_before(self.m.panels);
+        self.row += 1;
+    }
+
+    fn finish(self) -> Csr {
+        self.m
+    }
 }
 
 impl Csr {
     /// The entries of a row-major `[rows, cols]` matrix that `keep(index, value)` accepts.
     ///
     /// # Panics
-    /// If `dense.len() != rows * cols` or `cols` does not fit in `u32`.
+    /// If `dense.len() != rows * cols` or there are 2^32 entries or more.
     pub fn from_dense_where(
         dense: &[f32],
         rows: usize,
@@ -35,26 +105,17 @@ impl Csr {
         mut keep: impl FnMut(usize, f32) -> bool,
     ) -> Self {
         assert_eq!(dense.len(), rows * cols, "Csr: dense is not [rows, cols]");
-        assert!(u32::try_from(cols).is_ok(), "Csr: too many columns");
-        let mut row_ptr = Vec::with_capacity(rows + 1);
-        let (mut col, mut val) = (Vec::new(), Vec::new());
-        row_ptr.push(0);
+        let mut b = Builder::new(cols);
         for i in 0..rows {
             for j in 0..cols {
                 let v = dense[i * cols + j];
                 if keep(i * cols + j, v) {
-                    col.push(j as u32);
-                    val.push(v);
+                    b.push(j, v);
                 }
             }
-            row_ptr.push(col.len());
+            b.end_row();
         }
-        Csr {
-            cols,
-            row_ptr,
-            col,
-            val,
-        }
+        b.finish()
     }
 
     /// The nonzero entries of a row-major `[rows, cols]` matrix.
@@ -62,8 +123,8 @@ impl Csr {
         Csr::from_dense_where(dense, rows, cols, |_, v| v != 0.0)
     }
 
-    /// A matrix from its parts, checked: `row_ptr` starts at 0, never decreases and ends at
-    /// the number of entries; columns increase within a row and are below `cols`.
+    /// A matrix from plain CSR parts, checked: `row_ptr` starts at 0, never decreases and ends
+    /// at the number of entries; columns increase within a row and are below `cols`.
     pub fn from_parts(
         cols: usize,
         row_ptr: Vec<usize>,
@@ -76,6 +137,10 @@ impl Csr {
         if col.len() != val.len() {
             return Err(format!("{} columns but {} values", col.len(), val.len()));
         }
+        if u32::try_from(col.len()).is_err() {
+            return Err(format!("{} entries: at most 2^32 - 1 fit", col.len()));
+        }
+        let mut b = Builder::new(cols);
         for w in row_ptr.windows(2) {
             if w[1] < w[0] {
                 return Err("row offsets decrease".into());
@@ -86,23 +151,27 @@ impl Csr {
                     "a row's columns must increase and stay below {cols}"
                 ));
             }
+            for (&j, &v) in row.iter().zip(&val[w[0]..w[1]]) {
+                b.push(j as usize, v);
+            }
+            b.end_row();
         }
-        Ok(Csr {
-            cols,
-            row_ptr,
-            col,
-            val,
-        })
+        Ok(b.finish())
     }
 
     /// Number of rows.
     pub fn rows(&self) -> usize {
-        self.row_ptr.len() - 1
+        (self.ptr.len() - 1) / self.panels
     }
 
     /// Number of columns.
     pub fn cols(&self) -> usize {
         self.cols
+    }
+
+    /// Number of column panels (`cols / PANEL`, rounded up; at least 1).
+    pub fn panels(&self) -> usize {
+        self.panels
     }
 
     /// Number of stored entries.
@@ -115,14 +184,24 @@ impl Csr {
         self.nnz() as f64 / (self.rows() * self.cols).max(1) as f64
     }
 
-    /// Row offsets (`rows + 1` of them).
-    pub fn row_ptr(&self) -> &[usize] {
-        &self.row_ptr
+    /// Index of row `i`'s first entry (`i` may be `rows()`: then the number of entries).
+    pub fn row_start(&self, i: usize) -> usize {
+        self.ptr[i * self.panels] as usize
     }
 
-    /// Column of every entry.
-    pub fn col(&self) -> &[u32] {
-        &self.col
+    /// Plain CSR row offsets (`rows + 1` of them).
+    pub fn row_offsets(&self) -> Vec<usize> {
+        (0..=self.rows()).map(|i| self.row_start(i)).collect()
+    }
+
+    /// Plain column index of every entry.
+    pub fn col_indices(&self) -> Vec<u32> {
+        let mut buf = ColumnBuffer::for_matrix(self);
+        let mut out = Vec::with_capacity(self.nnz());
+        for i in 0..self.rows() {
+            out.extend_from_slice(self.row_cols(i, 0..self.panels, &mut buf).0);
+        }
+        out
     }
 
     /// Value of every entry.
@@ -135,26 +214,77 @@ impl Csr {
         &mut self.val
     }
 
-    /// Columns and values of row `i`.
-    pub fn row(&self, i: usize) -> (&[u32], &[f32]) {
-        let r = self.row_ptr[i]..self.row_ptr[i + 1];
-        (&self.col[r.clone()], &self.val[r])
+    /// The plain columns (in `buf`) and values of row `i`'s entries in panels `panels`.
+    #[inline]
+    pub fn row_cols<'b>(
+        &self,
+        i: usize,
+        panels: Range<usize>,
+        buf: &'b mut ColumnBuffer,
+    ) -> (&'b [u32], &[f32]) {
+        let cell = i * self.panels;
+        let (a, b) = (
+            self.ptr[cell + panels.start] as usize,
+            self.ptr[cell + panels.end] as usize,
+        );
+        assert!(buf.0.len() >= b - a + DECODE, "row_cols: buffer too small");
+        let mut k = a;
+        for p in panels {
+            let end = self.ptr[cell + p + 1] as usize;
+            let base = (p * PANEL) as u32;
+            // Whole groups of DECODE columns, the last one overrunning into the next
+            // panel's places (rewritten next) or the buffer's slack: at high sparsity a panel
+            // holds a few entries, and one fixed-width step beats a loop of unknown length.
+            while k < end {
+                let dst: &mut [u32; DECODE] = (&mut buf.0[k - a..k - a + DECODE])
+                    .try_into()
+                    .expect("a group");
+                match self.col.get(k..k + DECODE) {
+                    Some(src) => {
+                        for (d, &c) in dst.iter_mut().zip(src) {
+                            *d = base + c as u32;
+                        }
+                    }
+                    None => {
+                        for (d, &c) in dst.iter_mut().zip(&self.col[k..]) {
+                            *d = base + c as u32;
+                        }
+                    }
+                }
+                k += DECODE;
+            }
+            k = end;
+        }
+        (&buf.0[..b - a], &self.val[a..b])
+    }
+
+    /// Row `i`'s entries as (column, value), in column order.
+    pub fn row_entries(&self, i: usize) -> impl Iterator<Item = (usize, f32)> + '_ {
+        (0..self.panels).flat_map(move |p| {
+            let cell = i * self.panels + p;
+            let r = self.ptr[cell] as usize..self.ptr[cell + 1] as usize;
+            self.col[r.clone()]
+                .iter()
+                .zip(&self.val[r])
+                .map(move |(&c, &v)| (p * PANEL + c as usize, v))
+        })
     }
 
     /// Entries per row.
     pub fn row_nnz(&self) -> Vec<usize> {
-        self.row_ptr.windows(2).map(|w| w[1] - w[0]).collect()
+        (0..self.rows())
+            .map(|i| self.row_start(i + 1) - self.row_start(i))
+            .collect()
     }
 
     /// Rows `rows` as a matrix of their own (a rank's shard).
     pub fn slice_rows(&self, rows: Range<usize>) -> Csr {
-        let (a, b) = (self.row_ptr[rows.start], self.row_ptr[rows.end]);
+        let (a, b) = (self.row_start(rows.start), self.row_start(rows.end));
+        let cells = rows.start * self.panels..=rows.end * self.panels;
         Csr {
             cols: self.cols,
-            row_ptr: self.row_ptr[rows.start..=rows.end]
-                .iter()
-                .map(|p| p - a)
-                .collect(),
+            panels: self.panels,
+            ptr: self.ptr[cells].iter().map(|&p| p - a as u32).collect(),
             col: self.col[a..b].to_vec(),
             val: self.val[a..b].to_vec(),
         }
@@ -166,40 +296,35 @@ impl Csr {
     /// If `keep.len() != nnz()`.
     pub fn retain(&self, keep: &[bool]) -> Csr {
         assert_eq!(keep.len(), self.nnz(), "Csr::retain: one flag per entry");
-        let mut row_ptr = Vec::with_capacity(self.row_ptr.len());
-        let (mut col, mut val) = (Vec::new(), Vec::new());
-        row_ptr.push(0);
-        for w in self.row_ptr.windows(2) {
-            let entries = self.col[w[0]..w[1]].iter().zip(&self.val[w[0]..w[1]]);
-            for ((&c, &v), _) in entries.zip(&keep[w[0]..w[1]]).filter(|(_, k)| **k) {
-                col.push(c);
-                val.push(v);
+        let mut b = Builder::new(self.cols);
+        let mut k = 0;
+        for i in 0..self.rows() {
+            for (j, v) in self.row_entries(i) {
+                if keep[k] {
+                    b.push(j, v);
+                }
+                k += 1;
             }
-            row_ptr.push(col.len());
+            b.end_row();
         }
-        Csr {
-            cols: self.cols,
-            row_ptr,
-            col,
-            val,
-        }
+        b.finish()
     }
 
     /// The row-major dense matrix (absent entries are 0).
     pub fn to_dense(&self) -> Vec<f32> {
         let mut d = vec![0.0; self.rows() * self.cols];
         for i in 0..self.rows() {
-            let (c, v) = self.row(i);
-            for (&j, &w) in c.iter().zip(v) {
-                d[i * self.cols + j as usize] = w;
+            for (j, w) in self.row_entries(i) {
+                d[i * self.cols + j] = w;
             }
         }
         d
     }
 
-    /// Bytes of the layout in memory (offsets as 8 bytes, columns and values as 4).
+    /// Bytes of the layout in memory: 5 an entry (a one-byte column in its panel, an `f32`
+    /// value) and 4 a (row, panel) offset.
     pub fn bytes(&self) -> usize {
-        self.row_ptr.len() * 8 + self.nnz() * 8
+        self.ptr.len() * 4 + self.nnz() * 5
     }
 }
 
@@ -211,13 +336,14 @@ mod tests {
     fn round_trip_slices_and_checks() {
         let d = [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 5.0, 6.0];
         let m = Csr::from_dense(&d, 3, 3);
-        assert_eq!(m.row_ptr(), &[0, 1, 1, 3]);
+        assert_eq!(m.row_offsets(), vec![0, 1, 1, 3]);
+        assert_eq!(m.col_indices(), vec![0, 1, 2]);
         assert_eq!(m.to_dense(), d);
         assert_eq!(m.row_nnz(), vec![1, 0, 2]);
         let s = m.slice_rows(1..3);
-        assert_eq!(s.row_ptr(), &[0, 0, 2]);
+        assert_eq!(s.row_offsets(), vec![0, 0, 2]);
         assert_eq!(s.to_dense(), d[3..].to_vec());
-        let parts = Csr::from_parts(3, m.row_ptr().to_vec(), m.col().to_vec(), m.val().to_vec());
+        let parts = Csr::from_parts(3, m.row_offsets(), m.col_indices(), m.val().to_vec());
         assert_eq!(parts, Ok(m.clone()));
         assert!(Csr::from_parts(3, vec![0, 2], vec![2, 1], vec![1.0, 1.0]).is_err());
         assert!(Csr::from_parts(3, vec![0, 1], vec![3], vec![1.0]).is_err());
@@ -227,6 +353,42 @@ mod tests {
             kept.to_dense(),
             vec![0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 5.0, 6.0]
         );
-        assert_eq!(kept.row_ptr(), &[0, 0, 0, 2]);
+        assert_eq!(kept.row_offsets(), vec![0, 0, 0, 2]);
+    }
+
+    #[test]
+    fn columns_past_a_panel_keep_their_place() {
+        // 3 rows × 700 columns (3 panels), entries on panel edges and in empty panels.
+        let (rows, cols) = (3, 700);
+        let mut d = vec![0.0f32; rows * cols];
+        for &(i, j) in &[(0, 0), (0, 255), (0, 256), (0, 699), (2, 511), (2, 512)] {
+            d[i * cols + j] = (i * cols + j) as f32 + 0.5;
+        }
+        let m = Csr::from_dense(&d, rows, cols);
+        assert_eq!(m.panels(), 3);
+        assert_eq!(m.to_dense(), d);
+        assert_eq!(m.col_indices(), vec![0, 255, 256, 699, 511, 512]);
+        assert_eq!(m.row_offsets(), vec![0, 4, 4, 6]);
+        let mut buf = ColumnBuffer::for_matrix(&m);
+        let (js, vals) = m.row_cols(0, 1..3, &mut buf);
+        assert_eq!(js, &[256, 699]);
+        assert_eq!(vals, &[256.5, 699.5]);
+        // A row with more entries than a decoding step, across panels.
+        let wide: Vec<f32> = (0..cols)
+            .map(|j| if j % 7 == 0 { j as f32 + 1.0 } else { 0.0 })
+            .collect();
+        let w = Csr::from_dense(&wide, 1, cols);
+        let mut buf = ColumnBuffer::for_matrix(&w);
+        let expected: Vec<u32> = (0..cols as u32).filter(|j| j % 7 == 0).collect();
+        assert_eq!(w.row_cols(0, 0..3, &mut buf).0, &expected[..]);
+        assert_eq!(w.row_cols(0, 1..2, &mut buf).0, &expected[37..74]);
+        // The example of README.md.
+        let r = Csr::from_parts(600, vec![0, 2, 2, 5], vec![3, 300, 0, 4, 599], vec![1.0; 5]);
+        let r = r.expect("valid parts");
+        assert_eq!(r.ptr, vec![0, 1, 2, 2, 2, 2, 2, 4, 4, 5]);
+        assert_eq!(r.col, vec![3, 44, 0, 4, 87]);
+        let tail = m.slice_rows(1..3);
+        assert_eq!(tail.to_dense(), d[cols..].to_vec());
+        assert_eq!(tail.bytes(), (2 * 3 + 1) * 4 + 2 * 5);
     }
 }
