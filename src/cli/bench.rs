@@ -9,6 +9,7 @@ use nnmpi::exec::Engine;
 use nnmpi::model::{Activation, Format, Init, Network, UniformStream};
 use nnmpi::prune::{Scope, Target, prune_network};
 use nnmpi::train::{Loss, OptimizerConfig, TrainConfig, Trainer};
+use serde::Serialize;
 use std::time::Instant;
 
 /// Flags of `nnmpi bench`.
@@ -41,6 +42,28 @@ pub struct BenchArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// What `--json` prints: one object per run.
+#[derive(Serialize)]
+struct Report<'a> {
+    layers: &'a [usize],
+    sparsity: f64,
+    format: String,
+    batch: usize,
+    mode: &'a str,
+    ranks: usize,
+    grid: String,
+    threads_per_rank: usize,
+    reps: usize,
+    median_ms: f64,
+    min_ms: f64,
+    max_ms: f64,
+    samples_per_sec: f64,
+    gflops: f64,
+    comm_share: f64,
+    weight_bytes: usize,
+    dense_weight_bytes: usize,
 }
 
 /// One timed repetition: wall seconds (slowest rank) and this rank's seconds in collectives.
@@ -195,6 +218,16 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &BenchArgs) -> Result<()> {
         2.0 * macs
     };
     let batch = args.batch as f64;
+    let weight_bytes: usize = net
+        .layers()
+        .iter()
+        .map(|l| l.weights().bytes() + l.outputs() * 4)
+        .sum();
+    let dense_bytes: usize = net
+        .layers()
+        .iter()
+        .map(|l| (l.inputs() + 1) * l.outputs() * 4)
+        .sum();
     let gflops = flops_per_sample * batch / time / 1e9;
     if !ctx.is_root() {
         return Ok(());
@@ -202,22 +235,26 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &BenchArgs) -> Result<()> {
     let threads = rayon::current_num_threads();
     let shape: Vec<String> = args.layers.iter().map(usize::to_string).collect();
     if args.json {
-        println!(
-            "{{\"layers\":[{}],\"sparsity\":{},\"format\":\"{}\",\"batch\":{},\"mode\":\"{}\",\"ranks\":{},\"grid\":\"{grid}\",\"threads_per_rank\":{threads},\"reps\":{},\"median_ms\":{:.4},\"min_ms\":{:.4},\"max_ms\":{:.4},\"samples_per_sec\":{:.1},\"gflops\":{:.2},\"comm_share\":{:.4}}}",
-            shape.join(","),
-            args.sparsity,
-            formats(&net),
-            args.batch,
-            args.mode,
-            ctx.world().size(),
-            args.reps,
-            time * 1e3,
-            min * 1e3,
-            max * 1e3,
-            batch / time,
+        let report = Report {
+            layers: &args.layers,
+            sparsity: args.sparsity,
+            format: formats(&net),
+            batch: args.batch,
+            mode: &args.mode,
+            ranks: ctx.world().size(),
+            grid: grid.to_string(),
+            threads_per_rank: threads,
+            reps: args.reps,
+            median_ms: time * 1e3,
+            min_ms: min * 1e3,
+            max_ms: max * 1e3,
+            samples_per_sec: batch / time,
             gflops,
-            share
-        );
+            comm_share: share,
+            weight_bytes,
+            dense_weight_bytes: dense_bytes,
+        };
+        println!("{}", serde_json::to_string(&report)?);
     } else {
         println!(
             "nnmpi bench: {} {} ({}, sparsity {}), batch {}, {} rank(s) (grid {grid}) x {threads} thread(s), {} reps",
@@ -237,6 +274,10 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &BenchArgs) -> Result<()> {
         );
         println!("  samples/s   {:.0}", batch / time);
         println!("  GFLOP/s     {gflops:.1}");
+        println!(
+            "  parameters  {weight_bytes} bytes in memory ({:.1}% of the {dense_bytes} dense)",
+            100.0 * weight_bytes as f64 / dense_bytes as f64
+        );
         println!(
             "  comm        {:.1}% of the time (median over reps, mean over ranks)",
             100.0 * share

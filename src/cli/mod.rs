@@ -2,6 +2,7 @@
 
 mod bench;
 mod context;
+mod convert;
 mod data_args;
 mod info;
 mod predict;
@@ -58,6 +59,10 @@ pub enum Command {
     Info(info::InfoArgs),
     /// Time forward (predict) or training steps of a synthetic network; run it under mpirun for scaling.
     Bench(bench::BenchArgs),
+    /// Write a model as safetensors, for PyTorch, NumPy and other frameworks.
+    Export(convert::ExportArgs),
+    /// Read a safetensors model (as written by export) into an nnmpi checkpoint.
+    Import(convert::ImportArgs),
 }
 
 impl Cli {
@@ -151,5 +156,7 @@ fn run<C: Comm>(cli: &Cli, matches: &ArgMatches, world: C) -> Result<()> {
         Command::Prune(args) => prune::run(&ctx, args),
         Command::Info(args) => info::run(&ctx, cli, args),
         Command::Bench(args) => bench::run(&ctx, args),
+        Command::Export(args) => convert::run_export(&ctx, args),
+        Command::Import(args) => convert::run_import(&ctx, args),
     }
 }

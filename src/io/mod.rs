@@ -1,7 +1,9 @@
-//! Files: checkpoints (versioned, checksummed, atomically written, size-checked on read).
+//! Files: checkpoints (versioned, checksummed, atomically written, size-checked on read) and
+//! safetensors export/import for other frameworks.
 
 mod atomic;
 mod checkpoint;
+pub mod safetensors;
 
 pub use atomic::write_atomic;
 pub use checkpoint::{

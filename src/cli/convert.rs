@@ -1,0 +1,86 @@
+//! `nnmpi export` and `nnmpi import`: a model to and from safetensors, for PyTorch, NumPy and
+//! other frameworks (the layout is documented in `nnmpi::io::safetensors`).
+
+use super::context::{Ctx, say};
+use anyhow::{Context, Result};
+use clap::Args;
+use nnmpi::dist::Comm;
+use nnmpi::io::{Checkpoint, load, safetensors, save};
+use nnmpi::model::Format;
+use std::path::PathBuf;
+
+/// Flags of `nnmpi export`.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// The nnmpi checkpoint to export.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The file to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Format of the output: safetensors (tensors `layers.{i}.weight` [out, in] and
+    /// `layers.{i}.bias`, activations, normaliser and classes in the metadata; sparse layers
+    /// are written dense, pruned connections as 0).
+    #[arg(long, default_value = "safetensors", value_parser = ["safetensors"])]
+    pub format: String,
+}
+
+/// Flags of `nnmpi import`.
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The safetensors file to read (as written by `nnmpi export`, or with the same tensor
+    /// names; without nnmpi metadata, hidden layers are taken as relu and the last as identity).
+    #[arg(long = "in", value_name = "FILE")]
+    pub input: PathBuf,
+    /// The nnmpi checkpoint to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// How to store the layers: as exported (sparse where the model was sparse), or auto
+    /// (sparse below the measured crossover density), dense or sparse.
+    #[arg(long)]
+    pub format: Option<Format>,
+}
+
+/// Runs `nnmpi export` (rank 0 does the work).
+pub fn run_export<C: Comm>(ctx: &Ctx<C>, args: &ExportArgs) -> Result<()> {
+    ctx.on_root(|| {
+        let ckpt = load(&args.model)?;
+        safetensors::export(&ckpt.model, &args.out)
+            .with_context(|| format!("exporting to {}", args.out.display()))?;
+        Ok(())
+    })?;
+    say!(
+        ctx,
+        "exported {} to {} ({})",
+        args.model.display(),
+        args.out.display(),
+        args.format
+    );
+    Ok(())
+}
+
+/// Runs `nnmpi import` (rank 0 does the work).
+pub fn run_import<C: Comm>(ctx: &Ctx<C>, args: &ImportArgs) -> Result<()> {
+    let shape = ctx.on_root(|| {
+        let mut model = safetensors::import(&args.input)?;
+        if let Some(format) = args.format {
+            model.network = model.network.with_format(format);
+        }
+        let shape = model.network.shape();
+        let ckpt = Checkpoint {
+            model,
+            training: None,
+        };
+        save(&args.out, &ckpt).with_context(|| format!("saving {}", args.out.display()))?;
+        Ok(shape)
+    })?;
+    if let Some(shape) = shape {
+        say!(
+            ctx,
+            "imported {} ({shape}) to {}",
+            args.input.display(),
+            args.out.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,342 @@
+//! Export to and import from [safetensors](https://huggingface.co/docs/safetensors), so a
+//! PyTorch, NumPy or JAX user can load an nnmpi model (and nnmpi can load theirs).
+//!
+//! Tensors (all `F32`, little-endian, row-major):
+//!
+//! | name                 | shape             | meaning                                    |
+//! |----------------------|-------------------|--------------------------------------------|
+//! | `layers.{i}.weight`  | `[out_i, in_i]`   | layer `i`'s weights (`torch.nn.Linear`'s layout) |
+//! | `layers.{i}.bias`    | `[out_i]`         | layer `i`'s biases                         |
+//! | `normalizer.offset`  | `[inputs]`        | subtracted from raw features (if any)      |
+//! | `normalizer.scale`   | `[inputs]`        | then multiplied (if any)                   |
+//!
+//! Metadata (strings): `nnmpi.version` (this layout, "1"), `nnmpi.writer`,
+//! `nnmpi.activations` (comma-separated, e.g. `relu,relu,sigmoid`; `leaky-relu:0.1` carries its
+//! slope), `nnmpi.normalizer` (`none`, `minmax` or `zscore`: `x' = (x - offset) · scale`),
+//! `nnmpi.task` (`classification` or `regression`), `nnmpi.classes` (a JSON array of names)
+//! and `nnmpi.sparse_layers` (comma-separated indices of the layers that were stored sparse).
+//! Sparse layers are exported dense, a pruned connection as 0; importing stores them sparse
+//! again with the nonzero weights as connections (a connection that training had moved to
+//! exactly 0 becomes a pruned one: the only change the round trip can make).
+
+use super::atomic::write_atomic;
+use crate::data::{NormKind, Normalizer};
+use crate::error::{Error, Result};
+use crate::model::{Activation, Format, Layer, Model, Network, Task};
+use ndarray::{Array1, Array2};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Version of the names and metadata above.
+pub const LAYOUT_VERSION: &str = "1";
+
+/// Name of layer `i`'s weight tensor.
+pub fn weight_name(i: usize) -> String {
+    format!("layers.{i}.weight")
+}
+
+/// Name of layer `i`'s bias tensor.
+pub fn bias_name(i: usize) -> String {
+    format!("layers.{i}.bias")
+}
+
+fn le_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn norm_name(kind: NormKind) -> &'static str {
+    match kind {
+        NormKind::None => "none",
+        NormKind::MinMax => "minmax",
+        NormKind::ZScore => "zscore",
+    }
+}
+
+fn join<T: ToString>(items: impl IntoIterator<Item = T>) -> String {
+    items
+        .into_iter()
+        .map(|t| t.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The model as safetensors bytes.
+pub fn to_bytes(model: &Model) -> Result<Vec<u8>> {
+    let net = &model.network;
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (i, l) in net.layers().iter().enumerate() {
+        let w = l.dense_weights();
+        let w = w.as_standard_layout();
+        let values = w.as_slice().expect("standard layout");
+        tensors.push((
+            weight_name(i),
+            vec![l.outputs(), l.inputs()],
+            le_bytes(values),
+        ));
+        tensors.push((bias_name(i), vec![l.outputs()], le_bytes(l.bias())));
+    }
+    let norm = &model.normalizer;
+    if !norm.is_identity() {
+        let n = norm.features();
+        tensors.push(("normalizer.offset".into(), vec![n], le_bytes(norm.offset())));
+        tensors.push(("normalizer.scale".into(), vec![n], le_bytes(norm.scale())));
+    }
+    let (task, classes) = match &model.task {
+        Task::Classification { classes } => ("classification", classes.clone()),
+        Task::Regression => ("regression", Vec::new()),
+    };
+    let sparse = net
+        .layers()
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.weights().is_sparse())
+        .map(|(i, _)| i);
+    let meta = HashMap::from([
+        ("nnmpi.version".to_string(), LAYOUT_VERSION.to_string()),
+        (
+            "nnmpi.writer".to_string(),
+            format!("nnmpi {}", env!("CARGO_PKG_VERSION")),
+        ),
+        (
+            "nnmpi.activations".to_string(),
+            join(net.layers().iter().map(|l| l.activation())),
+        ),
+        (
+            "nnmpi.normalizer".to_string(),
+            norm_name(norm.kind()).to_string(),
+        ),
+        ("nnmpi.task".to_string(), task.to_string()),
+        (
+            "nnmpi.classes".to_string(),
+            serde_json::to_string(&classes).expect("strings serialise"),
+        ),
+        ("nnmpi.sparse_layers".to_string(), join(sparse)),
+    ]);
+    let views = tensors
+        .iter()
+        .map(|(name, shape, data)| {
+            TensorView::new(Dtype::F32, shape.clone(), data).map(|v| (name.clone(), v))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::config(format!("cannot build a safetensors tensor: {e}")))?;
+    safetensors::serialize(views, Some(meta))
+        .map_err(|e| Error::config(format!("cannot serialise safetensors: {e}")))
+}
+
+/// Writes the model to `path` as safetensors (temporary file, fsync, rename).
+pub fn export(model: &Model, path: &Path) -> Result<()> {
+    write_atomic(path, &to_bytes(model)?)
+}
+
+/// Reads a model written by [`export`] (or by anyone following the layout above); `path` is
+/// only used in messages.
+pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Model> {
+    let bad = |msg: String| Error::checkpoint(path, msg);
+    let (_, header) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+    let st =
+        SafeTensors::deserialize(bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+    let empty = HashMap::new();
+    let meta = header.metadata().as_ref().unwrap_or(&empty);
+    let get = |key: &str| meta.get(key).map(String::as_str);
+    if let Some(v) = get("nnmpi.version").filter(|v| *v != LAYOUT_VERSION) {
+        return Err(bad(format!(
+            "layout version {v} is not supported (this nnmpi reads version {LAYOUT_VERSION})"
+        )));
+    }
+    let tensor = |name: &str, shape: Option<&[usize]>| -> Result<(Vec<usize>, Vec<f32>)> {
+        let t = st
+            .tensor(name)
+            .map_err(|_| bad(format!("no tensor '{name}'")))?;
+        if t.dtype() != Dtype::F32 {
+            return Err(bad(format!(
+                "tensor '{name}' is {:?}; nnmpi reads F32",
+                t.dtype()
+            )));
+        }
+        if let Some(s) = shape.filter(|s| *s != t.shape()) {
+            return Err(bad(format!(
+                "tensor '{name}' has shape {:?}, expected {s:?}",
+                t.shape()
+            )));
+        }
+        let values = t
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+            .collect();
+        Ok((t.shape().to_vec(), values))
+    };
+    let count = (0..)
+        .take_while(|&i| st.names().contains(&weight_name(i).as_str()))
+        .count();
+    if count == 0 {
+        return Err(bad(
+            "no tensor 'layers.0.weight': not an nnmpi-layout model".into(),
+        ));
+    }
+    let activations: Vec<Activation> = match get("nnmpi.activations") {
+        Some(list) => list
+            .split(',')
+            .map(|a| {
+                a.parse()
+                    .map_err(|e| bad(format!("nnmpi.activations: {e}")))
+            })
+            .collect::<Result<_>>()?,
+        None => (0..count)
+            .map(|i| {
+                if i + 1 < count {
+                    Activation::Relu
+                } else {
+                    Activation::Identity
+                }
+            })
+            .collect(),
+    };
+    if activations.len() != count {
+        return Err(bad(format!(
+            "nnmpi.activations names {} activations for {count} layers",
+            activations.len()
+        )));
+    }
+    let sparse: Vec<usize> = match get("nnmpi.sparse_layers") {
+        Some("") | None => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(|i| {
+                i.parse()
+                    .map_err(|_| bad(format!("nnmpi.sparse_layers: '{i}' is not a layer index")))
+            })
+            .collect::<Result<_>>()?,
+    };
+    let mut layers = Vec::with_capacity(count);
+    for (i, act) in activations.into_iter().enumerate() {
+        let (shape, w) = tensor(&weight_name(i), None)?;
+        if shape.len() != 2 {
+            return Err(bad(format!(
+                "tensor '{}' has shape {shape:?}, expected [out, in]",
+                weight_name(i)
+            )));
+        }
+        let (_, b) = tensor(&bias_name(i), Some(&shape[..1]))?;
+        let w = Array2::from_shape_vec((shape[0], shape[1]), w).expect("shape checked");
+        let layer =
+            Layer::new(w, Array1::from(b), act).map_err(|e| bad(format!("layer {i}: {e}")))?;
+        layers.push(if sparse.contains(&i) {
+            layer.to_format(Format::Sparse)
+        } else {
+            layer
+        });
+    }
+    let network = Network::from_layers(layers).map_err(|e| bad(e.to_string()))?;
+    let kind = match get("nnmpi.normalizer").unwrap_or("none") {
+        "none" => NormKind::None,
+        "minmax" => NormKind::MinMax,
+        "zscore" => NormKind::ZScore,
+        other => {
+            return Err(bad(format!(
+                "nnmpi.normalizer '{other}' is not none, minmax or zscore"
+            )));
+        }
+    };
+    let normalizer = if kind == NormKind::None {
+        Normalizer::identity()
+    } else {
+        let n = network.inputs();
+        let (_, offset) = tensor("normalizer.offset", Some(&[n]))?;
+        let (_, scale) = tensor("normalizer.scale", Some(&[n]))?;
+        Normalizer::from_parts(kind, offset, scale)
+            .ok_or_else(|| bad("normalizer offset and scale do not match".into()))?
+    };
+    let task = match get("nnmpi.task").unwrap_or("regression") {
+        "regression" => Task::Regression,
+        "classification" => {
+            let classes: Vec<String> =
+                serde_json::from_str(get("nnmpi.classes").unwrap_or("[]"))
+                    .map_err(|e| bad(format!("nnmpi.classes is not a JSON list of names: {e}")))?;
+            Task::Classification { classes }
+        }
+        other => {
+            return Err(bad(format!(
+                "nnmpi.task '{other}' is not classification or regression"
+            )));
+        }
+    };
+    let model = Model {
+        network,
+        normalizer,
+        task,
+    };
+    model.validate().map_err(|e| bad(e.to_string()))?;
+    Ok(model)
+}
+
+/// Reads a safetensors model from `path`.
+pub fn import(path: &Path) -> Result<Model> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    from_bytes(path, &bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 5-4-3 model whose first layer has pruned (zero) connections.
+    fn model(format: Format) -> Model {
+        let w0 = Array2::from_shape_fn((4, 5), |(i, j)| {
+            if (i + j) % 3 == 0 {
+                0.0
+            } else {
+                (i * 5 + j) as f32 * 0.1 - 0.7
+            }
+        });
+        let w1 = Array2::from_shape_fn((3, 4), |(i, j)| (i as f32 - j as f32) * 0.25 + 0.01);
+        let layers = vec![
+            Layer::new(
+                w0,
+                Array1::from(vec![0.1, -0.2, 0.3, 0.0]),
+                Activation::LeakyRelu(0.1),
+            ),
+            Layer::new(w1, Array1::from(vec![0.5; 3]), Activation::Softmax),
+        ];
+        let layers = layers
+            .into_iter()
+            .collect::<Result<Vec<_>>>()
+            .expect("layers");
+        let net = Network::from_layers(layers).expect("a network");
+        Model {
+            network: net.with_format(format),
+            normalizer: Normalizer::from_parts(NormKind::ZScore, vec![0.5; 5], vec![2.0; 5])
+                .expect("normaliser"),
+            task: Task::Classification {
+                classes: vec!["a".into(), "b, c".into(), "\"d\"".into()],
+            },
+        }
+    }
+
+    #[test]
+    fn round_trips_exactly_with_stable_names() {
+        for format in [Format::Dense, Format::Sparse] {
+            let m = model(format);
+            let bytes = to_bytes(&m).expect("export");
+            let back = from_bytes(Path::new("m.safetensors"), &bytes).expect("import");
+            assert_eq!(back, m, "{format:?}");
+            let st = SafeTensors::deserialize(&bytes).expect("valid safetensors");
+            let mut names = st.names();
+            names.sort();
+            assert_eq!(
+                names,
+                [
+                    "layers.0.bias",
+                    "layers.0.weight",
+                    "layers.1.bias",
+                    "layers.1.weight",
+                    "normalizer.offset",
+                    "normalizer.scale"
+                ]
+            );
+            assert_eq!(st.tensor("layers.0.weight").expect("w").shape(), &[4, 5]);
+        }
+    }
+}
