@@ -3,7 +3,7 @@
 //!
 //! The pieces, in the order data flows through them:
 //! [`data`] loads and normalises samples, [`model`] holds the network, [`exec`] runs it
-//! with the [`kernels`], [`train`] fits it, [`io`] saves it.
+//! with the [`kernels`], [`train`] fits it, [`io`] saves it; [`bench`] times it.
 //!
 //! ```
 //! use nnmpi::exec::Engine;
@@ -17,6 +17,7 @@
 //! assert!(y[0] > 0.0 && y[0] < 1.0);
 //! ```
 
+pub mod bench;
 pub mod data;
 pub mod dist;
 pub mod error;

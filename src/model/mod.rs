@@ -124,6 +124,16 @@ impl std::str::FromStr for Format {
     }
 }
 
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Format::Auto => "auto",
+            Format::Dense => "dense",
+            Format::Sparse => "sparse",
+        })
+    }
+}
+
 /// Below this fraction of nonzero weights the sparse kernels beat the dense GEMM (measured
 /// with `nnmpi bench --sparsity`, 4096x4096, batch 256, 1 thread; see README).
 pub const SPARSE_BELOW_DENSITY: f64 = 0.4;

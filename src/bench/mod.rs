@@ -1,0 +1,429 @@
+//! Timing on synthetic networks (`nnmpi bench`): forward passes, training steps and whole
+//! training epochs, with the share of the time spent in communication; scaling sweeps over
+//! ranks × threads in [`sweep`].
+//!
+//! A repetition runs the work `inner` times (enough to last about 10 ms when not given, so
+//! a 60-3-1 forward pass of a fraction of a microsecond is timed over many calls); the
+//! reported time is the median over repetitions of the time per call, taken on the slowest
+//! rank (repetitions start and end with a barrier).
+
+pub mod plot;
+pub mod sweep;
+
+use crate::data::{Dataset, Targets};
+use crate::dist::{Comm, Grid, Partition, Timed, Topology};
+use crate::error::{Error, Result};
+use crate::exec::Engine;
+use crate::kernels::Par;
+use crate::model::{Activation, Format, Init, Network, UniformStream};
+use crate::prune::{Scope, Target, prune_network};
+use crate::train::{Loss, OptimizerConfig, Silent, TrainConfig, Trainer};
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+use std::time::Instant;
+
+/// What one call of the timed work does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// A forward pass of one batch.
+    Predict,
+    /// One optimisation step (forward, backward, SGD update) on one batch.
+    Train,
+    /// A training epoch over `samples` synthetic samples in batches (softmax cross-entropy).
+    Epoch,
+}
+
+impl FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "predict" => Ok(Mode::Predict),
+            "train" => Ok(Mode::Train),
+            "epoch" => Ok(Mode::Epoch),
+            _ => Err(format!("'{s}' is not predict, train or epoch")),
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Predict => "predict",
+            Mode::Train => "train",
+            Mode::Epoch => "epoch",
+        })
+    }
+}
+
+/// One benchmark: the network, the work and how often to time it.
+#[derive(Clone, Debug)]
+pub struct Case {
+    /// Layer sizes, inputs first.
+    pub layers: Vec<usize>,
+    /// Samples per batch (the whole job's).
+    pub batch: usize,
+    /// The work.
+    pub mode: Mode,
+    /// Hidden activation.
+    pub activation: Activation,
+    /// Fraction of every layer's connections pruned first (magnitude, per layer).
+    pub sparsity: f64,
+    /// How the layers are stored.
+    pub format: Format,
+    /// Timed repetitions.
+    pub reps: usize,
+    /// Untimed repetitions first.
+    pub warmup: usize,
+    /// Samples of the synthetic epoch (`Mode::Epoch`).
+    pub samples: usize,
+    /// Calls per repetition; `None` calibrates it to about 10 ms.
+    pub inner: Option<usize>,
+}
+
+impl Case {
+    /// Checks the numbers a user gave.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::config(m));
+        if self.layers.len() < 2 || self.layers.contains(&0) {
+            return bad(format!(
+                "--layers {:?}: give at least inputs and outputs, every layer at least one neuron",
+                self.layers
+            ));
+        }
+        if self.batch == 0 || self.reps == 0 || self.inner == Some(0) || self.samples == 0 {
+            return bad("--batch, --reps, --inner and --samples must be at least 1".into());
+        }
+        if !(0.0..1.0).contains(&self.sparsity) {
+            return bad(format!("--sparsity {} must be in [0, 1)", self.sparsity));
+        }
+        if self.mode == Mode::Epoch && self.layers.last() == Some(&1) {
+            return bad("--mode epoch trains a classifier: give at least 2 outputs".into());
+        }
+        Ok(())
+    }
+}
+
+/// What one benchmark measured (`--json` prints it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Layer sizes.
+    pub layers: Vec<usize>,
+    /// Fraction of pruned connections.
+    pub sparsity: f64,
+    /// Storage of every layer, e.g. `sparse,dense`.
+    pub format: String,
+    /// Samples per batch.
+    pub batch: usize,
+    /// The work.
+    pub mode: Mode,
+    /// Ranks of the job.
+    pub ranks: usize,
+    /// Data × model grid.
+    pub grid: String,
+    /// Rayon threads per rank.
+    pub threads_per_rank: usize,
+    /// Timed repetitions.
+    pub reps: usize,
+    /// Calls per repetition.
+    pub inner: usize,
+    /// Median time of one call (a batch, a step or an epoch), milliseconds.
+    pub median_ms: f64,
+    /// Fastest repetition, per call.
+    pub min_ms: f64,
+    /// Slowest repetition, per call.
+    pub max_ms: f64,
+    /// Samples through the network per second.
+    pub samples_per_sec: f64,
+    /// Useful floating-point operations per second (2 per multiply-add on stored weights).
+    pub gflops: f64,
+    /// Median share of the time in collectives (mean over ranks).
+    pub comm_share: f64,
+    /// Bytes of weights and biases in memory.
+    pub weight_bytes: usize,
+    /// Bytes the same layers take dense.
+    pub dense_weight_bytes: usize,
+}
+
+/// Something to time, once per call.
+trait Work {
+    fn run(&mut self);
+}
+
+struct Predict<C: Comm> {
+    engine: Engine<C>,
+    x: Vec<f32>,
+    b: usize,
+}
+
+impl<C: Comm> Work for Predict<C> {
+    fn run(&mut self) {
+        if self.b > 0 {
+            self.engine.forward(&self.x, self.b);
+        }
+    }
+}
+
+struct Step<C: Comm> {
+    trainer: Trainer<C>,
+    x: Vec<f32>,
+    t: Vec<f32>,
+    batch: usize,
+}
+
+impl<C: Comm> Work for Step<C> {
+    fn run(&mut self) {
+        self.trainer.step(&self.x, &self.t, self.batch);
+    }
+}
+
+struct Epoch<C: Comm> {
+    trainer: Trainer<C>,
+    data: Dataset,
+}
+
+impl<C: Comm> Work for Epoch<C> {
+    fn run(&mut self) {
+        // Synthetic data cannot diverge at this learning rate; a failure is a bug.
+        self.trainer
+            .run_epoch(&self.data, &mut Silent)
+            .expect("a synthetic epoch trains");
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The layers' storage, e.g. `sparse,dense`.
+pub fn formats(net: &Network) -> String {
+    let names: Vec<&str> = net
+        .layers()
+        .iter()
+        .map(|l| {
+            if l.weights().is_sparse() {
+                "sparse"
+            } else {
+                "dense"
+            }
+        })
+        .collect();
+    names.join(",")
+}
+
+/// The synthetic network of `case` (He initialisation, seed 42, pruned as asked).
+pub fn network(case: &Case) -> Result<Network> {
+    let output = match case.mode {
+        Mode::Epoch => Activation::Softmax,
+        _ => Activation::Identity,
+    };
+    let mut net = Network::new(&case.layers, case.activation, output, Init::He, 42)?;
+    if case.sparsity > 0.0 {
+        net = prune_network(&net, Target::Sparsity(case.sparsity), Scope::Layer);
+    }
+    Ok(net.with_format(case.format))
+}
+
+/// Runs `case` on every rank of `world` arranged as `grid`, with the current rayon pool.
+/// Rank 0 gets the report.
+pub fn measure<C: Comm>(world: &C, grid: Grid, par: Par, case: &Case) -> Result<Option<Report>> {
+    case.validate()?;
+    let timed = Topology::new(Timed::new(world.clone()), grid)?;
+    let net = network(case)?;
+    let (inputs, outputs) = (net.inputs(), net.outputs());
+    let mine = Partition::share(case.batch, grid.data, timed.data.rank());
+    let b = mine.len();
+    let mut rng = UniformStream::new(7, 1);
+    let mut random = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.next_symmetric(1.0)).collect() };
+    let config = |loss| TrainConfig {
+        epochs: usize::MAX,
+        batch_size: case.batch,
+        loss,
+        optimizer: OptimizerConfig::sgd(1e-4),
+        seed: 42,
+        patience: None,
+        shuffle: false,
+    };
+    let clock = timed.world.clone();
+    let mut work: Box<dyn Work> = match case.mode {
+        Mode::Predict => Box::new(Predict {
+            engine: Engine::sharded(&net, timed.model.clone(), par),
+            x: random(inputs * b),
+            b,
+        }),
+        Mode::Train => Box::new(Step {
+            trainer: Trainer::distributed(&net, config(Loss::Mse), par, &timed)?,
+            x: random(inputs * b),
+            t: random(outputs * b),
+            batch: case.batch,
+        }),
+        Mode::Epoch => {
+            let features =
+                Array2::from_shape_vec((inputs, case.samples), random(inputs * case.samples))
+                    .expect("[inputs, samples]");
+            let ids = (0..case.samples)
+                .map(|i| (i * 7919 % outputs) as u32)
+                .collect();
+            let data = Dataset {
+                features,
+                targets: Targets::Classes(ids),
+                classes: (0..outputs).map(|c| c.to_string()).collect(),
+                origin: "synthetic".into(),
+            };
+            Box::new(Epoch {
+                trainer: Trainer::distributed(
+                    &net,
+                    config(Loss::SoftmaxCrossEntropy),
+                    par,
+                    &timed,
+                )?,
+                data,
+            })
+        }
+    };
+    for _ in 0..case.warmup {
+        work.run();
+    }
+    let inner = match (case.inner, case.mode) {
+        (Some(n), _) => n,
+        (None, Mode::Epoch) => 1,
+        (None, _) => {
+            let start = Instant::now();
+            work.run();
+            let once = start.elapsed().as_secs_f64().max(1e-9);
+            // Every rank must run the same number of calls: take the mean of their wishes.
+            let mut wish = [(0.01 / once).ceil().clamp(1.0, 1e6)];
+            world.all_reduce_sum(&mut wish);
+            (wish[0] / world.size() as f64).ceil() as usize
+        }
+    };
+    let (mut times, mut shares) = (Vec::with_capacity(case.reps), Vec::with_capacity(case.reps));
+    for _ in 0..case.reps {
+        world.barrier();
+        clock.reset();
+        let start = Instant::now();
+        for _ in 0..inner {
+            work.run();
+        }
+        let comm = clock.seconds();
+        world.barrier();
+        let seconds = start.elapsed().as_secs_f64();
+        times.push(seconds / inner as f64);
+        shares.push(comm / seconds);
+    }
+    world.all_reduce_sum(&mut shares);
+    let ranks = world.size();
+    let mut shares: Vec<f64> = shares.iter().map(|s| s / ranks as f64).collect();
+    let (min, max) = (
+        times.iter().copied().fold(f64::INFINITY, f64::min),
+        times.iter().copied().fold(0.0, f64::max),
+    );
+    let time = median(&mut times);
+    if world.rank() != 0 {
+        return Ok(None);
+    }
+    let macs = net.macs_per_sample() as f64;
+    let first = net.layers()[0].weights().stored() as f64;
+    let flops_per_sample = match case.mode {
+        Mode::Predict => 2.0 * macs,
+        Mode::Train | Mode::Epoch => 2.0 * (3.0 * macs - first),
+    };
+    let samples = match case.mode {
+        Mode::Epoch => case.samples,
+        _ => case.batch,
+    } as f64;
+    let layer_bytes = |dense: bool| -> usize {
+        net.layers()
+            .iter()
+            .map(|l| {
+                let w = if dense {
+                    l.inputs() * l.outputs() * 4
+                } else {
+                    l.weights().bytes()
+                };
+                w + l.outputs() * 4
+            })
+            .sum()
+    };
+    Ok(Some(Report {
+        layers: case.layers.clone(),
+        sparsity: case.sparsity,
+        format: formats(&net),
+        batch: case.batch,
+        mode: case.mode,
+        ranks,
+        grid: grid.to_string(),
+        threads_per_rank: rayon::current_num_threads(),
+        reps: case.reps,
+        inner,
+        median_ms: time * 1e3,
+        min_ms: min * 1e3,
+        max_ms: max * 1e3,
+        samples_per_sec: samples / time,
+        gflops: flops_per_sample * samples / time / 1e9,
+        comm_share: median(&mut shares),
+        weight_bytes: layer_bytes(false),
+        dense_weight_bytes: layer_bytes(true),
+    }))
+}
+
+impl fmt::Display for Report {
+    /// The human-readable table of `nnmpi bench`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shape: Vec<String> = self.layers.iter().map(usize::to_string).collect();
+        writeln!(
+            f,
+            "nnmpi bench: {} {} ({}, sparsity {}), batch {}, {} rank(s) (grid {}) x {} thread(s), {} reps x {} calls",
+            self.mode,
+            shape.join("-"),
+            self.format,
+            self.sparsity,
+            self.batch,
+            self.ranks,
+            self.grid,
+            self.threads_per_rank,
+            self.reps,
+            self.inner
+        )?;
+        let what = match self.mode {
+            Mode::Predict => "time/batch",
+            Mode::Train => "time/step ",
+            Mode::Epoch => "time/epoch",
+        };
+        writeln!(
+            f,
+            "  {what}  {} median (min {}, max {})",
+            duration(self.median_ms),
+            duration(self.min_ms),
+            duration(self.max_ms)
+        )?;
+        writeln!(f, "  samples/s   {:.0}", self.samples_per_sec)?;
+        writeln!(f, "  GFLOP/s     {:.1}", self.gflops)?;
+        writeln!(
+            f,
+            "  parameters  {} bytes in memory ({:.1}% of the {} dense)",
+            self.weight_bytes,
+            100.0 * self.weight_bytes as f64 / self.dense_weight_bytes as f64,
+            self.dense_weight_bytes
+        )?;
+        write!(
+            f,
+            "  comm        {:.1}% of the time (median over reps, mean over ranks)",
+            100.0 * self.comm_share
+        )
+    }
+}
+
+/// `ms` milliseconds in the unit that reads best.
+pub fn duration(ms: f64) -> String {
+    if ms >= 1000.0 {
+        format!("{:.3} s", ms / 1e3)
+    } else if ms >= 1.0 {
+        format!("{ms:.3} ms")
+    } else {
+        format!("{:.3} µs", ms * 1e3)
+    }
+}

@@ -1,0 +1,145 @@
+//! The SVG plot of a sweep: time per call (log scale) and speed-up against the number of
+//! ranks, one line per model size and thread count.
+
+use super::sweep::Point;
+use crate::error::{Error, Result};
+use plotters::prelude::*;
+
+/// Colours of the lines, in order.
+const PALETTE: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+];
+
+/// The lines of the plot: (label, points as (ranks, time ms, speed-up)).
+fn series(points: &[Point]) -> Vec<(String, Vec<(usize, f64, f64)>)> {
+    let mut out: Vec<(String, Vec<(usize, f64, f64)>)> = Vec::new();
+    for p in points {
+        let label = format!(
+            "{} ({}), {} thread{}",
+            p.model,
+            p.report
+                .layers
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join("-"),
+            p.combo.threads,
+            if p.combo.threads == 1 { "" } else { "s" }
+        );
+        let at = (p.combo.ranks, p.report.median_ms, p.speedup);
+        match out.iter_mut().find(|(l, _)| *l == label) {
+            Some((_, v)) => v.push(at),
+            None => out.push((label, vec![at])),
+        }
+    }
+    for (_, v) in &mut out {
+        v.sort_by_key(|p| p.0);
+    }
+    out
+}
+
+fn plot_error(e: impl std::fmt::Display) -> Error {
+    Error::config(format!("cannot draw the sweep plot: {e}"))
+}
+
+/// The plot as SVG text.
+pub fn sweep_svg(points: &[Point]) -> Result<String> {
+    let lines = series(points);
+    let max_ranks = points
+        .iter()
+        .map(|p| p.combo.ranks)
+        .max()
+        .unwrap_or(1)
+        .max(2);
+    let times = points.iter().map(|p| p.report.median_ms);
+    let (lo, hi) = times.fold((f64::INFINITY, 0.0f64), |(lo, hi), t| {
+        (lo.min(t), hi.max(t))
+    });
+    let (lo, hi) = if lo.is_finite() {
+        (lo / 2.0, hi * 2.0)
+    } else {
+        (0.001, 1.0)
+    };
+    let top = points
+        .iter()
+        .map(|p| p.speedup)
+        .filter(|s| s.is_finite())
+        .fold(max_ranks as f64, f64::max)
+        * 1.1;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (1100, 460)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        let (left, right) = root.split_horizontally(550);
+        let mut time = ChartBuilder::on(&left)
+            .caption("time per call (ms, log scale)", ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(60)
+            .build_cartesian_2d(1usize..max_ranks, (lo..hi).log_scale())
+            .map_err(plot_error)?;
+        time.configure_mesh()
+            .x_desc("MPI ranks")
+            .y_desc("ms")
+            .x_labels(max_ranks)
+            .draw()
+            .map_err(plot_error)?;
+        let mut speed = ChartBuilder::on(&right)
+            .caption("speed-up over each model's first run", ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(50)
+            .build_cartesian_2d(1usize..max_ranks, 0.0..top)
+            .map_err(plot_error)?;
+        speed
+            .configure_mesh()
+            .x_desc("MPI ranks")
+            .y_desc("speed-up")
+            .x_labels(max_ranks)
+            .draw()
+            .map_err(plot_error)?;
+        speed
+            .draw_series(LineSeries::new(
+                (1..=max_ranks).map(|r| (r, r as f64)),
+                BLACK.mix(0.3),
+            ))
+            .map_err(plot_error)?
+            .label("ideal (one rank per core)")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.3)));
+        for (i, (label, pts)) in lines.iter().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            time.draw_series(LineSeries::new(pts.iter().map(|p| (p.0, p.1)), color))
+                .map_err(plot_error)?;
+            time.draw_series(
+                pts.iter()
+                    .map(|p| Circle::new((p.0, p.1), 3, color.filled())),
+            )
+            .map_err(plot_error)?;
+            speed
+                .draw_series(LineSeries::new(pts.iter().map(|p| (p.0, p.2)), color))
+                .map_err(plot_error)?
+                .label(label.as_str())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            speed
+                .draw_series(
+                    pts.iter()
+                        .map(|p| Circle::new((p.0, p.2), 3, color.filled())),
+                )
+                .map_err(plot_error)?;
+        }
+        speed
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(plot_error)?;
+        root.present().map_err(plot_error)?;
+    }
+    Ok(svg)
+}
