@@ -69,6 +69,8 @@ pub struct Case {
     pub mode: Mode,
     /// Hidden activation.
     pub activation: Activation,
+    /// Output activation (`Mode::Epoch` always uses softmax).
+    pub output: Activation,
     /// Fraction of every layer's connections pruned first (magnitude, per layer).
     pub sparsity: f64,
     /// How the layers are stored.
@@ -218,7 +220,7 @@ pub fn formats(net: &Network) -> String {
 pub fn network(case: &Case) -> Result<Network> {
     let output = match case.mode {
         Mode::Epoch => Activation::Softmax,
-        _ => Activation::Identity,
+        _ => case.output,
     };
     let mut net = Network::new(&case.layers, case.activation, output, Init::He, 42)?;
     if case.sparsity > 0.0 {

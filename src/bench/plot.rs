@@ -15,9 +15,12 @@ const PALETTE: [RGBColor; 6] = [
     RGBColor(140, 86, 75),
 ];
 
-/// The lines of the plot: (label, points as (ranks, time ms, speed-up)).
-fn series(points: &[Point]) -> Vec<(String, Vec<(usize, f64, f64)>)> {
-    let mut out: Vec<(String, Vec<(usize, f64, f64)>)> = Vec::new();
+/// A line of the plot: its label and its points as (ranks, time ms, speed-up).
+type Line = (String, Vec<(usize, f64, f64)>);
+
+/// The lines of the plot, one per model and thread count.
+fn series(points: &[Point]) -> Vec<Line> {
+    let mut out: Vec<Line> = Vec::new();
     for p in points {
         let label = format!(
             "{} ({}), {} thread{}",

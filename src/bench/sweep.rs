@@ -141,6 +141,7 @@ pub fn run_launched(
                 .args(["--batch", &case.batch.to_string()])
                 .args(["--mode", &case.mode.to_string()])
                 .args(["--activation", &case.activation.to_string()])
+                .args(["--output-activation", &case.output.to_string()])
                 .args(["--sparsity", &case.sparsity.to_string()])
                 .args(["--format", &case.format.to_string()])
                 .args(["--reps", &case.reps.to_string()])
@@ -264,6 +265,7 @@ mod tests {
             batch: 4,
             mode: Mode::Predict,
             activation: Activation::Relu,
+            output: Activation::Identity,
             sparsity: 0.0,
             format: Format::Dense,
             reps: 3,

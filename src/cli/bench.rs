@@ -39,6 +39,9 @@ pub struct BenchArgs {
     /// Hidden activation.
     #[arg(long, default_value = "relu")]
     pub activation: Activation,
+    /// Output activation (--mode epoch always uses softmax).
+    #[arg(long, default_value = "identity")]
+    pub output_activation: Activation,
     /// Prune every layer to this fraction of absent connections first (magnitude, per layer).
     #[arg(long, default_value_t = 0.0)]
     pub sparsity: f64,
@@ -84,6 +87,7 @@ impl BenchArgs {
             batch: self.batch,
             mode: self.mode,
             activation: self.activation,
+            output: self.output_activation,
             sparsity: self.sparsity,
             format: self.format,
             reps: self.reps,
