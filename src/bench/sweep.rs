@@ -316,7 +316,14 @@ mod tests {
         let back: Vec<Point> =
             serde_json::from_str(&std::fs::read_to_string(&files[1]).expect("json"))
                 .expect("parses");
-        assert_eq!(back, points);
+        assert_eq!(back.len(), points.len());
+        for (b, p) in back.iter().zip(&points) {
+            assert_eq!(
+                (&b.model, b.combo, &b.report.layers),
+                (&p.model, p.combo, &p.report.layers)
+            );
+            assert!((b.report.median_ms - p.report.median_ms).abs() <= 1e-12 * p.report.median_ms);
+        }
         let svg = std::fs::read_to_string(&files[2]).expect("svg");
         assert!(
             svg.starts_with("<svg") && svg.contains("wider (16-12-2)"),

@@ -130,6 +130,19 @@ pub fn gemm<F>(
     }
 }
 
+multiversion! {
+    /// Row-major `a` (row stride `rs`) times the vector `x`: one dot product per row of `c`,
+    /// compiled for the widest vectors the CPU has (the lanes' order of operations, and so
+    /// the bits, are the same at every width).
+    fn rows_dot(a: &[f32], rs: usize, x: &[f32], alpha: f32, beta: f32, c: &mut [f32]) {
+        let k = x.len();
+        for (i, ci) in c.iter_mut().enumerate() {
+            let d = alpha * dot(&a[i * rs..i * rs + k], x);
+            *ci = if beta == 0.0 { d } else { d + beta * *ci };
+        }
+    }
+}
+
 /// Depth slice of the blocked product (see `gemm_block`); the library's own choice for
 /// these shapes is 512 too, so the fixed slices cost nothing.
 const DEPTH_BLOCK: usize = 512;
@@ -151,13 +164,7 @@ fn gemm_block(
         return;
     }
     if n == 1 && a.cs == 1 && b.rs == 1 {
-        // Row-major A times a contiguous vector: one dot product per row.
-        let x = &b.data[..k];
-        for (i, ci) in c.iter_mut().enumerate() {
-            let d = alpha * dot(&a.data[i * a.rs..i * a.rs + k], x);
-            *ci = if beta == 0.0 { d } else { d + beta * *ci };
-        }
-        return;
+        return rows_dot(a.data, a.rs, &b.data[..k], alpha, beta, c);
     }
     if n == 1 && a.rs == 1 {
         // Columns of A are contiguous (A is a transposed row-major matrix): sum of scaled columns.
@@ -244,13 +251,16 @@ pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
     }
 }
 
-/// Dot product with 16 independent partial sums, so the compiler can vectorise it.
+/// Dot product with 64 independent partial sums, so the compiler can vectorise it with
+/// enough independent additions in flight to hide their latency (16 sums ran at a quarter of
+/// the speed on a 784-1024-1024-10 network at batch 1).
 ///
 /// # Panics
 /// If the slices differ in length.
+#[inline(always)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "dot: lengths differ");
-    const L: usize = 16;
+    const L: usize = 64;
     let mut acc = [0.0f32; L];
     let (a_body, a_tail) = a.split_at(a.len() - a.len() % L);
     let (b_body, b_tail) = b.split_at(a_body.len());

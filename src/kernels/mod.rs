@@ -3,6 +3,35 @@
 //! Activations are features-major: a layer's output is `[neurons, batch]`, row `i` being
 //! neuron `i`'s outputs over the batch. Weights are `[out, in]` row-major.
 
+/// Defines `$name` that runs `$body` compiled for AVX-512 or AVX2 (with FMA) when the CPU has
+/// them, else for the baseline target. The body is the same code; only the vector width the
+/// compiler may use changes.
+macro_rules! multiversion {
+    ($(#[$m:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$m])*
+        fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn inner($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,fma")]
+                fn v512($($arg: $ty),*) { inner($($arg),*) }
+                #[target_feature(enable = "avx2,fma")]
+                fn v256($($arg: $ty),*) { inner($($arg),*) }
+                if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU has the features v512 is compiled for.
+                    return unsafe { v512($($arg),*) };
+                }
+                if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU has the features v256 is compiled for.
+                    return unsafe { v256($($arg),*) };
+                }
+            }
+            inner($($arg),*)
+        }
+    };
+}
+
 pub mod activation;
 pub mod dense;
 pub mod gemm;

@@ -14,35 +14,6 @@ use crate::sparse::{ColumnBuffer, Csr, PANEL};
 use rayon::prelude::*;
 use std::ops::Range;
 
-/// Defines `$name` that runs `$body` compiled for AVX-512 or AVX2 (with FMA) when the CPU has
-/// them, else for the baseline target. The body is the same code; only the vector width the
-/// compiler may use changes.
-macro_rules! multiversion {
-    ($(#[$m:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
-        $(#[$m])*
-        fn $name($($arg: $ty),*) {
-            #[inline(always)]
-            fn inner($($arg: $ty),*) $body
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,fma")]
-                fn v512($($arg: $ty),*) { inner($($arg),*) }
-                #[target_feature(enable = "avx2,fma")]
-                fn v256($($arg: $ty),*) { inner($($arg),*) }
-                if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
-                    // SAFETY: the CPU has the features v512 is compiled for.
-                    return unsafe { v512($($arg),*) };
-                }
-                if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                    // SAFETY: the CPU has the features v256 is compiled for.
-                    return unsafe { v256($($arg),*) };
-                }
-            }
-            inner($($arg),*)
-        }
-    };
-}
-
 /// Batch columns a row's sums are accumulated over at once: 128 floats stay in eight AVX-512
 /// registers while the row's entries stream past (measured on 4096x4096, batch 256: 64 and
 /// 256 were slower; 256 spills).
