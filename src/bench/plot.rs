@@ -1,5 +1,5 @@
 //! The SVG plot of a sweep: time per call (log scale) and speed-up against the number of
-//! ranks, one line per model size and thread count.
+//! workers (ranks × threads per rank), one line per model size and thread count per rank.
 
 use super::sweep::Point;
 use crate::error::{Error, Result};
@@ -15,8 +15,8 @@ const PALETTE: [RGBColor; 6] = [
     RGBColor(140, 86, 75),
 ];
 
-/// A line of the plot: its label and its points as (ranks, time ms, speed-up).
-type Line = (String, Vec<(usize, f64, f64)>);
+/// A line of the plot: its label and its points as (workers, time ms, speed-up).
+type Line = (String, Vec<(f64, f64, f64)>);
 
 /// The lines of the plot, one per model and thread count.
 fn series(points: &[Point]) -> Vec<Line> {
@@ -34,14 +34,15 @@ fn series(points: &[Point]) -> Vec<Line> {
             p.combo.threads,
             if p.combo.threads == 1 { "" } else { "s" }
         );
-        let at = (p.combo.ranks, p.report.median_ms, p.speedup);
+        let workers = (p.combo.ranks * p.combo.threads) as f64;
+        let at = (workers, p.report.median_ms, p.speedup);
         match out.iter_mut().find(|(l, _)| *l == label) {
             Some((_, v)) => v.push(at),
             None => out.push((label, vec![at])),
         }
     }
     for (_, v) in &mut out {
-        v.sort_by_key(|p| p.0);
+        v.sort_by(|a, b| a.0.total_cmp(&b.0));
     }
     out
 }
@@ -53,12 +54,13 @@ fn plot_error(e: impl std::fmt::Display) -> Error {
 /// The plot as SVG text.
 pub fn sweep_svg(points: &[Point]) -> Result<String> {
     let lines = series(points);
-    let max_ranks = points
+    let most = points
         .iter()
-        .map(|p| p.combo.ranks)
+        .map(|p| p.combo.ranks * p.combo.threads)
         .max()
         .unwrap_or(1)
         .max(2);
+    let x_range = 0.8..most as f64 + 0.2;
     let times = points.iter().map(|p| p.report.median_ms);
     let (lo, hi) = times.fold((f64::INFINITY, 0.0f64), |(lo, hi), t| {
         (lo.min(t), hi.max(t))
@@ -72,7 +74,7 @@ pub fn sweep_svg(points: &[Point]) -> Result<String> {
         .iter()
         .map(|p| p.speedup)
         .filter(|s| s.is_finite())
-        .fold(max_ranks as f64, f64::max)
+        .fold(most as f64, f64::max)
         * 1.1;
     let mut svg = String::new();
     {
@@ -84,12 +86,12 @@ pub fn sweep_svg(points: &[Point]) -> Result<String> {
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(60)
-            .build_cartesian_2d(1usize..max_ranks, (lo..hi).log_scale())
+            .build_cartesian_2d(x_range.clone(), (lo..hi).log_scale())
             .map_err(plot_error)?;
         time.configure_mesh()
-            .x_desc("MPI ranks")
+            .x_desc("workers = MPI ranks x threads per rank")
             .y_desc("ms")
-            .x_labels(max_ranks)
+            .x_labels(most + 1)
             .draw()
             .map_err(plot_error)?;
         let mut speed = ChartBuilder::on(&right)
@@ -97,22 +99,22 @@ pub fn sweep_svg(points: &[Point]) -> Result<String> {
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(50)
-            .build_cartesian_2d(1usize..max_ranks, 0.0..top)
+            .build_cartesian_2d(x_range, 0.0..top)
             .map_err(plot_error)?;
         speed
             .configure_mesh()
-            .x_desc("MPI ranks")
+            .x_desc("workers = MPI ranks x threads per rank")
             .y_desc("speed-up")
-            .x_labels(max_ranks)
+            .x_labels(most + 1)
             .draw()
             .map_err(plot_error)?;
         speed
             .draw_series(LineSeries::new(
-                (1..=max_ranks).map(|r| (r, r as f64)),
+                (1..=most).map(|r| (r as f64, r as f64)),
                 BLACK.mix(0.3),
             ))
             .map_err(plot_error)?
-            .label("ideal (one rank per core)")
+            .label("ideal (linear in workers, one per core)")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.3)));
         for (i, (label, pts)) in lines.iter().enumerate() {
             let color = PALETTE[i % PALETTE.len()];

@@ -222,6 +222,14 @@ pub fn to_csv(points: &[Point]) -> String {
     out
 }
 
+/// Reads the points of `dir/sweep.json` (as written by [`write`]).
+pub fn read(dir: &Path) -> Result<Vec<Point>> {
+    let path = dir.join("sweep.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    serde_json::from_str(&text)
+        .map_err(|e| Error::config(format!("{}: not a sweep's points: {e}", path.display())))
+}
+
 /// Writes `sweep.csv`, `sweep.json` and `sweep.svg` into `dir` (created if missing); returns
 /// their paths.
 pub fn write(dir: &Path, points: &[Point]) -> Result<Vec<PathBuf>> {

@@ -62,6 +62,9 @@ pub struct BenchArgs {
     /// Directory for the sweep's files.
     #[arg(long, default_value = "sweep")]
     pub out_dir: PathBuf,
+    /// Redraw --out-dir's sweep.svg (and sweep.csv) from its sweep.json, measuring nothing.
+    #[arg(long, conflicts_with = "sweep")]
+    pub replot: bool,
     /// Start `mpirun -np R --bind-to none` for every sweep combination (run nnmpi itself
     /// without mpirun); otherwise the sweep runs inside this job on its first R ranks.
     #[arg(long, requires = "sweep")]
@@ -100,6 +103,16 @@ impl BenchArgs {
 
 /// Runs `nnmpi bench` on every rank.
 pub fn run<C: Comm>(ctx: &Ctx<C>, args: &BenchArgs) -> Result<()> {
+    if args.replot {
+        let written = ctx.on_root(|| {
+            let points = sweep::read(&args.out_dir)?;
+            Ok(sweep::write(&args.out_dir, &points)?)
+        })?;
+        for f in written.into_iter().flatten() {
+            say!(ctx, "wrote {}", f.display());
+        }
+        return Ok(());
+    }
     if let Some(combos) = &args.sweep {
         return run_sweep(ctx, args, combos);
     }

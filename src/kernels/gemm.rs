@@ -251,33 +251,56 @@ pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
     }
 }
 
-/// Dot product with 64 independent partial sums, so the compiler can vectorise it with
-/// enough independent additions in flight to hide their latency (16 sums ran at a quarter of
-/// the speed on a 784-1024-1024-10 network at batch 1).
+/// Dot product with 64 independent partial sums (then 16 for the rest), so the compiler can
+/// vectorise it with enough independent additions in flight to hide their latency (16 sums
+/// alone took 2.25 times as long on a 784-1024-1024-10 network at batch 1).
 ///
 /// # Panics
 /// If the slices differ in length.
 #[inline(always)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "dot: lengths differ");
-    const L: usize = 64;
-    let mut acc = [0.0f32; L];
-    let (a_body, a_tail) = a.split_at(a.len() - a.len() % L);
-    let (b_body, b_tail) = b.split_at(a_body.len());
-    for (ca, cb) in a_body.chunks_exact(L).zip(b_body.chunks_exact(L)) {
-        for l in 0..L {
-            acc[l] += ca[l] * cb[l];
+    const WIDE: usize = 64;
+    const NARROW: usize = 16;
+    let mut sums = [0.0f32; NARROW];
+    let wide = a.len() - a.len() % WIDE;
+    if wide > 0 {
+        let mut acc = [0.0f32; WIDE];
+        for (ca, cb) in a[..wide]
+            .chunks_exact(WIDE)
+            .zip(b[..wide].chunks_exact(WIDE))
+        {
+            for l in 0..WIDE {
+                acc[l] += ca[l] * cb[l];
+            }
+        }
+        for l in 0..NARROW {
+            sums[l] = (acc[l] + acc[l + 16]) + (acc[l + 32] + acc[l + 48]);
         }
     }
-    let mut width = L;
+    // What is left (all of a short vector) goes 16 lanes at a time.
+    let narrow = wide + (a.len() - wide) / NARROW * NARROW;
+    for (ca, cb) in a[wide..narrow]
+        .chunks_exact(NARROW)
+        .zip(b[wide..narrow].chunks_exact(NARROW))
+    {
+        for l in 0..NARROW {
+            sums[l] += ca[l] * cb[l];
+        }
+    }
+    let mut width = NARROW;
     while width > 1 {
         width /= 2;
         for l in 0..width {
-            acc[l] += acc[l + width];
+            sums[l] += sums[l + width];
         }
     }
-    let tail: f32 = a_tail.iter().zip(b_tail).map(|(x, y)| x * y).sum();
-    acc[0] + tail
+    let tail: f32 = a[narrow..]
+        .iter()
+        .zip(&b[narrow..])
+        .map(|(x, y)| x * y)
+        .sum();
+    sums[0] + tail
 }
 
 #[cfg(test)]
