@@ -283,3 +283,55 @@ fn killing_a_run_while_it_checkpoints_never_leaves_a_corrupt_file() {
         "no checkpoint was ever written: the kills came too early to test anything"
     );
 }
+
+#[test]
+fn export_then_import_predicts_the_same_and_bad_files_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let (model, exported, again) = (path("m.nnmpi"), path("m.safetensors"), path("again.nnmpi"));
+    let o = nnmpi(&[
+        "train",
+        "--data",
+        &sonar(),
+        "--hidden",
+        "8",
+        "--epochs",
+        "5",
+        "--normalize",
+        "minmax",
+        "--out",
+        &model,
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = nnmpi(&[
+        "prune",
+        "--model",
+        &model,
+        "--out",
+        &model,
+        "--sparsity",
+        "0.7",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = nnmpi(&["export", "--model", &model, "--out", &exported]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = nnmpi(&["import", "--in", &exported, "--out", &again]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("60-8-1"), "{}", stdout(&o));
+    let predict = |m: &str| nnmpi(&["predict", "--model", m, "--data", &sonar(), "--exact"]);
+    let (a, b) = (predict(&model), predict(&again));
+    assert!(a.status.success() && b.status.success(), "{}", stderr(&a));
+    assert_eq!(stdout(&a), stdout(&b));
+    // The sparse layers come back sparse.
+    let info = nnmpi(&["info", "--model", &again]);
+    assert!(stdout(&info).contains("sparse"), "{}", stdout(&info));
+    // A file that is not safetensors is named in the error.
+    let o = nnmpi(&["import", "--in", &sonar(), "--out", &again]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("sonar.csv") && stderr(&o).contains("not a safetensors file"),
+        "{}",
+        stderr(&o)
+    );
+}
