@@ -132,7 +132,7 @@ pub fn export(model: &Model, path: &Path) -> Result<()> {
 /// Reads a model written by [`export`] (or by anyone following the layout above); `path` is
 /// only used in messages.
 pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Model> {
-    let bad = |msg: String| Error::checkpoint(path, msg);
+    let bad = |msg: String| Error::config(format!("{}: {msg}", path.display()));
     let (_, header) = SafeTensors::read_metadata(bytes)
         .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
     let st =
@@ -338,5 +338,42 @@ mod tests {
             );
             assert_eq!(st.tensor("layers.0.weight").expect("w").shape(), &[4, 5]);
         }
+    }
+
+    #[test]
+    fn incomplete_or_inconsistent_files_are_refused_with_the_reason() {
+        let data = le_bytes(&[1.0; 6]);
+        let file = |tensors: Vec<(&str, Vec<usize>)>, meta: Option<HashMap<String, String>>| {
+            let views = tensors.into_iter().map(|(name, shape)| {
+                let n: usize = shape.iter().product();
+                (
+                    name,
+                    TensorView::new(Dtype::F32, shape, &data[..4 * n]).expect("a view"),
+                )
+            });
+            let bytes = safetensors::serialize(views, meta).expect("serialises");
+            from_bytes(Path::new("x.safetensors"), &bytes).map_err(|e| e.to_string())
+        };
+        let no_bias = file(vec![("layers.0.weight", vec![2, 3])], None);
+        assert!(no_bias.unwrap_err().contains("no tensor 'layers.0.bias'"));
+        let bad_bias = file(
+            vec![("layers.0.weight", vec![2, 3]), ("layers.0.bias", vec![3])],
+            None,
+        );
+        assert!(bad_bias.unwrap_err().contains("expected [2]"));
+        let acts = HashMap::from([("nnmpi.activations".to_string(), "relu,relu".to_string())]);
+        let too_many = file(
+            vec![("layers.0.weight", vec![2, 3]), ("layers.0.bias", vec![2])],
+            Some(acts),
+        );
+        assert!(too_many.unwrap_err().contains("2 activations for 1 layers"));
+        // Without metadata a lone layer is linear (identity), as documented.
+        let plain = file(
+            vec![("layers.0.weight", vec![2, 3]), ("layers.0.bias", vec![2])],
+            None,
+        )
+        .expect("a plain model");
+        assert_eq!(plain.network.output_activation(), Activation::Identity);
+        assert_eq!(plain.network.sizes(), vec![3, 2]);
     }
 }
