@@ -429,3 +429,68 @@ pub fn duration(ms: f64) -> String {
         format!("{:.3} µs", ms * 1e3)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dist::SelfComm;
+
+    fn case(mode: Mode, layers: Vec<usize>) -> Case {
+        Case {
+            layers,
+            batch: 8,
+            mode,
+            activation: Activation::Relu,
+            output: Activation::Identity,
+            sparsity: 0.5,
+            format: Format::Sparse,
+            reps: 3,
+            warmup: 1,
+            samples: 40,
+            inner: None,
+        }
+    }
+
+    #[test]
+    fn every_mode_reports_consistent_figures() {
+        for mode in [Mode::Predict, Mode::Train, Mode::Epoch] {
+            let c = case(mode, vec![6, 5, 3]);
+            let r = measure(&SelfComm, Grid::model(1), Par::Seq, &c)
+                .expect("measures")
+                .expect("rank 0 reports");
+            assert_eq!(
+                (r.mode, r.ranks, r.format.as_str()),
+                (mode, 1, "sparse,sparse")
+            );
+            let samples = if mode == Mode::Epoch { 40.0 } else { 8.0 };
+            let rate = samples / (r.median_ms / 1e3);
+            assert!((r.samples_per_sec - rate).abs() <= 1e-6 * rate, "{r:?}");
+            assert!(r.min_ms <= r.median_ms && r.median_ms <= r.max_ms, "{r:?}");
+            assert!(r.weight_bytes < r.dense_weight_bytes, "{r:?}");
+            assert_eq!(r.dense_weight_bytes, (6 * 5 + 5 + 5 * 3 + 3) * 4);
+            if mode == Mode::Epoch {
+                assert_eq!(r.inner, 1);
+            }
+        }
+    }
+
+    #[test]
+    fn bad_cases_are_refused() {
+        let bad = [
+            case(Mode::Epoch, vec![6, 1]),
+            case(Mode::Predict, vec![6]),
+            case(Mode::Predict, vec![6, 0, 2]),
+            Case {
+                sparsity: 1.0,
+                ..case(Mode::Predict, vec![6, 2])
+            },
+            Case {
+                inner: Some(0),
+                ..case(Mode::Predict, vec![6, 2])
+            },
+        ];
+        for c in bad {
+            assert!(c.validate().is_err(), "{c:?}");
+        }
+    }
+}
