@@ -90,7 +90,7 @@ pub fn main() -> Result<()> {
     // The whole command runs on a worker of the rayon pool: a parallel product started from
     // outside the pool is injected into it and the caller sleeps until a worker wakes to run
     // it (and wakes it back), which cost more than the work for small products (batch 1 on 2
-    // threads took 87 µs instead of ~55). MPI is initialised on that same thread, so its
+    // threads: 87 µs, now 62 µs). MPI is initialised on that same thread, so its
     // calls all come from the thread that initialised it (MPI_THREAD_FUNNELED).
     rayon::scope(|_| run_command(&cli, &matches))
 }

@@ -23,7 +23,7 @@ impl Scalar for u8 {}
 /// rank `r`'s share and shares are laid out in rank order.
 ///
 /// Only the thread that created the communicator may call it (MPI is initialised with
-/// `MPI_THREAD_FUNNELED`); rayon threads compute, the main thread communicates.
+/// `MPI_THREAD_FUNNELED`); rayon threads compute, the thread that initialised MPI communicates.
 pub trait Comm: Clone {
     /// This rank, `0..size()`.
     fn rank(&self) -> usize;

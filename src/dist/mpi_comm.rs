@@ -33,7 +33,7 @@ pub struct MpiRuntime {
 }
 
 impl MpiRuntime {
-    /// Initialises MPI with `MPI_THREAD_FUNNELED` (only the main thread calls MPI).
+    /// Initialises MPI with `MPI_THREAD_FUNNELED` (only the calling thread will call MPI).
     pub fn init() -> Result<Self> {
         let (universe, provided) = mpi::initialize_with_threading(Threading::Funneled)
             .ok_or_else(|| Error::config("MPI could not be initialised (or was already)"))?;
