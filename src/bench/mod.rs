@@ -202,16 +202,10 @@ fn median(v: &mut [f64]) -> f64 {
 
 /// The layers' storage, e.g. `sparse,dense`.
 pub fn formats(net: &Network) -> String {
-    let names: Vec<&str> = net
+    let names: Vec<String> = net
         .layers()
         .iter()
-        .map(|l| {
-            if l.weights().is_sparse() {
-                "sparse"
-            } else {
-                "dense"
-            }
-        })
+        .map(|l| l.weights().format().to_string())
         .collect();
     names.join(",")
 }

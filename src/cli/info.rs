@@ -134,7 +134,7 @@ fn describe(path: &std::path::Path, ckpt: &Checkpoint) {
             &l.inputs().to_string(),
             &l.outputs().to_string(),
             &l.activation().to_string(),
-            if w.is_sparse() { "sparse" } else { "dense" },
+            &w.format().to_string(),
             &format!("{:.1}%", 100.0 * (1.0 - l.density())),
             &l.parameter_count().to_string(),
             &bytes(w.bytes() + l.outputs() * 4),

@@ -228,11 +228,7 @@ fn finish_on_root<C: Comm>(
         .map(|l| {
             format!(
                 "{} {:.1}%",
-                if l.weights().is_sparse() {
-                    "sparse"
-                } else {
-                    "dense"
-                },
+                l.weights().format(),
                 100.0 * (1.0 - l.density())
             )
         })

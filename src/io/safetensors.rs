@@ -124,6 +124,22 @@ pub fn to_bytes(model: &Model) -> Result<Vec<u8>> {
         .map_err(|e| Error::config(format!("cannot serialise safetensors: {e}")))
 }
 
+/// The items of the comma-separated metadata value at `key` (none if absent or empty), each
+/// read by `parse`; an error names the key.
+fn metadata_list<'m, T, E: std::fmt::Display>(
+    get: impl Fn(&str) -> Option<&'m str>,
+    key: &str,
+    parse: impl Fn(&str) -> std::result::Result<T, E>,
+) -> std::result::Result<Vec<T>, String> {
+    match get(key) {
+        Some("") | None => Ok(Vec::new()),
+        Some(text) => text
+            .split(',')
+            .map(|item| parse(item).map_err(|e| format!("{key}: {e}")))
+            .collect(),
+    }
+}
+
 /// Writes the model to `path` as safetensors (temporary file, fsync, rename).
 pub fn export(model: &Model, path: &Path) -> Result<()> {
     write_atomic(path, &to_bytes(model)?)
@@ -177,13 +193,7 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Model> {
         ));
     }
     let activations: Vec<Activation> = match get("nnmpi.activations") {
-        Some(list) => list
-            .split(',')
-            .map(|a| {
-                a.parse()
-                    .map_err(|e| bad(format!("nnmpi.activations: {e}")))
-            })
-            .collect::<Result<_>>()?,
+        Some(_) => metadata_list(get, "nnmpi.activations", str::parse).map_err(bad)?,
         None => (0..count)
             .map(|i| {
                 if i + 1 < count {
@@ -200,16 +210,10 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Model> {
             activations.len()
         )));
     }
-    let sparse: Vec<usize> = match get("nnmpi.sparse_layers") {
-        Some("") | None => Vec::new(),
-        Some(list) => list
-            .split(',')
-            .map(|i| {
-                i.parse()
-                    .map_err(|_| bad(format!("nnmpi.sparse_layers: '{i}' is not a layer index")))
-            })
-            .collect::<Result<_>>()?,
-    };
+    let sparse: Vec<usize> = metadata_list(get, "nnmpi.sparse_layers", |i: &str| {
+        i.parse().map_err(|_| format!("'{i}' is not a layer index"))
+    })
+    .map_err(bad)?;
     let mut layers = Vec::with_capacity(count);
     for (i, act) in activations.into_iter().enumerate() {
         let (shape, w) = tensor(&weight_name(i), None)?;

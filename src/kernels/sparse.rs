@@ -63,10 +63,10 @@ multiversion! {
         let block_panels = (X_BLOCK_BYTES / (batch * 4 * PANEL)).max(1);
         let per_row = w.nnz() as f64 / w.rows().max(1) as f64;
         let per_block = per_row * (block_panels * PANEL) as f64 / w.cols().max(1) as f64;
-        let mut buf = ColumnBuffer::for_matrix(w);
         if per_block < MIN_ENTRIES_PER_BLOCK {
             return rows_in_pairs(w, rows, x, batch, y);
         }
+        let mut buf = ColumnBuffer::for_matrix(w);
         for (t, y_tile) in y.chunks_mut(ROW_TILE * batch).enumerate() {
             let first = rows.start + t * ROW_TILE;
             for p0 in (0..w.panels()).step_by(block_panels) {
@@ -249,13 +249,21 @@ impl DxColumns {
 
 /// Row ranges with about equal numbers of entries (`parts` of them, some maybe empty).
 pub fn balanced_rows(w: &Csr, parts: usize) -> Vec<Range<usize>> {
-    let ptr = w.row_offsets();
     let (rows, nnz) = (w.rows(), w.nnz());
     let mut bounds = vec![0];
     for p in 1..parts {
         let goal = nnz * p / parts;
-        let at = ptr.partition_point(|&o| o < goal).min(rows);
-        bounds.push(at.max(*bounds.last().unwrap_or(&0)));
+        // The first row whose start reaches `goal` (row starts never decrease).
+        let (mut lo, mut hi) = (0, rows + 1);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if w.row_start(mid) < goal {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        bounds.push(lo.min(rows).max(*bounds.last().unwrap_or(&0)));
     }
     bounds.push(rows);
     bounds.windows(2).map(|b| b[0]..b[1]).collect()

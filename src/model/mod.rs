@@ -57,6 +57,15 @@ impl Weights {
         matches!(self, Weights::Sparse(_))
     }
 
+    /// How these weights are stored: [`Format::Sparse`] or [`Format::Dense`].
+    pub fn format(&self) -> Format {
+        if self.is_sparse() {
+            Format::Sparse
+        } else {
+            Format::Dense
+        }
+    }
+
     /// The stored values (row-major for dense, entry order for sparse).
     pub fn values(&self) -> &[f32] {
         match self {
