@@ -190,7 +190,7 @@ fn gemm_backends(c: &mut Criterion) {
 
 fn sparse_layer(c: &mut Criterion) {
     use nnmpi::model::Format;
-    use nnmpi::prune::{Scope, Target, prune_network};
+    use nnmpi::prune::{Pruning, Scope, Target, prune_network};
     let (n, batch) = (4096, 256);
     let net =
         Network::new(&[n, n], Activation::Relu, Activation::Relu, Init::He, 3).expect("network");
@@ -198,8 +198,16 @@ fn sparse_layer(c: &mut Criterion) {
     let mut g = c.benchmark_group("sparse_layer/4096x4096_b256");
     g.sample_size(10).measurement_time(Duration::from_secs(4));
     for sparsity in [0.5, 0.9, 0.95, 0.99] {
-        let pruned = prune_network(&net, Target::Sparsity(sparsity), Scope::Layer);
-        for (name, format) in [("dense", Format::Dense), ("sparse", Format::Sparse)] {
+        let rule = Pruning::connections(Target::Sparsity(sparsity), Scope::Layer);
+        // Dense runs the same time on any mask; sparse on single connections and on blocks
+        // of 4 rows (which the kernel runs four rows at a time).
+        let single = prune_network(&net, rule);
+        let blocks = prune_network(&net, rule.in_blocks(4));
+        for (name, pruned, format) in [
+            ("dense", &single, Format::Dense),
+            ("sparse", &single, Format::Sparse),
+            ("sparse_block4", &blocks, Format::Sparse),
+        ] {
             let mut engine = Engine::new(pruned.with_format(format), Par::Seq);
             g.throughput(Throughput::Elements(batch as u64));
             g.bench_with_input(BenchmarkId::new(name, sparsity), &sparsity, |b, _| {

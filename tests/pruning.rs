@@ -5,7 +5,7 @@
 use nnmpi::exec::Engine;
 use nnmpi::kernels::Par;
 use nnmpi::model::{Activation, Format, Init, Network, Weights};
-use nnmpi::prune::{NeuronTarget, Scope, Target, prune_network, prune_neurons};
+use nnmpi::prune::{NeuronTarget, Pruning, Scope, Target, prune_network, prune_neurons};
 use nnmpi::train::{Loss, OptimizerConfig, Silent, TrainConfig, Trainer};
 
 fn inputs(n: usize, batch: usize) -> Vec<f32> {
@@ -38,8 +38,11 @@ fn a_sparse_network_computes_what_its_dense_twin_computes() {
     )
     .unwrap();
     for s in [0.5, 0.9, 0.99] {
-        let sparse =
-            prune_network(&net, Target::Sparsity(s), Scope::Layer).with_format(Format::Sparse);
+        let sparse = prune_network(
+            &net,
+            Pruning::connections(Target::Sparsity(s), Scope::Layer),
+        )
+        .with_format(Format::Sparse);
         let dense = sparse.with_format(Format::Dense);
         assert!(sparse.layers().iter().all(|l| l.weights().is_sparse()));
         assert!(dense.layers().iter().all(|l| !l.weights().is_sparse()));
@@ -82,7 +85,10 @@ fn pruning_hits_the_target_exactly() {
     )
     .unwrap();
     for s in [0.1, 0.5, 0.9, 0.95, 0.99] {
-        let layer = prune_network(&net, Target::Sparsity(s), Scope::Layer);
+        let layer = prune_network(
+            &net,
+            Pruning::connections(Target::Sparsity(s), Scope::Layer),
+        );
         for (l, (a, b)) in layer.layers().iter().zip(net.layers()).enumerate() {
             let total = b.inputs() * b.outputs();
             let want = total - (s * total as f64).round() as usize;
@@ -92,7 +98,10 @@ fn pruning_hits_the_target_exactly() {
                 "layer scope, sparsity {s}, layer {l}"
             );
         }
-        let global = prune_network(&net, Target::Sparsity(s), Scope::Global);
+        let global = prune_network(
+            &net,
+            Pruning::connections(Target::Sparsity(s), Scope::Global),
+        );
         let total: usize = net.layers().iter().map(|l| l.inputs() * l.outputs()).sum();
         let stored: usize = global.layers().iter().map(|l| l.weights().stored()).sum();
         assert_eq!(
@@ -113,7 +122,10 @@ fn fine_tuning_keeps_zeros_exactly_where_the_mask_says() {
         2,
     )
     .unwrap();
-    let pruned = prune_network(&net, Target::Sparsity(0.8), Scope::Layer);
+    let pruned = prune_network(
+        &net,
+        Pruning::connections(Target::Sparsity(0.8), Scope::Layer),
+    );
     let n = 90;
     let features = ndarray::Array2::from_shape_vec((20, n), inputs(20, n)).unwrap();
     let ids: Vec<u32> = (0..n as u32).map(|i| i % 3).collect();
@@ -163,7 +175,10 @@ fn removing_dead_neurons_of_a_pruned_network_changes_nothing() {
         6,
     )
     .unwrap();
-    let pruned = prune_network(&net, Target::Sparsity(0.97), Scope::Layer);
+    let pruned = prune_network(
+        &net,
+        Pruning::connections(Target::Sparsity(0.97), Scope::Layer),
+    );
     let (small, report) = prune_neurons(&pruned, NeuronTarget::DeadOnly).unwrap();
     assert!(report.dead.iter().sum::<usize>() > 0, "{report:?}");
     assert!(small.sizes()[1] < 40);

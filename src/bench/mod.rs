@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::exec::Engine;
 use crate::kernels::Par;
 use crate::model::{Activation, Format, Init, Network, UniformStream};
-use crate::prune::{Scope, Target, prune_network};
+use crate::prune::{Pruning, Scope, Target, prune_network};
 use crate::train::{Loss, OptimizerConfig, Silent, TrainConfig, Trainer};
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
@@ -73,6 +73,8 @@ pub struct Case {
     pub output: Activation,
     /// Fraction of every layer's connections pruned first (magnitude, per layer).
     pub sparsity: f64,
+    /// Rows per pruned block (1: single connections; see `prune::Pruning::block`).
+    pub block: usize,
     /// How the layers are stored.
     pub format: Format,
     /// Timed repetitions.
@@ -95,8 +97,10 @@ impl Case {
                 self.layers
             ));
         }
-        if self.batch == 0 || self.reps == 0 || self.inner == Some(0) || self.samples == 0 {
-            return bad("--batch, --reps, --inner and --samples must be at least 1".into());
+        if [self.batch, self.reps, self.samples, self.block].contains(&0) || self.inner == Some(0) {
+            return bad(
+                "--batch, --reps, --inner, --samples and --block must be at least 1".into(),
+            );
         }
         if !(0.0..1.0).contains(&self.sparsity) {
             return bad(format!("--sparsity {} must be in [0, 1)", self.sparsity));
@@ -115,6 +119,9 @@ pub struct Report {
     pub layers: Vec<usize>,
     /// Fraction of pruned connections.
     pub sparsity: f64,
+    /// Rows per pruned block.
+    #[serde(default = "one")]
+    pub block: usize,
     /// Storage of every layer, e.g. `sparse,dense`.
     pub format: String,
     /// Samples per batch.
@@ -218,7 +225,8 @@ pub fn network(case: &Case) -> Result<Network> {
     };
     let mut net = Network::new(&case.layers, case.activation, output, Init::He, 42)?;
     if case.sparsity > 0.0 {
-        net = prune_network(&net, Target::Sparsity(case.sparsity), Scope::Layer);
+        let rule = Pruning::connections(Target::Sparsity(case.sparsity), Scope::Layer);
+        net = prune_network(&net, rule.in_blocks(case.block));
     }
     Ok(net.with_format(case.format))
 }
@@ -347,6 +355,7 @@ pub fn measure<C: Comm>(world: &C, grid: Grid, par: Par, case: &Case) -> Result<
     Ok(Some(Report {
         layers: case.layers.clone(),
         sparsity: case.sparsity,
+        block: case.block,
         format: formats(&net),
         batch: case.batch,
         mode: case.mode,
@@ -366,17 +375,27 @@ pub fn measure<C: Comm>(world: &C, grid: Grid, par: Par, case: &Case) -> Result<
     }))
 }
 
+/// Reports written before blocks existed pruned single connections.
+fn one() -> usize {
+    1
+}
+
 impl fmt::Display for Report {
     /// The human-readable table of `nnmpi bench`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let shape: Vec<String> = self.layers.iter().map(usize::to_string).collect();
         writeln!(
             f,
-            "nnmpi bench: {} {} ({}, sparsity {}), batch {}, {} rank(s) (grid {}) x {} thread(s), {} reps x {} calls",
+            "nnmpi bench: {} {} ({}, sparsity {}{}), batch {}, {} rank(s) (grid {}) x {} thread(s), {} reps x {} calls",
             self.mode,
             shape.join("-"),
             self.format,
             self.sparsity,
+            if self.block > 1 {
+                format!(" in {}-row blocks", self.block)
+            } else {
+                String::new()
+            },
             self.batch,
             self.ranks,
             self.grid,
@@ -437,6 +456,7 @@ mod tests {
             activation: Activation::Relu,
             output: Activation::Identity,
             sparsity: 0.5,
+            block: 1,
             format: Format::Sparse,
             reps: 3,
             warmup: 1,
@@ -476,6 +496,10 @@ mod tests {
             case(Mode::Predict, vec![6, 0, 2]),
             Case {
                 sparsity: 1.0,
+                ..case(Mode::Predict, vec![6, 2])
+            },
+            Case {
+                block: 0,
                 ..case(Mode::Predict, vec![6, 2])
             },
             Case {

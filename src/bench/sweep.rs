@@ -143,6 +143,7 @@ pub fn run_launched(
                 .args(["--activation", &case.activation.to_string()])
                 .args(["--output-activation", &case.output.to_string()])
                 .args(["--sparsity", &case.sparsity.to_string()])
+                .args(["--block", &case.block.to_string()])
                 .args(["--format", &case.format.to_string()])
                 .args(["--reps", &case.reps.to_string()])
                 .args(["--warmup", &case.warmup.to_string()])
@@ -275,6 +276,7 @@ mod tests {
             activation: Activation::Relu,
             output: Activation::Identity,
             sparsity: 0.0,
+            block: 1,
             format: Format::Dense,
             reps: 3,
             warmup: 1,

@@ -45,6 +45,10 @@ pub struct BenchArgs {
     /// Prune every layer to this fraction of absent connections first (magnitude, per layer).
     #[arg(long, default_value_t = 0.0)]
     pub sparsity: f64,
+    /// Prune blocks of this many consecutive neurons reading the same input (as `nnmpi prune
+    /// --block`); 4 lets the sparse kernels run four rows at a time.
+    #[arg(long, default_value_t = 1, value_name = "ROWS")]
+    pub block: usize,
     /// How the (pruned) layers are stored and run: auto (sparse below the measured crossover density), dense or sparse.
     #[arg(long, default_value = "auto")]
     pub format: Format,
@@ -92,6 +96,7 @@ impl BenchArgs {
             activation: self.activation,
             output: self.output_activation,
             sparsity: self.sparsity,
+            block: self.block,
             format: self.format,
             reps: self.reps,
             warmup: self.warmup,

@@ -10,7 +10,7 @@ use clap::Args;
 use nnmpi::dist::Comm;
 use nnmpi::io::{Checkpoint, TrainingCheckpoint, save};
 use nnmpi::model::{Format, Model, Network};
-use nnmpi::prune::{NeuronTarget, Schedule, Scope, Target, prune_neurons};
+use nnmpi::prune::{NeuronTarget, Pruning, Schedule, Scope, Target, prune_neurons};
 use nnmpi::train::{OptimizerConfig, PrunePlan, Silent, TrainConfig, Trainer};
 use std::path::PathBuf;
 
@@ -32,6 +32,12 @@ pub struct PruneArgs {
     /// layer: every layer to the sparsity; global: all weights compete (small layers keep more).
     #[arg(long, default_value = "global")]
     pub scope: Scope,
+    /// Prune blocks of this many consecutive neurons that read the same input, ranked by
+    /// the block's L2 norm (--sparsity and --threshold then count blocks). The sparse
+    /// kernels run 4-row blocks (or multiples) four rows at a time: several times faster
+    /// than single connections at the same sparsity, for some accuracy.
+    #[arg(long, default_value_t = 1, value_name = "ROWS")]
+    pub block: usize,
     /// Remove this fraction of every hidden layer's neurons (smallest ‖in‖·‖out‖ first).
     #[arg(long, value_name = "F", conflicts_with = "neuron_threshold")]
     pub neurons: Option<f64>,
@@ -77,6 +83,9 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &PruneArgs) -> Result<()> {
     }
     if args.neurons.is_some_and(|f| !(0.0..1.0).contains(&f)) {
         bail!("--neurons must be in [0, 1)");
+    }
+    if args.block == 0 {
+        bail!("--block must be at least 1 (rows per pruned block)");
     }
     if args.steps == 0 {
         bail!("--steps must be at least 1");
@@ -125,6 +134,7 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &PruneArgs) -> Result<()> {
         None => (None, None),
     };
     let shown = val.or(train);
+    let rule = |target| Pruning::connections(target, args.scope).in_blocks(args.block);
     let mut trainer = Trainer::distributed(&network, config.clone(), ctx.par, &ctx.topology)?;
     drop(network);
     if let Some(d) = shown {
@@ -138,6 +148,7 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &PruneArgs) -> Result<()> {
                 schedule: Schedule::polynomial(s, args.steps),
                 scope: args.scope,
                 finetune_epochs: args.finetune_epochs,
+                block: args.block,
             };
             let fit_data = train.filter(|_| args.finetune_epochs > 0);
             let steps = args.steps;
@@ -154,14 +165,14 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &PruneArgs) -> Result<()> {
                 Some(t) => trainer.prune_gradually(&plan, t, shown, &mut report)?,
                 None => {
                     // No fine-tuning: the schedule's last step is the whole cut.
-                    let sparsity = trainer.prune(Target::Sparsity(s), args.scope);
+                    let sparsity = trainer.prune(rule(Target::Sparsity(s)));
                     say!(ctx, "sparsity {:.2}%", 100.0 * sparsity);
                     Vec::new()
                 }
             };
         }
         (None, Some(t)) => {
-            let sparsity = trainer.prune(Target::Threshold(t), args.scope);
+            let sparsity = trainer.prune(rule(Target::Threshold(t)));
             say!(ctx, "|w| < {t} pruned: sparsity {:.2}%", 100.0 * sparsity);
             if let (Some(t), true) = (train, args.finetune_epochs > 0) {
                 trainer.train_more(args.finetune_epochs, t, val, &mut Silent)?;

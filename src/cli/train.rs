@@ -137,6 +137,7 @@ impl TrainArgs {
             schedule: Schedule::polynomial(s, self.prune_steps),
             scope: self.prune_scope,
             finetune_epochs: self.finetune_epochs,
+            block: 1,
         }))
     }
 

@@ -1,4 +1,5 @@
-//! Magnitude pruning of connections, on the shards of a model-parallel group.
+//! Magnitude pruning of connections (or of blocks of them, see [`super::blocks`]), on the
+//! shards of a model-parallel group.
 //!
 //! The `k` largest magnitudes are kept, the rest pruned. Ties at the cut are broken by
 //! position: layer order, then row-major order inside a layer. Because a rank owns a
@@ -7,9 +8,11 @@
 //! one all-reduce of a count per step, then an exchange of tie counts — and every rank ends
 //! with exactly the mask one process would compute on the whole network.
 
+use super::blocks::LayerBlocks;
 use crate::dist::Comm;
 use crate::model::Weights;
 use crate::sparse::Csr;
+use std::ops::Range;
 
 /// Which weights compete for the connections that stay.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,60 +45,124 @@ pub enum Target {
     Threshold(f32),
 }
 
-/// Prunes this rank's shard: `shard[l]` holds this rank's rows of layer `l`, whose whole
-/// matrix has `totals[l]` entries (`out · in`). Returns the kept connections as sparse
-/// weights. Every rank of `comm` (the model-parallel group) must call it with its shard.
+/// How connections are pruned: how much, which compete, and in what units.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Pruning {
+    /// How much to prune.
+    pub target: Target,
+    /// Which weights compete.
+    pub scope: Scope,
+    /// Connections are pruned in blocks of this many consecutive neurons reading the same
+    /// input, ranked by the block's L2 norm (see [`super::blocks`]); 1 prunes single
+    /// connections by magnitude. Counts and thresholds then apply to blocks. The sparse
+    /// kernels run blocks of 4 rows (or a multiple) four rows at a time.
+    pub block: usize,
+}
+
+impl Pruning {
+    /// Single connections, by magnitude.
+    pub fn connections(target: Target, scope: Scope) -> Self {
+        Pruning {
+            target,
+            scope,
+            block: 1,
+        }
+    }
+
+    /// The same rule on blocks of `rows` neurons.
+    pub fn in_blocks(self, rows: usize) -> Self {
+        Pruning {
+            block: rows,
+            ..self
+        }
+    }
+}
+
+/// Prunes this rank's shard: `shard[l]` holds this rank's rows of layer `l` (ranks hold
+/// consecutive rows in rank order), whose whole matrix has `totals[l]` entries
+/// (`out · in`). Returns the kept connections as sparse weights. Every rank of `comm` (the
+/// model-parallel group) must call it with its shard.
+///
+/// With `Target::Sparsity(s)` exactly `round(s · blocks)` blocks are absent afterwards, of a
+/// layer's `ceil(out / block) · in` (scope layer) or of all layers' (scope global); blocks
+/// pruned before count, and pruning never brings a connection back.
 ///
 /// # Panics
-/// If `shard` and `totals` differ in length.
+/// If `shard` and `totals` differ in length, or `rule.block` is 0.
 pub fn prune_shard<C: Comm>(
     comm: &C,
     shard: &[&Weights],
     totals: &[usize],
-    target: Target,
-    scope: Scope,
+    rule: Pruning,
 ) -> Vec<Weights> {
     assert_eq!(
         shard.len(),
         totals.len(),
         "prune_shard: one total per layer"
     );
-    let mags: Vec<Vec<u32>> = shard
+    assert!(rule.block > 0, "prune_shard: blocks of at least one row");
+    let (ranks, depth) = (comm.size(), shard.len());
+    let mut rows = vec![0u64; ranks * depth];
+    let mine: Vec<u64> = shard.iter().map(|w| w.rows() as u64).collect();
+    comm.all_gather_varcount(&mine, &mut rows, &vec![depth; ranks]);
+    let blocks: Vec<LayerBlocks> = shard
         .iter()
-        .map(|w| w.values().iter().map(|v| v.abs().to_bits()).collect())
+        .enumerate()
+        .map(|(l, w)| {
+            let mut at = 0;
+            let ranges: Vec<Range<usize>> = (0..ranks)
+                .map(|r| {
+                    let n = rows[r * depth + l] as usize;
+                    at += n;
+                    at - n..at
+                })
+                .collect();
+            LayerBlocks::score(comm, w, ranges, at, rule.block)
+        })
         .collect();
-    let keep: Vec<Vec<bool>> = match target {
+    let block_totals: Vec<usize> = totals
+        .iter()
+        .zip(shard)
+        .map(|(&t, w)| {
+            let (cols, out) = (w.cols(), t / w.cols().max(1));
+            out.div_ceil(rule.block) * cols
+        })
+        .collect();
+    let keep: Vec<Vec<bool>> = match rule.target {
         Target::Threshold(t) => {
             let t = t.abs().to_bits();
-            mags.iter()
-                .map(|m| m.iter().map(|&b| b >= t).collect())
+            blocks
+                .iter()
+                .map(|b| b.scores.iter().map(|&s| s >= t).collect())
                 .collect()
         }
         Target::Sparsity(s) => {
             let kept = |total: usize| total - ((s.clamp(0.0, 1.0) * total as f64).round() as usize);
-            match scope {
+            match rule.scope {
                 Scope::Global => {
-                    let groups: Vec<&[u32]> = mags.iter().map(Vec::as_slice).collect();
-                    keep_largest(comm, &groups, kept(totals.iter().sum()) as u64)
+                    let groups: Vec<&[u32]> = blocks.iter().map(|b| b.scores.as_slice()).collect();
+                    keep_largest(comm, &groups, kept(block_totals.iter().sum()) as u64)
                 }
-                Scope::Layer => mags
+                Scope::Layer => blocks
                     .iter()
-                    .zip(totals)
-                    .flat_map(|(m, &t)| keep_largest(comm, &[m.as_slice()], kept(t) as u64))
+                    .zip(&block_totals)
+                    .flat_map(|(b, &t)| keep_largest(comm, &[b.scores.as_slice()], kept(t) as u64))
                     .collect(),
             }
         }
     };
     shard
         .iter()
+        .zip(&blocks)
         .zip(&keep)
-        .map(|(w, k)| {
+        .map(|((w, b), k)| {
+            let k = b.connection_flags(comm, w, k);
             Weights::Sparse(match w {
                 Weights::Dense(d) => {
                     let values = d.as_slice().expect("standard layout");
                     Csr::from_dense_where(values, d.nrows(), d.ncols(), |i, _| k[i])
                 }
-                Weights::Sparse(c) => c.retain(k),
+                Weights::Sparse(c) => c.retain(&k),
             })
         })
         .collect()
@@ -179,7 +246,12 @@ mod tests {
     fn keeps_exactly_the_largest_with_ties_by_position() {
         // |w| = 3, 1, 2, 2, 2, 0.5: keeping 3 takes 3, then the first two 2s.
         let w = dense(2, 3, vec![3.0, -1.0, 2.0, -2.0, 2.0, 0.5]);
-        let out = prune_shard(&SelfComm, &[&w], &[6], Target::Sparsity(0.5), Scope::Layer);
+        let out = prune_shard(
+            &SelfComm,
+            &[&w],
+            &[6],
+            Pruning::connections(Target::Sparsity(0.5), Scope::Layer),
+        );
         assert_eq!(
             out[0].to_dense().into_raw_vec_and_offset().0,
             vec![3.0, 0.0, 2.0, -2.0, 0.0, 0.0]
@@ -195,16 +267,14 @@ mod tests {
             &SelfComm,
             &[&a, &b],
             &[4, 4],
-            Target::Sparsity(0.75),
-            Scope::Global,
+            Pruning::connections(Target::Sparsity(0.75), Scope::Global),
         );
         assert_eq!((out[0].stored(), out[1].stored()), (0, 2));
         let out = prune_shard(
             &SelfComm,
             &[&a, &b],
             &[4, 4],
-            Target::Threshold(0.25),
-            Scope::Layer,
+            Pruning::connections(Target::Threshold(0.25), Scope::Layer),
         );
         assert_eq!((out[0].stored(), out[1].stored()), (2, 4));
         // Pruning a pruned layer further never brings a connection back.
@@ -212,8 +282,7 @@ mod tests {
             &SelfComm,
             &[&out[0]],
             &[4],
-            Target::Sparsity(0.25),
-            Scope::Layer,
+            Pruning::connections(Target::Sparsity(0.25), Scope::Layer),
         );
         assert_eq!(again[0].stored(), 2);
     }
@@ -224,12 +293,55 @@ mod tests {
         let v: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1013) as f32 - 506.0).collect(); // many ties
         let w = dense(1000, 37, v);
         for s in [0.0, 0.1, 0.5, 0.9, 0.95, 0.999, 1.0] {
-            let out = prune_shard(&SelfComm, &[&w], &[n], Target::Sparsity(s), Scope::Layer);
+            let out = prune_shard(
+                &SelfComm,
+                &[&w],
+                &[n],
+                Pruning::connections(Target::Sparsity(s), Scope::Layer),
+            );
             assert_eq!(
                 out[0].stored(),
                 n - (s * n as f64).round() as usize,
                 "sparsity {s}"
             );
         }
+    }
+
+    #[test]
+    fn blocks_of_rows_are_kept_or_pruned_together_by_their_norm() {
+        // Blocks of 2 rows: norms 5, 0.14, 1.41 (rows 0-1) and 0, 2.83, 0.71 (rows 2-3).
+        let w = dense(
+            4,
+            3,
+            vec![
+                3.0, 0.1, 1.0, 4.0, -0.1, 1.0, 0.0, 2.0, 0.5, 0.0, -2.0, -0.5,
+            ],
+        );
+        let expected = vec![3.0, 0.0, 1.0, 4.0, 0.0, 1.0, 0.0, 2.0, 0.0, 0.0, -2.0, 0.0];
+        let rule = Pruning::connections(Target::Sparsity(0.5), Scope::Layer).in_blocks(2);
+        let out = prune_shard(&SelfComm, &[&w], &[12], rule);
+        assert_eq!(out[0].to_dense().into_raw_vec_and_offset().0, expected);
+        let rule = Pruning::connections(Target::Threshold(1.0), Scope::Layer).in_blocks(2);
+        let out = prune_shard(&SelfComm, &[&w], &[12], rule);
+        assert_eq!(out[0].to_dense().into_raw_vec_and_offset().0, expected);
+        // A pruned connection stays pruned in a block that is kept (row 0, column 2).
+        let sparse = prune_shard(
+            &SelfComm,
+            &[&w],
+            &[12],
+            Pruning::connections(Target::Threshold(0.9), Scope::Layer),
+        );
+        let out = prune_shard(&SelfComm, &[&sparse[0]], &[12], rule);
+        assert_eq!(out[0].stored(), 6);
+        // Five rows in blocks of 2, the last of one row. Norms: 2, 3.2 (rows 0-1), 7.2, 8.6
+        // (rows 2-3), 8, 9 (row 4): 3 of the 6 blocks stay.
+        let v: Vec<f32> = (0..10).map(|i| i as f32).collect();
+        let w = dense(5, 2, v);
+        let rule = Pruning::connections(Target::Sparsity(0.5), Scope::Layer).in_blocks(2);
+        let out = prune_shard(&SelfComm, &[&w], &[10], rule);
+        assert_eq!(
+            out[0].to_dense().into_raw_vec_and_offset().0,
+            vec![0.0, 0.0, 0.0, 0.0, 0.0, 5.0, 0.0, 7.0, 8.0, 9.0]
+        );
     }
 }

@@ -1,11 +1,12 @@
 //! Pruning: removing connections ([`connections`]) or whole neurons ([`neurons`]), and the
 //! iterative schedule that alternates pruning with fine-tuning ([`schedule`]).
 
+pub mod blocks;
 pub mod connections;
 pub mod neurons;
 pub mod schedule;
 
-pub use connections::{Scope, Target, prune_shard};
+pub use connections::{Pruning, Scope, Target, prune_shard};
 pub use neurons::{NeuronReport, NeuronTarget, prune_neurons};
 pub use schedule::Schedule;
 
@@ -14,14 +15,14 @@ use crate::model::{Layer, Network};
 use ndarray::Array1;
 
 /// Prunes the connections of a whole network in one process (every layer becomes sparse).
-pub fn prune_network(net: &Network, target: Target, scope: Scope) -> Network {
+pub fn prune_network(net: &Network, rule: Pruning) -> Network {
     let shard: Vec<&crate::model::Weights> = net.layers().iter().map(Layer::weights).collect();
     let totals: Vec<usize> = net
         .layers()
         .iter()
         .map(|l| l.inputs() * l.outputs())
         .collect();
-    let pruned = prune_shard(&SelfComm, &shard, &totals, target, scope);
+    let pruned = prune_shard(&SelfComm, &shard, &totals, rule);
     let layers = net
         .layers()
         .iter()

@@ -7,6 +7,11 @@ use std::ops::Range;
 /// a one-byte offset inside it.
 pub const PANEL: usize = 256;
 
+/// Rows the kernels take together when they share their columns (a *quad*: rows `4q..4q+4`,
+/// as block pruning of 4 or a multiple leaves them): one fetched input row then serves four
+/// output rows.
+pub const QUAD: usize = 4;
+
 /// A `[rows, cols]` matrix without its zeros, as compressed sparse rows whose columns are
 /// split into panels of [`PANEL`]: entry `k` of row `i` in panel `p` (`k` in
 /// `ptr[i·panels + p]..ptr[i·panels + p + 1]`) has column `p·PANEL + col[k]` and value
@@ -29,6 +34,8 @@ pub struct Csr {
     ptr: Vec<u32>,
     col: Vec<u8>,
     val: Vec<f32>,
+    /// Whether quad `q` (rows `4q..4q+4`) has one column pattern; derived from the structure.
+    quads: Vec<bool>,
 }
 
 /// Columns decoded at once by [`Csr::row_cols`].
@@ -60,6 +67,7 @@ impl Builder {
                 ptr: vec![0],
                 col: Vec::new(),
                 val: Vec::new(),
+                quads: Vec::new(),
             },
             row: 0,
         }
@@ -89,7 +97,7 @@ impl Builder {
     }
 
     fn finish(self) -> Csr {
-        self.m
+        self.m.with_quads()
     }
 }
 
@@ -287,7 +295,40 @@ impl Csr {
             ptr: self.ptr[cells].iter().map(|&p| p - a as u32).collect(),
             col: self.col[a..b].to_vec(),
             val: self.val[a..b].to_vec(),
+            quads: Vec::new(),
         }
+        .with_quads()
+    }
+
+    /// Finds the quads whose rows share one column pattern.
+    fn with_quads(mut self) -> Self {
+        let cells = |i: usize, p: usize| {
+            let cell = i * self.panels + p;
+            self.ptr[cell] as usize..self.ptr[cell + 1] as usize
+        };
+        let same_as_first = |q: usize, r: usize| {
+            (0..self.panels)
+                .all(|p| self.col[cells(q * QUAD, p)] == self.col[cells(q * QUAD + r, p)])
+        };
+        self.quads = (0..self.rows() / QUAD)
+            .map(|q| (1..QUAD).all(|r| same_as_first(q, r)))
+            .collect();
+        self
+    }
+
+    /// Whether rows `4q..4q+4` share one column pattern (see [`QUAD`]).
+    pub fn is_quad(&self, q: usize) -> bool {
+        self.quads.get(q).copied().unwrap_or(false)
+    }
+
+    /// Rows that lie in quads sharing their pattern.
+    pub fn quad_rows(&self) -> usize {
+        QUAD * self.quads.iter().filter(|&&s| s).count()
+    }
+
+    /// Values of row `i`'s entries, in column order.
+    pub fn row_values(&self, i: usize) -> &[f32] {
+        &self.val[self.row_start(i)..self.row_start(i + 1)]
     }
 
     /// The entries for which `keep[k]` is true (`keep` has one flag per entry).

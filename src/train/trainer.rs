@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::exec::{Engine, Gradients, Plan, ShardLayer};
 use crate::kernels::Par;
 use crate::model::{Network, StreamPosition, UniformStream, Weights};
-use crate::prune::{Schedule, Scope, Target, prune_shard};
+use crate::prune::{Pruning, Schedule, Scope, Target, prune_shard};
 use std::ops::Range;
 use std::time::Instant;
 
@@ -88,6 +88,8 @@ pub struct PrunePlan {
     pub scope: Scope,
     /// Epochs of fine-tuning after every step.
     pub finetune_epochs: usize,
+    /// Rows per pruned block (1: single connections; see [`Pruning::block`]).
+    pub block: usize,
 }
 
 /// What one pruning step reached.
@@ -388,11 +390,11 @@ impl<C: Comm> Trainer<C> {
     /// optimiser restarts (its memory was shaped like the old connections) and early stopping
     /// forgets its best network. Every rank must call it. Returns the network's sparsity
     /// (absent connections over all connections).
-    pub fn prune(&mut self, target: Target, scope: Scope) -> f64 {
+    pub fn prune(&mut self, rule: Pruning) -> f64 {
         let sizes = self.engine.plan().sizes().to_vec();
         let totals: Vec<usize> = sizes.windows(2).map(|p| p[0] * p[1]).collect();
         let shard: Vec<&Weights> = self.engine.layers().iter().map(|l| &l.weights).collect();
-        let pruned = prune_shard(self.engine.comm(), &shard, &totals, target, scope);
+        let pruned = prune_shard(self.engine.comm(), &shard, &totals, rule);
         let layers = self
             .engine
             .layers()
@@ -434,7 +436,8 @@ impl<C: Comm> Trainer<C> {
         let mut steps = Vec::with_capacity(plan.schedule.steps);
         for t in 1..=plan.schedule.steps {
             let target = Target::Sparsity(plan.schedule.sparsity_at(t));
-            let sparsity = self.prune(target, plan.scope);
+            let sparsity =
+                self.prune(Pruning::connections(target, plan.scope).in_blocks(plan.block));
             if plan.finetune_epochs > 0 {
                 self.train_more(plan.finetune_epochs, train, val, &mut Silent)?;
                 self.use_best();
