@@ -167,6 +167,9 @@ fn train_save_predict_eval_and_bad_prediction_input() {
 
     let o = nnmpi(&["info", "--model", m]);
     assert!(stdout(&o).contains("60-16-1"), "{}", stdout(&o));
+    // A network by its sizes: 60·30 + 30 + 30·1 + 1 parameters.
+    let o = nnmpi(&["info", "--layers", "60,30,1"]);
+    assert!(stdout(&o).contains("parameters 1861 "), "{}", stdout(&o));
     let err = stderr(&nnmpi(&[
         "train",
         "--resume",

@@ -478,7 +478,7 @@ fn pruning_on_several_ranks_gives_the_mask_of_one_process() {
     let dir = tempfile::tempdir().unwrap();
     let (model, data) = model_and_inputs(dir.path(), &[60, 37, 20, 3], Activation::Tanh, 5);
     let m = model.to_str().unwrap();
-    let prune = |ranks: usize, scope: &str, name: &str| -> Network {
+    let prune = |ranks: usize, scope: &str, block: &str, name: &str| -> Network {
         let out = dir.path().join(name);
         run(
             ranks,
@@ -492,21 +492,32 @@ fn pruning_on_several_ranks_gives_the_mask_of_one_process() {
                 "0.9",
                 "--scope",
                 scope,
+                "--block",
+                block,
                 "--format",
                 "sparse",
             ],
         );
         load(&out).unwrap().model.network
     };
-    for scope in ["layer", "global"] {
-        let one = prune(0, scope, "one.nnmpi");
+    // Blocks of 3 and 4 rows straddle the shards (37 and 20 rows over 2 and 3 ranks).
+    for (scope, block) in [("global", "1"), ("layer", "4"), ("global", "3")] {
+        let one = prune(0, scope, block, "one-blocks.nnmpi");
         for ranks in [2, 3] {
             assert_eq!(
-                prune(ranks, scope, "many.nnmpi"),
+                prune(ranks, scope, block, "many.nnmpi"),
                 one,
-                "{scope} on {ranks} ranks"
+                "{scope}, blocks of {block}, on {ranks} ranks"
             );
         }
+    }
+    let one = prune(0, "layer", "1", "one.nnmpi");
+    for ranks in [2, 3] {
+        assert_eq!(
+            prune(ranks, "layer", "1", "many.nnmpi"),
+            one,
+            "layer on {ranks} ranks"
+        );
     }
     // Fine-tuning a pruned model on 2 ranks keeps its mask and agrees with one process.
     let pruned = dir.path().join("pruned.nnmpi");

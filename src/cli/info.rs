@@ -7,7 +7,7 @@ use clap::Args;
 use nnmpi::dist::{Comm, Partition};
 use nnmpi::exec::{Plan, Split};
 use nnmpi::io::{Checkpoint, load};
-use nnmpi::model::Task;
+use nnmpi::model::{Task, Weights};
 use std::path::PathBuf;
 
 /// Flags of `nnmpi info`.
@@ -56,6 +56,7 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, cli: &Cli, args: &InfoArgs) -> Result<()> {
             if layers.len() < 2 || layers.contains(&0) {
                 bail!("--layers {layers:?}: give at least 2 sizes (inputs first), each at least 1");
             }
+            describe_sizes(layers);
             None
         }
         (None, None) => bail!("give --model PATH or --layers SIZES"),
@@ -95,6 +96,16 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, cli: &Cli, args: &InfoArgs) -> Result<()> {
     Ok(())
 }
 
+/// A dense network of these sizes: parameters, memory and work per sample.
+fn describe_sizes(layers: &[usize]) {
+    let shape: Vec<String> = layers.iter().map(usize::to_string).collect();
+    let macs: usize = layers.windows(2).map(|p| p[0] * p[1]).sum();
+    let parameters = macs + layers[1..].iter().sum::<usize>();
+    println!("layers     {} (dense)", shape.join("-"));
+    println!("parameters {parameters} ({} as f32)", bytes(4 * parameters));
+    println!("forward pass: {macs} multiply-adds per sample");
+}
+
 /// The checkpoint's layers, task and training state.
 fn describe(path: &std::path::Path, ckpt: &Checkpoint) {
     let net = &ckpt.model.network;
@@ -113,9 +124,9 @@ fn describe(path: &std::path::Path, ckpt: &Checkpoint) {
     }
     println!("normalise {}", ckpt.model.normalizer.kind());
     println!();
-    let row = |cells: [&str; 8]| {
-        let [a, b, c, d, e, f, g, h] = cells;
-        println!("{a:>5}  {b:>8}  {c:>8}  {d:<12} {e:<7} {f:>8}  {g:>12}  {h:>10}")
+    let row = |cells: [&str; 9]| {
+        let [a, b, c, d, e, f, q, g, h] = cells;
+        println!("{a:>5}  {b:>8}  {c:>8}  {d:<12} {e:<7} {f:>8}  {q:>9}  {g:>12}  {h:>10}")
     };
     row([
         "layer",
@@ -124,6 +135,7 @@ fn describe(path: &std::path::Path, ckpt: &Checkpoint) {
         "activation",
         "format",
         "sparsity",
+        "quad rows",
         "parameters",
         "memory",
     ]);
@@ -136,6 +148,12 @@ fn describe(path: &std::path::Path, ckpt: &Checkpoint) {
             &l.activation().to_string(),
             &w.format().to_string(),
             &format!("{:.1}%", 100.0 * (1.0 - l.density())),
+            &match w {
+                Weights::Sparse(c) => {
+                    format!("{:.0}%", 100.0 * c.quad_rows() as f64 / c.rows() as f64)
+                }
+                Weights::Dense(_) => "-".into(),
+            },
             &l.parameter_count().to_string(),
             &bytes(w.bytes() + l.outputs() * 4),
         ]);
@@ -148,6 +166,7 @@ fn describe(path: &std::path::Path, ckpt: &Checkpoint) {
         .sum();
     row([
         "total",
+        "",
         "",
         "",
         "",

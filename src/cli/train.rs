@@ -101,6 +101,10 @@ pub struct TrainArgs {
     /// Pruning scope: global (all weights compete, so small layers keep more) or layer (every layer to the target).
     #[arg(long, default_value = "global")]
     pub prune_scope: Scope,
+    /// Prune blocks of this many consecutive neurons reading the same input (as `nnmpi prune
+    /// --block`; 4 lets the sparse kernels run four rows at a time).
+    #[arg(long, value_name = "ROWS", default_value_t = 1)]
+    pub prune_block: usize,
 }
 
 /// Flags that a resumed run takes from the checkpoint and so may not be given again.
@@ -130,14 +134,14 @@ impl TrainArgs {
         let Some(s) = self.prune_to else {
             return Ok(None);
         };
-        if !(0.0..1.0).contains(&s) || self.prune_steps == 0 {
-            bail!("--prune-to {s} must be in [0, 1) and --prune-steps at least 1");
+        if !(0.0..1.0).contains(&s) || self.prune_steps == 0 || self.prune_block == 0 {
+            bail!("--prune-to {s} must be in [0, 1), --prune-steps and --prune-block at least 1");
         }
         Ok(Some(PrunePlan {
             schedule: Schedule::polynomial(s, self.prune_steps),
             scope: self.prune_scope,
             finetune_epochs: self.finetune_epochs,
-            block: 1,
+            block: self.prune_block,
         }))
     }
 

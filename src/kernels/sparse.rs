@@ -341,8 +341,8 @@ impl DxColumns {
 }
 
 /// Row ranges with about equal numbers of entries (`parts` of them, some maybe empty). When
-/// the quad kernel runs `w`, ranges start at a multiple of [`QUAD`] (the nearest one), so
-/// that no quad is cut.
+/// the quad kernel runs `w`, ranges start at a multiple of [`QUAD`] (the one below or above,
+/// whichever comes nearer the entry count), so that no quad is cut.
 pub fn balanced_rows(w: &Csr, parts: usize) -> Vec<Range<usize>> {
     let (rows, nnz) = (w.rows(), w.nnz());
     let step = if prefers_quads(w) { QUAD } else { 1 };
@@ -359,8 +359,14 @@ pub fn balanced_rows(w: &Csr, parts: usize) -> Vec<Range<usize>> {
                 hi = mid;
             }
         }
-        let aligned = (lo + step / 2) / step * step;
-        bounds.push(aligned.min(rows).max(*bounds.last().unwrap_or(&0)));
+        let (below, above) = (lo / step * step, (lo.div_ceil(step) * step).min(rows));
+        let miss = |r: usize| w.row_start(r).abs_diff(goal);
+        let aligned = if miss(below) <= miss(above) {
+            below
+        } else {
+            above
+        };
+        bounds.push(aligned.max(*bounds.last().unwrap_or(&0)));
     }
     bounds.push(rows);
     bounds.windows(2).map(|b| b[0]..b[1]).collect()
@@ -681,6 +687,10 @@ mod tests {
         let w = Csr::from_dense(&d, 100, 10);
         let ranges = balanced_rows(&w, 2);
         assert_eq!(ranges, vec![0..28, 28..100]);
+        // Rows share their columns in fours, so cuts fall on multiples of 4: goals 183 and
+        // 366 entries fall in rows 19 and 37 (unaligned), and rows 20 (200 entries, nearer
+        // than 16's 160) and 36 (360, nearer than 40's 400) are taken.
+        assert_eq!(balanced_rows(&w, 3), vec![0..20, 20..36, 36..100]);
         assert_eq!(balanced_rows(&w, 1), vec![0..100]);
         assert_eq!(balanced_rows(&Csr::from_dense(&[1.0], 1, 1), 3).len(), 3);
     }
