@@ -57,7 +57,7 @@ multiversion! {
     /// column order, as without tiles.
     fn rows_times(w: &Csr, rows: Range<usize>, x: &[f32], batch: usize, y: &mut [f32]) {
         y.fill(0.0);
-        if prefers_quads(w) {
+        if w.mostly_quads() {
             return rows_in_quads(w, rows, x, batch, y);
         }
         // Blocks of inputs that fit the cache budget pay off only when a row has enough
@@ -145,12 +145,6 @@ fn rows_in_pairs(w: &Csr, rows: Range<usize>, x: &[f32], batch: usize, y: &mut [
             (*sa, *sb) = (acc_a, acc_b);
         }
     }
-}
-
-/// Whether most rows of `w` lie in quads that share their columns (see [`QUAD`]): then the
-/// quad kernel runs the whole matrix.
-fn prefers_quads(w: &Csr) -> bool {
-    2 * w.quad_rows() >= w.rows().max(1)
 }
 
 /// Batch columns a quad's sums are accumulated over at once: 4 rows × 64 floats fill 16
@@ -345,7 +339,7 @@ impl DxColumns {
 /// whichever comes nearer the entry count), so that no quad is cut.
 pub fn balanced_rows(w: &Csr, parts: usize) -> Vec<Range<usize>> {
     let (rows, nnz) = (w.rows(), w.nnz());
-    let step = if prefers_quads(w) { QUAD } else { 1 };
+    let step = if w.mostly_quads() { QUAD } else { 1 };
     let mut bounds = vec![0];
     for p in 1..parts {
         let goal = nnz * p / parts;

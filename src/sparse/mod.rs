@@ -326,6 +326,11 @@ impl Csr {
         QUAD * self.quads.iter().filter(|&&s| s).count()
     }
 
+    /// Whether at least half the rows lie in quads: the kernels then run quad by quad.
+    pub fn mostly_quads(&self) -> bool {
+        2 * self.quad_rows() >= self.rows().max(1)
+    }
+
     /// Values of row `i`'s entries, in column order.
     pub fn row_values(&self, i: usize) -> &[f32] {
         &self.val[self.row_start(i)..self.row_start(i + 1)]
