@@ -174,15 +174,11 @@ mod tests {
 
     #[test]
     fn a_sparse_layer_is_split_by_its_connections() {
-        // 8 neurons of 10 inputs: the first 4 keep 1 connection (input i), the last 4 all
-        // 10 but the last, 9 (no rows share their columns in fours: see sparse::QUAD).
+        // 8 neurons of 10 inputs: the first 4 keep 1 connection, the last 4 all 10.
         let mut d = vec![0.0f32; 80];
         for i in 0..8 {
-            match i {
-                0..4 => d[i * 10 + i] = 1.0,
-                7 => d[i * 10..i * 10 + 9].fill(1.0),
-                _ => d[i * 10..i * 10 + 10].fill(1.0),
-            }
+            let n = if i < 4 { 1 } else { 10 };
+            d[i * 10..i * 10 + n].fill(1.0);
         }
         let layer = Layer::from_weights(
             Weights::Sparse(Csr::from_dense(&d, 8, 10)),
@@ -192,11 +188,11 @@ mod tests {
         .unwrap();
         let net = Network::from_layers(vec![layer]).unwrap();
         let even = Plan::for_network(&net, 2, Split::Even);
-        assert_eq!(even.values(0).counts(), vec![4, 39]);
-        assert!((even.imbalance(0) - 39.0 / 21.5).abs() < 1e-9);
+        assert_eq!(even.values(0).counts(), vec![4, 40]);
+        assert!((even.imbalance(0) - 40.0 / 22.0).abs() < 1e-9);
         let balanced = Plan::for_network(&net, 2, Split::Balanced);
         assert_eq!(balanced.rows(0, 0), 0..6);
-        assert_eq!(balanced.values(0).counts(), vec![24, 19]);
+        assert_eq!(balanced.values(0).counts(), vec![24, 20]);
         assert!(balanced.imbalance(0) < even.imbalance(0));
     }
 }

@@ -165,7 +165,7 @@ fn rows_in_quads(w: &Csr, rows: Range<usize>, x: &[f32], batch: usize, y: &mut [
     let mut i = rows.start;
     while i < rows.end {
         let yr = &mut y[(i - rows.start) * batch..];
-        if i % QUAD == 0 && i + QUAD <= rows.end && w.is_quad(i / QUAD) {
+        if i + QUAD <= rows.end && w.quad_at(i) {
             let (cols, _) = w.row_cols(i, all.clone(), &mut buf);
             let vals = [0, 1, 2, 3].map(|r| w.row_values(i + r));
             let yq = &mut yr[..QUAD * batch];
@@ -334,12 +334,10 @@ impl DxColumns {
     }
 }
 
-/// Row ranges with about equal numbers of entries (`parts` of them, some maybe empty). When
-/// the quad kernel runs `w`, ranges start at a multiple of [`QUAD`] (the one below or above,
-/// whichever comes nearer the entry count), so that no quad is cut.
+/// Row ranges with about equal numbers of entries (`parts` of them, some maybe empty). A
+/// quad cut by a boundary runs row by row (the bits are the same either way).
 pub fn balanced_rows(w: &Csr, parts: usize) -> Vec<Range<usize>> {
     let (rows, nnz) = (w.rows(), w.nnz());
-    let step = if w.mostly_quads() { QUAD } else { 1 };
     let mut bounds = vec![0];
     for p in 1..parts {
         let goal = nnz * p / parts;
@@ -353,14 +351,7 @@ pub fn balanced_rows(w: &Csr, parts: usize) -> Vec<Range<usize>> {
                 hi = mid;
             }
         }
-        let (below, above) = (lo / step * step, (lo.div_ceil(step) * step).min(rows));
-        let miss = |r: usize| w.row_start(r).abs_diff(goal);
-        let aligned = if miss(below) <= miss(above) {
-            below
-        } else {
-            above
-        };
-        bounds.push(aligned.max(*bounds.last().unwrap_or(&0)));
+        bounds.push(lo.min(rows).max(*bounds.last().unwrap_or(&0)));
     }
     bounds.push(rows);
     bounds.windows(2).map(|b| b[0]..b[1]).collect()
@@ -604,8 +595,8 @@ mod tests {
 
     #[test]
     fn rows_have_the_same_bits_in_any_block_and_thread_count() {
-        // Quads run the quad kernel on the whole matrix but mostly not on the slices below
-        // (whose quads are shifted): the bits must still agree.
+        // Quads: the whole matrix runs quads from row 0, the slices below from another row
+        // (their first quads are cut) and the threads' blocks cut some: the bits must agree.
         for (batch, keep, quads) in [
             (64, 0.2, false),
             (256, 0.02, false),
@@ -681,10 +672,6 @@ mod tests {
         let w = Csr::from_dense(&d, 100, 10);
         let ranges = balanced_rows(&w, 2);
         assert_eq!(ranges, vec![0..28, 28..100]);
-        // Rows share their columns in fours, so cuts fall on multiples of 4: goals 183 and
-        // 366 entries fall in rows 19 and 37 (unaligned), and rows 20 (200 entries, nearer
-        // than 16's 160) and 36 (360, nearer than 40's 400) are taken.
-        assert_eq!(balanced_rows(&w, 3), vec![0..20, 20..36, 36..100]);
         assert_eq!(balanced_rows(&w, 1), vec![0..100]);
         assert_eq!(balanced_rows(&Csr::from_dense(&[1.0], 1, 1), 3).len(), 3);
     }

@@ -34,7 +34,10 @@ pub struct Csr {
     ptr: Vec<u32>,
     col: Vec<u8>,
     val: Vec<f32>,
-    /// Whether quad `q` (rows `4q..4q+4`) has one column pattern; derived from the structure.
+    /// Quads start at rows `quad_phase + 4q` (the phase that finds most of them: a rank's
+    /// shard may start inside one); derived from the structure.
+    quad_phase: usize,
+    /// Whether the quad starting at row `quad_phase + 4q` has one column pattern.
     quads: Vec<bool>,
 }
 
@@ -67,6 +70,7 @@ impl Builder {
                 ptr: vec![0],
                 col: Vec::new(),
                 val: Vec::new(),
+                quad_phase: 0,
                 quads: Vec::new(),
             },
             row: 0,
@@ -295,30 +299,46 @@ impl Csr {
             ptr: self.ptr[cells].iter().map(|&p| p - a as u32).collect(),
             col: self.col[a..b].to_vec(),
             val: self.val[a..b].to_vec(),
+            quad_phase: 0,
             quads: Vec::new(),
         }
         .with_quads()
     }
 
-    /// Finds the quads whose rows share one column pattern.
+    /// Finds the quads whose rows share one column pattern, at the phase that finds most.
     fn with_quads(mut self) -> Self {
         let cells = |i: usize, p: usize| {
             let cell = i * self.panels + p;
             self.ptr[cell] as usize..self.ptr[cell + 1] as usize
         };
-        let same_as_first = |q: usize, r: usize| {
-            (0..self.panels)
-                .all(|p| self.col[cells(q * QUAD, p)] == self.col[cells(q * QUAD + r, p)])
-        };
-        self.quads = (0..self.rows() / QUAD)
-            .map(|q| (1..QUAD).all(|r| same_as_first(q, r)))
+        let rows = self.rows();
+        let same_as_next: Vec<bool> = (0..rows.saturating_sub(1))
+            .map(|i| (0..self.panels).all(|p| self.col[cells(i, p)] == self.col[cells(i + 1, p)]))
             .collect();
+        let quads_at = |phase: usize| -> Vec<bool> {
+            (phase..rows.saturating_sub(QUAD - 1))
+                .step_by(QUAD)
+                .map(|s| same_as_next[s..s + QUAD - 1].iter().all(|&b| b))
+                .collect()
+        };
+        let count = |q: &[bool]| q.iter().filter(|&&b| b).count();
+        let (phase, quads) = (0..QUAD)
+            .map(|p| (p, quads_at(p)))
+            .max_by_key(|(p, q)| (count(q), std::cmp::Reverse(*p)))
+            .expect("four phases");
+        (self.quad_phase, self.quads) = (phase, quads);
         self
     }
 
-    /// Whether rows `4q..4q+4` share one column pattern (see [`QUAD`]).
-    pub fn is_quad(&self, q: usize) -> bool {
-        self.quads.get(q).copied().unwrap_or(false)
+    /// Whether rows `i..i+4` form a quad sharing one column pattern (see [`QUAD`]).
+    pub fn quad_at(&self, i: usize) -> bool {
+        i >= self.quad_phase
+            && (i - self.quad_phase) % QUAD == 0
+            && self
+                .quads
+                .get((i - self.quad_phase) / QUAD)
+                .copied()
+                .unwrap_or(false)
     }
 
     /// Rows that lie in quads sharing their pattern.
@@ -436,5 +456,29 @@ mod tests {
         let tail = m.slice_rows(1..3);
         assert_eq!(tail.to_dense(), d[cols..].to_vec());
         assert_eq!(tail.bytes(), (2 * 3 + 1) * 4 + 2 * 5);
+    }
+
+    #[test]
+    fn quads_are_found_at_any_phase() {
+        // Rows 0..3 one pattern, rows 3..7 another (a quad from row 3), row 7 alone.
+        let pattern = |i: usize| -> [f32; 4] {
+            match i {
+                0..3 => [1.0, 0.0, 2.0, 0.0],
+                3..7 => [0.0, 3.0, 0.0, 4.0],
+                _ => [5.0, 5.0, 5.0, 5.0],
+            }
+        };
+        let d: Vec<f32> = (0..8).flat_map(pattern).collect();
+        let m = Csr::from_dense(&d, 8, 4);
+        assert_eq!(m.quad_rows(), 4);
+        assert!(m.quad_at(3) && !m.quad_at(0) && !m.quad_at(4));
+        assert!(m.mostly_quads());
+        // A shard starting at row 1 finds the same quad at its row 2.
+        let s = m.slice_rows(1..8);
+        assert!(s.quad_at(2) && !s.quad_at(3));
+        // Equal values do not matter, only the columns: one quad of four rows.
+        let e = Csr::from_dense(&[1.0, 0.0, 2.0, 0.0, 3.0, 0.0, 4.0, 0.0], 4, 2);
+        assert!(e.quad_at(0));
+        assert!(!Csr::from_dense(&[1.0; 3], 3, 1).mostly_quads());
     }
 }
