@@ -293,16 +293,20 @@ mod tests {
         let v: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1013) as f32 - 506.0).collect(); // many ties
         let w = dense(1000, 37, v);
         for s in [0.0, 0.1, 0.5, 0.9, 0.95, 0.999, 1.0] {
-            let out = prune_shard(
-                &SelfComm,
-                &[&w],
-                &[n],
-                Pruning::connections(Target::Sparsity(s), Scope::Layer),
-            );
+            let rule = Pruning::connections(Target::Sparsity(s), Scope::Layer);
+            let out = prune_shard(&SelfComm, &[&w], &[n], rule);
             assert_eq!(
                 out[0].stored(),
                 n - (s * n as f64).round() as usize,
                 "sparsity {s}"
+            );
+            // In blocks of 4 rows: exactly that many blocks of the 250 × 37.
+            let blocks = n / 4;
+            let out = prune_shard(&SelfComm, &[&w], &[n], rule.in_blocks(4));
+            assert_eq!(
+                out[0].stored(),
+                4 * (blocks - (s * blocks as f64).round() as usize),
+                "sparsity {s} in blocks"
             );
         }
     }
