@@ -41,6 +41,10 @@ CASES = {
     "sparse 90% 4096x4096 b256": dict(kind="sparse", layers=[4096, 4096], batch=256, sparsity=0.90),
     "sparse 95% 4096x4096 b256": dict(kind="sparse", layers=[4096, 4096], batch=256, sparsity=0.95),
     "sparse 99% 4096x4096 b256": dict(kind="sparse", layers=[4096, 4096], batch=256, sparsity=0.99),
+    # Pruned in blocks of 4 rows (`nnmpi prune --block 4`); every peer runs its CSR product.
+    "sparse 90% blocks of 4": dict(kind="sparse", layers=[4096, 4096], batch=256, sparsity=0.90, block=4),
+    "sparse 95% blocks of 4": dict(kind="sparse", layers=[4096, 4096], batch=256, sparsity=0.95, block=4),
+    "sparse 99% blocks of 4": dict(kind="sparse", layers=[4096, 4096], batch=256, sparsity=0.99, block=4),
 }
 PEERS = ["torch", "torch-fast", "tf", "tf-fast", "ort"]
 
@@ -193,12 +197,16 @@ def time_ort(spec):
 
 
 def sparse_weight(spec):
-    """A [out, in] weight with exactly `sparsity` of its entries zero (the smallest)."""
+    """A [out, in] weight with exactly `sparsity` of its entries zero (the smallest), or of
+    its blocks of `block` rows sharing a column (the smallest L2 norms)."""
     import numpy as np
     (w, _), = random_weights(spec["layers"])
-    k = int(round(w.size * spec["sparsity"]))
-    cut = np.partition(np.abs(w).ravel(), k)[k]
-    return np.where(np.abs(w) >= cut, w, 0).astype(np.float32)
+    b = spec.get("block", 1)
+    norms = np.sqrt((w.reshape(w.shape[0] // b, b, w.shape[1]) ** 2).sum(axis=1))
+    k = int(round(norms.size * spec["sparsity"]))
+    cut = np.partition(norms.ravel(), k)[k]
+    keep = np.repeat(norms >= cut, b, axis=0)
+    return np.where(keep, w, 0).astype(np.float32)
 
 
 def worker(framework, case):
@@ -239,7 +247,8 @@ def run_nnmpi(nnmpi, case, threads):
     elif spec["kind"] == "epoch":
         args += ["--mode", "epoch", "--samples", str(spec["samples"]), "--reps", "3", "--warmup", "1"]
     else:
-        args += ["--sparsity", str(spec["sparsity"]), "--format", "sparse", "--reps", "15"]
+        args += ["--sparsity", str(spec["sparsity"]), "--block", str(spec.get("block", 1)),
+                 "--format", "sparse", "--reps", "15"]
     out = subprocess.run(args, capture_output=True, text=True, check=True)
     return json.loads(out.stdout)["median_ms"]
 
