@@ -167,7 +167,7 @@ fn rows_in_quads(w: &Csr, rows: Range<usize>, x: &[f32], batch: usize, y: &mut [
         let yr = &mut y[(i - rows.start) * batch..];
         if i + QUAD <= rows.end && w.quad_at(i) {
             let (cols, _) = w.row_cols(i, all.clone(), &mut buf);
-            let vals = [0, 1, 2, 3].map(|r| w.row_values(i + r));
+            let vals: [&[f32]; QUAD] = std::array::from_fn(|r| w.row_values(i + r));
             let yq = &mut yr[..QUAD * batch];
             if cols.len() < QUAD_SPARSE_ENTRIES {
                 quad_strips::<QUAD_STRIP_SPARSE>(cols, vals, x, batch, yq);
@@ -220,13 +220,14 @@ fn quad_strips<const L: usize>(
     }
     if full < batch {
         for (r, v) in vals.iter().enumerate() {
-            let yr = &mut y[r * batch + full..(r + 1) * batch];
-            for (&j, &v) in cols.iter().zip(*v) {
-                let start = j as usize * batch + full;
-                for (a, &xi) in yr.iter_mut().zip(&x[start..start + batch - full]) {
-                    *a = v.mul_add(xi, *a);
-                }
-            }
+            accumulate_columns(
+                cols,
+                v,
+                x,
+                batch,
+                full,
+                &mut y[r * batch + full..(r + 1) * batch],
+            );
         }
     }
 }
@@ -251,13 +252,27 @@ fn accumulate_row(cols: &[u32], vals: &[f32], x: &[f32], batch: usize, yr: &mut 
             }
             *ys = acc;
         } else {
-            let width = ys.len();
-            for (&j, &v) in cols.iter().zip(vals) {
-                let start = j as usize * batch + at;
-                for (a, &xi) in ys.iter_mut().zip(&x[start..start + width]) {
-                    *a = v.mul_add(xi, *a);
-                }
-            }
+            accumulate_columns(cols, vals, x, batch, at, ys);
+        }
+    }
+}
+
+/// `ys += Σ_k vals[k] · x[cols[k], at..at + ys.len()]`: the batch columns left after the last
+/// full strip, one column at a time.
+#[inline(always)]
+fn accumulate_columns(
+    cols: &[u32],
+    vals: &[f32],
+    x: &[f32],
+    batch: usize,
+    at: usize,
+    ys: &mut [f32],
+) {
+    let width = ys.len();
+    for (&j, &v) in cols.iter().zip(vals) {
+        let start = j as usize * batch + at;
+        for (a, &xi) in ys.iter_mut().zip(&x[start..start + width]) {
+            *a = v.mul_add(xi, *a);
         }
     }
 }
