@@ -303,10 +303,80 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     sums[0] + tail
 }
 
+/// `[a[0] · b, a[1] · b, ..]` reading `b` once for all of them; each result has the bits of
+/// [`dot`] (the same partial sums, added in the same order; tested).
+///
+/// # Panics
+/// If the slices differ in length.
+#[inline(always)]
+pub fn dots<const N: usize>(a: [&[f32]; N], b: &[f32]) -> [f32; N] {
+    const WIDE: usize = 64;
+    const NARROW: usize = 16;
+    assert!(a.iter().all(|a| a.len() == b.len()), "dots: lengths differ");
+    let mut sums = [[0.0f32; NARROW]; N];
+    let wide = b.len() - b.len() % WIDE;
+    if wide > 0 {
+        let mut acc = [[0.0f32; WIDE]; N];
+        for at in (0..wide).step_by(WIDE) {
+            let cb = &b[at..at + WIDE];
+            for (acc, a) in acc.iter_mut().zip(&a) {
+                let ca = &a[at..at + WIDE];
+                for l in 0..WIDE {
+                    acc[l] += ca[l] * cb[l];
+                }
+            }
+        }
+        for (sums, acc) in sums.iter_mut().zip(&acc) {
+            for l in 0..NARROW {
+                sums[l] = (acc[l] + acc[l + 16]) + (acc[l + 32] + acc[l + 48]);
+            }
+        }
+    }
+    let narrow = wide + (b.len() - wide) / NARROW * NARROW;
+    for at in (wide..narrow).step_by(NARROW) {
+        for (sums, a) in sums.iter_mut().zip(&a) {
+            for l in 0..NARROW {
+                sums[l] += a[at + l] * b[at + l];
+            }
+        }
+    }
+    std::array::from_fn(|n| {
+        let mut width = NARROW;
+        while width > 1 {
+            width /= 2;
+            for l in 0..width {
+                sums[n][l] += sums[n][l + width];
+            }
+        }
+        let tail: f32 = a[n][narrow..]
+            .iter()
+            .zip(&b[narrow..])
+            .map(|(x, y)| x * y)
+            .sum();
+        sums[n][0] + tail
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::test_values as values;
     use super::*;
+
+    #[test]
+    fn dots_have_the_bits_of_dot() {
+        for len in [1, 15, 16, 37, 64, 100, 256, 300] {
+            let b = values(len, 1);
+            let a: Vec<Vec<f32>> = (0..4).map(|r| values(len, 2 + r)).collect();
+            let four = dots([&a[0][..], &a[1], &a[2], &a[3]], &b);
+            for (r, d) in four.iter().enumerate() {
+                assert_eq!(
+                    d.to_bits(),
+                    dot(&a[r], &b).to_bits(),
+                    "length {len}, row {r}"
+                );
+            }
+        }
+    }
 
     /// The obvious triple loop in f64.
     #[allow(clippy::too_many_arguments)]

@@ -289,14 +289,35 @@ multiversion! {
         dval: &mut [f32],
         db: &mut [f32],
     ) {
+        let mut buf = ColumnBuffer::for_matrix(w);
+        let all = 0..w.panels();
+        let delta_row = |i: usize| &delta[i * batch..(i + 1) * batch];
         let mut k = 0;
-        for (i, d) in rows.clone().zip(db.iter_mut()) {
-            let dr = &delta[i * batch..(i + 1) * batch];
-            *d = dr.iter().sum();
-            for (j, _) in w.row_entries(i) {
-                let xr = &x[j * batch..(j + 1) * batch];
-                dval[k] = super::gemm::dot(dr, xr);
-                k += 1;
+        let mut i = rows.start;
+        while i < rows.end {
+            let (cols, _) = w.row_cols(i, all.clone(), &mut buf);
+            let n = cols.len();
+            if i + QUAD <= rows.end && w.quad_at(i) {
+                // One input row read for the four rows' gradients (the same bits as one by one).
+                let d: [&[f32]; QUAD] = std::array::from_fn(|r| delta_row(i + r));
+                for (e, &j) in cols.iter().enumerate() {
+                    let xr = &x[j as usize * batch..(j as usize + 1) * batch];
+                    for (r, g) in super::gemm::dots(d, xr).into_iter().enumerate() {
+                        dval[k + r * n + e] = g;
+                    }
+                }
+                for (r, dr) in d.iter().enumerate() {
+                    db[i - rows.start + r] = dr.iter().sum();
+                }
+                (i, k) = (i + QUAD, k + QUAD * n);
+            } else {
+                let dr = delta_row(i);
+                db[i - rows.start] = dr.iter().sum();
+                for (e, &j) in cols.iter().enumerate() {
+                    let xr = &x[j as usize * batch..(j as usize + 1) * batch];
+                    dval[k + e] = super::gemm::dot(dr, xr);
+                }
+                (i, k) = (i + 1, k + n);
             }
         }
     }
@@ -672,6 +693,31 @@ mod tests {
                     whole[r.start * batch..r.end * batch],
                     "batch {batch} rows {r:?}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn quad_gradients_have_the_bits_of_one_row_at_a_time() {
+        let (rows, cols, batch) = (37, 90, 70);
+        let d = pruned_in_quads(rows, cols, 0.3, 5);
+        let w = Csr::from_dense(&d, rows, cols);
+        assert!(w.mostly_quads());
+        let (x, delta) = (values(cols * batch, 6), values(rows * batch, 7));
+        let (mut dval, mut db) = (vec![0.0; w.nnz()], vec![0.0; rows]);
+        backward_params(Par::Seq, &w, &delta, &x, batch, &mut dval, &mut db);
+        let mut k = 0;
+        for i in 0..rows {
+            let dr = &delta[i * batch..(i + 1) * batch];
+            assert_eq!(
+                db[i].to_bits(),
+                dr.iter().sum::<f32>().to_bits(),
+                "db row {i}"
+            );
+            for (j, _) in w.row_entries(i) {
+                let one = super::super::gemm::dot(dr, &x[j * batch..(j + 1) * batch]);
+                assert_eq!(dval[k].to_bits(), one.to_bits(), "row {i}, column {j}");
+                k += 1;
             }
         }
     }
