@@ -180,6 +180,11 @@ impl LayerBlocks {
         }
     }
 
+    /// Blocks of the whole layer (`ceil(rows / size) · cols`), candidates or not.
+    pub fn total(&self) -> usize {
+        self.layout.rows.div_ceil(self.layout.size) * self.cols
+    }
+
     /// One flag per connection of `shard` (row-major over stored entries), given the
     /// decision for every score. Every rank of `comm` must call it (owners send the
     /// decisions on blocks that straddle ranks).

@@ -79,27 +79,17 @@ impl Pruning {
 }
 
 /// Prunes this rank's shard: `shard[l]` holds this rank's rows of layer `l` (ranks hold
-/// consecutive rows in rank order), whose whole matrix has `totals[l]` entries
-/// (`out · in`). Returns the kept connections as sparse weights. Every rank of `comm` (the
-/// model-parallel group) must call it with its shard.
+/// consecutive rows in rank order; the layer's size is gathered from them). Returns the kept
+/// connections as sparse weights. Every rank of `comm` (the model-parallel group) must call
+/// it with its shard.
 ///
 /// With `Target::Sparsity(s)` exactly `round(s · blocks)` blocks are absent afterwards, of a
 /// layer's `ceil(out / block) · in` (scope layer) or of all layers' (scope global); blocks
 /// pruned before count, and pruning never brings a connection back.
 ///
 /// # Panics
-/// If `shard` and `totals` differ in length, or `rule.block` is 0.
-pub fn prune_shard<C: Comm>(
-    comm: &C,
-    shard: &[&Weights],
-    totals: &[usize],
-    rule: Pruning,
-) -> Vec<Weights> {
-    assert_eq!(
-        shard.len(),
-        totals.len(),
-        "prune_shard: one total per layer"
-    );
+/// If `rule.block` is 0.
+pub fn prune_shard<C: Comm>(comm: &C, shard: &[&Weights], rule: Pruning) -> Vec<Weights> {
     assert!(rule.block > 0, "prune_shard: blocks of at least one row");
     let (ranks, depth) = (comm.size(), shard.len());
     let mut rows = vec![0u64; ranks * depth];
@@ -120,14 +110,7 @@ pub fn prune_shard<C: Comm>(
             LayerBlocks::score(comm, w, ranges, at, rule.block)
         })
         .collect();
-    let block_totals: Vec<usize> = totals
-        .iter()
-        .zip(shard)
-        .map(|(&t, w)| {
-            let (cols, out) = (w.cols(), t / w.cols().max(1));
-            out.div_ceil(rule.block) * cols
-        })
-        .collect();
+    let block_totals: Vec<usize> = blocks.iter().map(LayerBlocks::total).collect();
     let keep: Vec<Vec<bool>> = match rule.target {
         Target::Threshold(t) => {
             let t = t.abs().to_bits();
@@ -249,7 +232,6 @@ mod tests {
         let out = prune_shard(
             &SelfComm,
             &[&w],
-            &[6],
             Pruning::connections(Target::Sparsity(0.5), Scope::Layer),
         );
         assert_eq!(
@@ -266,14 +248,12 @@ mod tests {
         let out = prune_shard(
             &SelfComm,
             &[&a, &b],
-            &[4, 4],
             Pruning::connections(Target::Sparsity(0.75), Scope::Global),
         );
         assert_eq!((out[0].stored(), out[1].stored()), (0, 2));
         let out = prune_shard(
             &SelfComm,
             &[&a, &b],
-            &[4, 4],
             Pruning::connections(Target::Threshold(0.25), Scope::Layer),
         );
         assert_eq!((out[0].stored(), out[1].stored()), (2, 4));
@@ -281,7 +261,6 @@ mod tests {
         let again = prune_shard(
             &SelfComm,
             &[&out[0]],
-            &[4],
             Pruning::connections(Target::Sparsity(0.25), Scope::Layer),
         );
         assert_eq!(again[0].stored(), 2);
@@ -294,7 +273,7 @@ mod tests {
         let w = dense(1000, 37, v);
         for s in [0.0, 0.1, 0.5, 0.9, 0.95, 0.999, 1.0] {
             let rule = Pruning::connections(Target::Sparsity(s), Scope::Layer);
-            let out = prune_shard(&SelfComm, &[&w], &[n], rule);
+            let out = prune_shard(&SelfComm, &[&w], rule);
             assert_eq!(
                 out[0].stored(),
                 n - (s * n as f64).round() as usize,
@@ -302,7 +281,7 @@ mod tests {
             );
             // In blocks of 4 rows: exactly that many blocks of the 250 × 37.
             let blocks = n / 4;
-            let out = prune_shard(&SelfComm, &[&w], &[n], rule.in_blocks(4));
+            let out = prune_shard(&SelfComm, &[&w], rule.in_blocks(4));
             assert_eq!(
                 out[0].stored(),
                 4 * (blocks - (s * blocks as f64).round() as usize),
@@ -323,26 +302,25 @@ mod tests {
         );
         let expected = vec![3.0, 0.0, 1.0, 4.0, 0.0, 1.0, 0.0, 2.0, 0.0, 0.0, -2.0, 0.0];
         let rule = Pruning::connections(Target::Sparsity(0.5), Scope::Layer).in_blocks(2);
-        let out = prune_shard(&SelfComm, &[&w], &[12], rule);
+        let out = prune_shard(&SelfComm, &[&w], rule);
         assert_eq!(out[0].to_dense().into_raw_vec_and_offset().0, expected);
         let rule = Pruning::connections(Target::Threshold(1.0), Scope::Layer).in_blocks(2);
-        let out = prune_shard(&SelfComm, &[&w], &[12], rule);
+        let out = prune_shard(&SelfComm, &[&w], rule);
         assert_eq!(out[0].to_dense().into_raw_vec_and_offset().0, expected);
         // A pruned connection stays pruned in a block that is kept (row 0, column 2).
         let sparse = prune_shard(
             &SelfComm,
             &[&w],
-            &[12],
             Pruning::connections(Target::Threshold(0.9), Scope::Layer),
         );
-        let out = prune_shard(&SelfComm, &[&sparse[0]], &[12], rule);
+        let out = prune_shard(&SelfComm, &[&sparse[0]], rule);
         assert_eq!(out[0].stored(), 6);
         // Five rows in blocks of 2, the last of one row. Norms: 2, 3.2 (rows 0-1), 7.2, 8.6
         // (rows 2-3), 8, 9 (row 4): 3 of the 6 blocks stay.
         let v: Vec<f32> = (0..10).map(|i| i as f32).collect();
         let w = dense(5, 2, v);
         let rule = Pruning::connections(Target::Sparsity(0.5), Scope::Layer).in_blocks(2);
-        let out = prune_shard(&SelfComm, &[&w], &[10], rule);
+        let out = prune_shard(&SelfComm, &[&w], rule);
         assert_eq!(
             out[0].to_dense().into_raw_vec_and_offset().0,
             vec![0.0, 0.0, 0.0, 0.0, 0.0, 5.0, 0.0, 7.0, 8.0, 9.0]

@@ -17,12 +17,7 @@ use ndarray::Array1;
 /// Prunes the connections of a whole network in one process (every layer becomes sparse).
 pub fn prune_network(net: &Network, rule: Pruning) -> Network {
     let shard: Vec<&crate::model::Weights> = net.layers().iter().map(Layer::weights).collect();
-    let totals: Vec<usize> = net
-        .layers()
-        .iter()
-        .map(|l| l.inputs() * l.outputs())
-        .collect();
-    let pruned = prune_shard(&SelfComm, &shard, &totals, rule);
+    let pruned = prune_shard(&SelfComm, &shard, rule);
     let layers = net
         .layers()
         .iter()

@@ -394,7 +394,7 @@ impl<C: Comm> Trainer<C> {
         let sizes = self.engine.plan().sizes().to_vec();
         let totals: Vec<usize> = sizes.windows(2).map(|p| p[0] * p[1]).collect();
         let shard: Vec<&Weights> = self.engine.layers().iter().map(|l| &l.weights).collect();
-        let pruned = prune_shard(self.engine.comm(), &shard, &totals, rule);
+        let pruned = prune_shard(self.engine.comm(), &shard, rule);
         let layers = self
             .engine
             .layers()
