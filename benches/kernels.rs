@@ -148,20 +148,7 @@ fn gemm_backends(c: &mut Criterion) {
         };
         g.throughput(Throughput::Elements((2 * m * k * n) as u64)); // FLOP
         g.bench_function(BenchmarkId::new("nnmpi", name), |bench| {
-            bench.iter(|| {
-                gemm(
-                    Par::Seq,
-                    m,
-                    k,
-                    n,
-                    1.0,
-                    a_mat,
-                    b_mat,
-                    0.0,
-                    &mut out,
-                    |_, _| {},
-                )
-            })
+            bench.iter(|| gemm(Par::Seq, m, k, n, a_mat, b_mat, &mut out, |_, _| {}))
         });
         g.bench_function(BenchmarkId::new("matrixmultiply", name), |bench| {
             // SAFETY: a is m x k and b is k x n with the strides given, out is m x n row-major.

@@ -115,12 +115,16 @@ def time_torch(spec, fast):
         opt = torch.optim.SGD(model.parameters(), lr=1e-4)
         loss = torch.nn.CrossEntropyLoss()
         bs = spec["batch"]
+        # torch-fast: torch.compile (Inductor's C++ CPU backend, offline) on the model's
+        # forward and backward and, separately, on the optimiser step.
+        net = torch.compile(model) if fast else model
+        step = torch.compile(opt.step) if fast else opt.step
 
         def epoch():
             for i in range(0, spec["samples"], bs):
                 opt.zero_grad(set_to_none=True)
-                loss(model(X[i:i + bs]), Y[i:i + bs]).backward()
-                opt.step()
+                loss(net(X[i:i + bs]), Y[i:i + bs]).backward()
+                step()
         return median_time(epoch, min_seconds=0, reps=3)
     model = torch_model(weights, spec["act"], spec["out"]).eval()
     x = torch.from_numpy(np.random.default_rng(1).uniform(-1, 1, (spec["batch"], spec["layers"][0])).astype(np.float32))
@@ -138,22 +142,56 @@ def time_tf(spec, fast):
     t = int(os.environ["CMP_THREADS"])
     tf.config.threading.set_intra_op_parallelism_threads(t)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    if spec["kind"] != "predict":
+    if spec["kind"] == "sparse":
         return None
     weights = random_weights(spec["layers"])
     layers = []
     for k, (w, b) in enumerate(weights):
         act = spec["out"] if k == len(weights) - 1 else spec["act"]
+        if spec["kind"] == "epoch" and k == len(weights) - 1:
+            act = "identity"  # logits: the loss applies the softmax
         layers.append(tf.keras.layers.Dense(w.shape[0], activation=None if act == "identity" else act))
     model = tf.keras.Sequential([tf.keras.Input((spec["layers"][0],))] + layers)
     for layer, (w, b) in zip(model.layers, weights):
         layer.set_weights([w.T, b])
+    if spec["kind"] == "epoch":
+        return time_tf_epoch(tf, spec, model, fast)
     x = np.random.default_rng(1).uniform(-1, 1, (spec["batch"], spec["layers"][0])).astype(np.float32)
     if fast:
         f = tf.function(lambda v: model(v, training=False))
         xt = tf.constant(x)
         return median_time(lambda: f(xt).numpy())
     return median_time(lambda: model.predict(x, verbose=0), min_seconds=1.0)
+
+
+def time_tf_epoch(tf, spec, model, fast):
+    """One epoch of SGD over contiguous batches: `model.fit` (tf), or a `tf.function` train
+    step called per batch (tf-fast)."""
+    import numpy as np
+    rng = np.random.default_rng(2)
+    X = rng.uniform(-1, 1, (spec["samples"], spec["layers"][0])).astype(np.float32)
+    Y = (np.arange(spec["samples"]) * 7919 % spec["layers"][-1]).astype(np.int64)
+    bs = spec["batch"]
+    opt = tf.keras.optimizers.SGD(learning_rate=1e-4)
+    loss = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    if not fast:
+        model.compile(optimizer=opt, loss=loss)
+        return median_time(lambda: model.fit(X, Y, batch_size=bs, epochs=1, shuffle=False, verbose=0),
+                           min_seconds=0, reps=3)
+
+    @tf.function
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            value = loss(y, model(x, training=True))
+        grads = tape.gradient(value, model.trainable_variables)
+        opt.apply_gradients(zip(grads, model.trainable_variables))
+
+    batches = [(tf.constant(X[i:i + bs]), tf.constant(Y[i:i + bs])) for i in range(0, spec["samples"], bs)]
+
+    def epoch():
+        for x, y in batches:
+            step(x, y)
+    return median_time(epoch, min_seconds=0, reps=3)
 
 
 def onnx_model(weights, act, out):
@@ -214,8 +252,8 @@ def worker(framework, case):
     fn = {"torch": lambda: time_torch(spec, False), "torch-fast": lambda: time_torch(spec, True),
           "tf": lambda: time_tf(spec, False), "tf-fast": lambda: time_tf(spec, True),
           "ort": lambda: time_ort(spec)}[framework]
-    if framework == "torch-fast" and spec["kind"] != "predict":
-        print(json.dumps(None))  # training and sparse products are timed eagerly only
+    if framework == "torch-fast" and spec["kind"] == "sparse":
+        print(json.dumps(None))  # sparse products are timed eagerly only
         return
     print(json.dumps(fn()))
 
@@ -322,7 +360,7 @@ def main():
         return worker(*a.worker)
     if not Path(a.nnmpi).exists():
         sys.exit(f"{a.nnmpi} not found: build it first (cargo build --release)")
-    report = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+    report = {"machine": f"{cpu_model()}, {os.cpu_count()} cores",
               "date": time.strftime("%Y-%m-%d %H:%M"), "interop": [], "timing": []}
     lines = []
     if a.only != "timing":
@@ -362,6 +400,16 @@ def main():
     (out / "results.json").write_text(json.dumps(report, indent=2))
     (out / "results.md").write_text(f"Measured {report['date']} on {report['machine']}.\n\n" + "\n".join(lines) + "\n")
     print(f"wrote {out / 'results.md'} and {out / 'results.json'}")
+
+
+def cpu_model():
+    """The CPU's model name and family (lscpu's), e.g. 'AMD EPYC ..., family 26'."""
+    try:
+        info = Path("/proc/cpuinfo").read_text().splitlines()
+        field = lambda k: next(l.split(":", 1)[1].strip() for l in info if l.startswith(k))
+        return f"{field('model name')}, family {field('cpu family')}"
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
 
 def fmt_ms(ms):

@@ -206,7 +206,7 @@ impl<C: Comm> Observer<C> for Progress {
         }
         if let Some(c) = &self.checkpoints
             && c.every > 0
-            && r.epoch % c.every == 0
+            && r.epoch.is_multiple_of(c.every)
             && let Some(snapshot) = c.snapshot(trainer)
         {
             save(&c.path, &snapshot)?;

@@ -9,6 +9,7 @@ pub use plan::{Plan, Split};
 
 use crate::dist::{Comm, SelfComm};
 use crate::kernels::activation::{activation_backward, softmax_columns};
+use crate::kernels::gemm::PackedRows;
 use crate::kernels::{Par, dense, sparse};
 use crate::model::{Activation, Layer, Network, Weights};
 use crate::sparse::Csr;
@@ -58,10 +59,22 @@ impl ShardLayer {
         (self.weights.values_mut(), &mut self.bias)
     }
 
-    /// `y = f(W x + b)` for the owned rows (`f` element-wise).
-    fn forward(&self, par: Par, x: &[f32], batch: usize, act: Activation, y: &mut [f32]) {
-        match &self.weights {
-            Weights::Dense(w) => dense::forward(
+    /// `y = f(W x + b)` for the owned rows (`f` element-wise), from `packed` (these weights
+    /// packed) when given.
+    fn forward(
+        &self,
+        par: Par,
+        packed: Option<&PackedRows>,
+        x: &[f32],
+        batch: usize,
+        act: Activation,
+        y: &mut [f32],
+    ) {
+        match (&self.weights, packed) {
+            (Weights::Dense(_), Some(w)) => {
+                dense::forward_packed(par, w, &self.bias, x, batch, act, y)
+            }
+            (Weights::Dense(w), None) => dense::forward(
                 par,
                 w.as_slice().expect("standard layout"),
                 &self.bias,
@@ -70,7 +83,20 @@ impl ShardLayer {
                 act,
                 y,
             ),
-            Weights::Sparse(w) => sparse::forward(par, w, &self.bias, x, batch, act, y),
+            (Weights::Sparse(w), _) => sparse::forward(par, w, &self.bias, x, batch, act, y),
+        }
+    }
+
+    /// These weights packed for repeated forward passes, when that pays: dense layers of at
+    /// least [`PACK_MIN_WEIGHTS`] weights (smaller ones stay in cache anyway).
+    fn pack(&self) -> Option<PackedRows> {
+        match &self.weights {
+            Weights::Dense(w) if w.len() >= PACK_MIN_WEIGHTS => Some(PackedRows::new(
+                w.as_slice().expect("standard layout"),
+                self.len(),
+                self.inputs,
+            )),
+            _ => None,
         }
     }
 
@@ -104,6 +130,9 @@ impl ShardLayer {
         }
     }
 }
+
+/// Dense layers with at least this many weights (256 KiB) are packed for inference.
+const PACK_MIN_WEIGHTS: usize = 1 << 16;
 
 /// Gradients of the loss for every layer's shard: `weights[l]` is `[rows, in]`, `bias[l]` is
 /// `[rows]`.
@@ -146,11 +175,19 @@ impl Gradients {
 /// Buffers are features-major: `acts[l]` is layer `l`'s whole output `[out_l, batch]` (every
 /// rank has it after the layer's all-gather), `own[l]` this rank's rows of it before the
 /// gather, `deltas[l]` the loss gradient with respect to the pre-activation of the owned rows.
+///
+/// Weights that serve several forward passes unchanged (prediction, evaluation) are packed for
+/// the dense kernel on the second such pass (a copy of each large dense layer, kept until the
+/// layers change: [`Engine::layers_mut`], [`Engine::set_layers`]); results are the same bits.
 #[derive(Clone, Debug)]
 pub struct Engine<C: Comm = SelfComm> {
     comm: C,
     plan: Plan,
     layers: Vec<ShardLayer>,
+    /// `layers` packed for the dense kernel (`None` per layer where it does not pay).
+    packed: Option<Vec<Option<PackedRows>>>,
+    /// Forward passes since `layers` last changed.
+    unchanged_passes: usize,
     par: Par,
     capacity: usize,
     acts: Vec<Vec<f32>>,
@@ -188,6 +225,8 @@ impl<C: Comm> Engine<C> {
             comm,
             plan,
             layers,
+            packed: None,
+            unchanged_passes: 0,
             par,
             capacity: 0,
             acts: vec![Vec::new(); depth],
@@ -230,7 +269,14 @@ impl<C: Comm> Engine<C> {
 
     /// This rank's shard of every layer, for updating parameters.
     pub fn layers_mut(&mut self) -> &mut [ShardLayer] {
+        self.layers_changed();
         &mut self.layers
+    }
+
+    /// Drops what was derived from the layers' weights.
+    fn layers_changed(&mut self) {
+        self.packed = None;
+        self.unchanged_passes = 0;
     }
 
     /// Replaces the shard: a saved copy of [`Engine::layers`], or the same rows with another
@@ -249,6 +295,7 @@ impl<C: Comm> Engine<C> {
             "Engine::set_layers: not this rank's shard"
         );
         self.layers = layers;
+        self.layers_changed();
         for (l, shard) in self.layers.iter().enumerate() {
             let mut counts = vec![0u64; self.comm.size()];
             let mine = [shard.weights.stored() as u64];
@@ -378,6 +425,13 @@ impl<C: Comm> Engine<C> {
             "Engine::forward: x is not [inputs, batch]"
         );
         self.reserve(batch);
+        // Packed weights pay from the second pass with the same weights on (a training step
+        // changes them after every pass); matrix-vector products read them as they are.
+        self.unchanged_passes += 1;
+        if self.packed.is_none() && self.unchanged_passes >= 2 && batch > 1 {
+            self.packed = Some(self.layers.iter().map(ShardLayer::pack).collect());
+        }
+        let packed = self.packed.as_deref().filter(|_| batch > 1);
         let sharded = self.comm.size() > 1;
         for (l, shard) in self.layers.iter().enumerate() {
             let out = self.plan.layer(l).total();
@@ -399,7 +453,8 @@ impl<C: Comm> Engine<C> {
             } else {
                 &mut rest[0][..out * batch]
             };
-            shard.forward(self.par, input, batch, fused, y);
+            let packed = packed.and_then(|p| p[l].as_ref());
+            shard.forward(self.par, packed, input, batch, fused, y);
             let whole = &mut rest[0][..out * batch];
             if sharded {
                 let counts = self.plan.layer(l).counts_times(batch);
@@ -481,5 +536,46 @@ impl<C: Comm> Engine<C> {
             let y = &input[prev.rows.start * batch..prev.rows.end * batch];
             activation_backward(y, dx, batch, prev.activation);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Init;
+
+    fn batch_of(inputs: usize, batch: usize) -> Vec<f32> {
+        crate::kernels::test_values(inputs * batch, 7)
+    }
+
+    #[test]
+    fn packed_passes_give_the_bits_of_the_first_and_follow_weight_changes() {
+        // 300 x 300 weights: large enough to be packed from the second pass on.
+        let net = Network::new(
+            &[300, 300, 4],
+            Activation::Tanh,
+            Activation::Identity,
+            Init::Xavier,
+            3,
+        )
+        .unwrap();
+        let mut engine = Engine::new(net.clone(), Par::Seq);
+        let x = batch_of(300, 5);
+        let first = engine.forward(&x, 5).to_vec();
+        assert!(engine.packed.is_none());
+        let second = engine.forward(&x, 5).to_vec();
+        assert!(
+            engine
+                .packed
+                .as_ref()
+                .is_some_and(|p| p[0].is_some() && p[1].is_none())
+        );
+        assert_eq!(first, second);
+        // A changed weight must be seen by the next pass (the packed copy is dropped).
+        engine.layers_mut()[0].params_mut().0[0] += 1.0;
+        let changed = engine.forward(&x, 5).to_vec();
+        let mut fresh = Engine::new(engine.network(), Par::Seq);
+        assert_eq!(changed, fresh.forward(&x, 5));
+        assert_ne!(changed, first);
     }
 }

@@ -82,7 +82,7 @@ pub fn activation_backward(y: &[f32], g: &mut [f32], batch: usize, act: Activati
         Activation::Identity => {}
         Activation::Softmax => {
             assert!(
-                batch > 0 && y.len() % batch == 0,
+                batch > 0 && y.len().is_multiple_of(batch),
                 "activation_backward: bad batch"
             );
             let rows = y.len() / batch;

@@ -93,7 +93,7 @@ fn rows_in_pairs(w: &Csr, rows: Range<usize>, x: &[f32], batch: usize, y: &mut [
     let all = 0..w.panels();
     for (p, pair) in y.chunks_mut(2 * batch).enumerate() {
         let i = rows.start + 2 * p;
-        if pair.len() < 2 * batch || batch % STRIP != 0 {
+        if pair.len() < 2 * batch || !batch.is_multiple_of(STRIP) {
             for (r, yr) in pair.chunks_exact_mut(batch).enumerate() {
                 let (c, v) = w.row_cols(i + r, all.clone(), &mut buf_a);
                 accumulate_row(c, v, x, batch, yr);

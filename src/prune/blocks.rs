@@ -67,7 +67,7 @@ impl Layout {
 
     /// The block at the start of `r` owned by an earlier rank.
     fn borrowed_head(&self, r: &Range<usize>) -> Option<usize> {
-        (!r.is_empty() && r.start % self.size != 0).then_some(r.start / self.size)
+        (!r.is_empty() && !r.start.is_multiple_of(self.size)).then_some(r.start / self.size)
     }
 }
 

@@ -333,7 +333,7 @@ impl Csr {
     /// Whether rows `i..i+4` form a quad sharing one column pattern (see [`QUAD`]).
     pub fn quad_at(&self, i: usize) -> bool {
         i >= self.quad_phase
-            && (i - self.quad_phase) % QUAD == 0
+            && (i - self.quad_phase).is_multiple_of(QUAD)
             && self
                 .quads
                 .get((i - self.quad_phase) / QUAD)

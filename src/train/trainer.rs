@@ -162,7 +162,7 @@ fn tensor_lens(layers: &[ShardLayer]) -> Vec<usize> {
 /// Where tensor `i` (stored weights of layer `i / 2`, or its bias) of rank `r`'s shard lies
 /// in the whole tensor, and the whole tensor's length.
 fn tensor_rows(plan: &Plan, i: usize, r: usize) -> (Range<usize>, usize) {
-    let part = if i % 2 == 0 {
+    let part = if i.is_multiple_of(2) {
         plan.values(i / 2)
     } else {
         plan.layer(i / 2)
