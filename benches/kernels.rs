@@ -4,7 +4,7 @@
 //! - `predict_batch/784-1024-1024-10`: batch-1024 inference, 1 and 2 threads (samples/s).
 //! - `train_epoch/784-1024-1024-10`: one epoch (SGD and Adam), batch 32, 60000 synthetic samples.
 //! - `gemm_backends`: the products of a batch-32 training step and a batch-1024 inference, in
-//!   nnmpi's GEMM (the `gemm` crate behind `kernels::gemm`) and in `matrixmultiply`, 1 thread.
+//!   nnmpi's GEMM (`kernels::gemm`) and in `matrixmultiply`, 1 thread.
 //! - `sparse_layer/4096x4096_b256`: one pruned layer (50/90/95/99% of its connections
 //!   removed by magnitude) run dense (zeros kept) and sparse (CSR), 1 thread.
 

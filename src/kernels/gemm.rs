@@ -69,8 +69,17 @@ impl<'a> Mat<'a> {
     }
 }
 
-/// Below this many multiply-adds a product runs on one thread.
+/// Below this many multiply-adds a sparse product runs on one thread.
 pub(crate) const PAR_MIN_MACS: usize = 1 << 17;
+
+/// Below this much work (multiply-adds of the tiled product, ~0.1 ms on one core) a dense
+/// product runs on one thread: waking a sleeping rayon worker costs tens of microseconds in a
+/// VM, and a training step of small layers runs ~8 products. With the old threshold (2^17) a
+/// 784-256-256-10 epoch at batch 32 took 1.33 s on 2 threads against 1.08 s on 1.
+const GEMM_PAR_MIN_WORK: usize = 1 << 23;
+/// A matrix-vector multiply-add (batch 1) counts as this many of the tiled product's: it waits
+/// on memory (~0.17 ns each where a tile's take ~0.014 ns).
+const GEMV_WEIGHT: usize = 12;
 
 /// `C[m, n] = A[m, k] · B[k, n]`, then `epilogue(first_row, rows_of_c)` on blocks of finished
 /// rows while they are still in cache (each row exactly once; blocks may be as small as one
@@ -282,7 +291,7 @@ fn split_rows(
     }
     let threads = match par {
         Par::Seq => 1,
-        Par::Rayon if m * k * n >= PAR_MIN_MACS => {
+        Par::Rayon if m * k * n * if n == 1 { GEMV_WEIGHT } else { 1 } >= GEMM_PAR_MIN_WORK => {
             rayon::current_num_threads().min(m.div_ceil(micro.mr))
         }
         Par::Rayon => 1,
@@ -306,12 +315,12 @@ fn split_rows(
 
 /// Most depth steps per pass over C: a `KC x NR` panel of B and `MR` rows of A of this depth
 /// stay in L1 while a register tile is computed (48 + 18 KiB for 12 x 32 on AVX-512: the
-/// panel of B streams, the rows of A are reused by every panel). Measured on a Xeon (Sapphire
-/// Rapids class) for 4096x4096x256 and 1024x1024x64: 128 was 10% slower, 256/384/512 within
-/// the machine's noise of each other.
+/// panel of B streams, the rows of A are reused by every panel). Measured on an Intel Xeon
+/// (family 6, model 207: Emerald Rapids, 2 MiB L2) for 4096x4096x256 and 1024x1024x64: 128
+/// was 10% slower, 256/384/512 within the machine's noise of each other.
 const KC: usize = 384;
 /// Most columns of B packed at once: a `KC x NC` block (768 KiB) stays in L2 (1 MiB on Zen 4/5,
-/// 2 MiB on Sapphire Rapids) while every row of A meets it.
+/// 2 MiB on Sapphire and Emerald Rapids) while every row of A meets it.
 const NC: usize = 512;
 
 /// The depth of each pass for a product of depth `k`: equal passes of at most [`KC`] (a short
@@ -760,9 +769,11 @@ mod x86 {
     use super::{Ahead, Micro, a_offset};
     use std::arch::x86_64::*;
 
-    /// AVX-512: 12 x 32 (24 accumulators of the 32 zmm registers). On a Xeon (Sapphire Rapids
-    /// class, two 512-bit FMA ports) 12 x 32 ran at ~94% of the FMA peak on 4096x4096x256,
-    /// ahead of 14 x 32, 8 x 48 and 6 x 64 (see `src/kernels/README.md`).
+    /// AVX-512: 12 x 32 (24 accumulators of the 32 zmm registers). Timed in one process on a
+    /// Xeon (family 6, model 207; two 512-bit FMA ports), 1 thread, A in place and packed,
+    /// for 4096x4096x256, 1024x1024x64 and 1024x784x1024: 12 x 32, 14 x 32 and 6 x 64 within
+    /// 3% of one another (145/146/151 GFLOP/s packed on the first), 8 x 48 13-30% slower
+    /// where n is not a multiple of 48; 6 x 64 would waste half of every tile at batch 32.
     pub(super) const AVX512: Micro = Micro {
         name: "avx512",
         mr: 12,

@@ -3,8 +3,9 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-/// Tensors this long or longer are updated in parallel chunks.
-const PAR_MIN_LEN: usize = 1 << 16;
+/// Tensors shorter than this are updated on one thread (a parallel update of 2^16 values
+/// cost more in waking a worker than it saved).
+const PAR_MIN_LEN: usize = 1 << 20;
 const CHUNK: usize = 1 << 14;
 
 /// An optimiser and its hyper-parameters.
