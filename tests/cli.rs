@@ -314,7 +314,7 @@ fn export_then_import_predicts_the_same_and_bad_files_are_named() {
         "--out",
         &model,
         "--sparsity",
-        "0.7",
+        "0.9",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let o = nnmpi(&["export", "--model", &model, "--out", &exported]);

@@ -403,11 +403,11 @@ def main():
 
 
 def cpu_model():
-    """The CPU's model name and family (lscpu's), e.g. 'AMD EPYC ..., family 26'."""
+    """The CPU's model name, family and model (lscpu's), e.g. 'AMD EPYC ..., family 26, model 2'."""
     try:
         info = Path("/proc/cpuinfo").read_text().splitlines()
-        field = lambda k: next(l.split(":", 1)[1].strip() for l in info if l.startswith(k))
-        return f"{field('model name')}, family {field('cpu family')}"
+        field = lambda k: next(l.split(":", 1)[1].strip() for l in info if l.split(":")[0].strip() == k)
+        return f"{field('model name')}, family {field('cpu family')}, model {field('model')}"
     except (OSError, StopIteration):
         return platform.processor() or platform.machine()
 

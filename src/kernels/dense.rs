@@ -24,17 +24,7 @@ pub fn forward(
     act: Activation,
     y: &mut [f32],
 ) {
-    assert!(
-        act.is_elementwise(),
-        "dense::forward: softmax is applied by the caller"
-    );
-    assert!(batch > 0, "dense::forward: empty batch");
-    let (out, inputs) = (b.len(), x.len() / batch);
-    assert_eq!(
-        x.len(),
-        inputs * batch,
-        "dense::forward: x is not [in, batch]"
-    );
+    let (out, inputs) = check_forward(b, x, batch, act);
     assert_eq!(w.len(), out * inputs, "dense::forward: w is not [out, in]");
     gemm(
         par,
@@ -44,10 +34,7 @@ pub fn forward(
         Mat::row_major(w, inputs),
         Mat::row_major(x, batch),
         y,
-        |first, block| {
-            let rows = block.len() / batch;
-            bias_activation(block, &b[first..first + rows], batch, act);
-        },
+        bias_then(b, batch, act),
     );
 }
 
@@ -65,20 +52,11 @@ pub fn forward_packed(
     act: Activation,
     y: &mut [f32],
 ) {
-    assert!(
-        act.is_elementwise(),
-        "dense::forward_packed: softmax is applied by the caller"
-    );
-    assert!(batch > 0, "dense::forward_packed: empty batch");
+    let (out, inputs) = check_forward(b, x, batch, act);
     assert_eq!(
-        b.len(),
-        w.rows(),
-        "dense::forward_packed: bias is not [out]"
-    );
-    assert_eq!(
-        x.len(),
-        w.cols() * batch,
-        "dense::forward_packed: x is not [in, batch]"
+        (w.rows(), w.cols()),
+        (out, inputs),
+        "dense::forward: w is not [out, in]"
     );
     gemm_packed(
         par,
@@ -86,11 +64,32 @@ pub fn forward_packed(
         batch,
         Mat::row_major(x, batch),
         y,
-        |first, block| {
-            let rows = block.len() / batch;
-            bias_activation(block, &b[first..first + rows], batch, act);
-        },
+        bias_then(b, batch, act),
     );
+}
+
+/// Checks the arguments of a forward pass; returns `(out, in)`.
+fn check_forward(b: &[f32], x: &[f32], batch: usize, act: Activation) -> (usize, usize) {
+    assert!(
+        act.is_elementwise(),
+        "dense::forward: softmax is applied by the caller"
+    );
+    assert!(batch > 0, "dense::forward: empty batch");
+    let inputs = x.len() / batch;
+    assert_eq!(
+        x.len(),
+        inputs * batch,
+        "dense::forward: x is not [in, batch]"
+    );
+    (b.len(), inputs)
+}
+
+/// The epilogue of a forward pass: bias and activation on each block of finished rows.
+fn bias_then(b: &[f32], batch: usize, act: Activation) -> impl Fn(usize, &mut [f32]) + Sync {
+    move |first, block| {
+        let rows = block.len() / batch;
+        bias_activation(block, &b[first..first + rows], batch, act);
+    }
 }
 
 /// Differentiates `z = w · x + b` for the parameters: `dw = delta · xᵀ` (`[out, in]`) and

@@ -253,13 +253,23 @@ impl ASource<'_> {
         buf: &'p mut [f32],
     ) -> APanel<'p> {
         match *self {
-            ASource::Packed(packed) => APanel::Steps(packed.panel_values(i0, p0, kc)),
+            ASource::Packed(packed) => APanel::Steps {
+                data: packed.panel_values(i0, p0, kc),
+                stride: mr,
+            },
             // Row-major A is read in place: copying it cost 15% of 4096x4096x256 and 25% of
             // 1024x1024x64 (each value is reused only n / NR times, and the copy waits for
             // memory where the kernel overlaps it).
             ASource::Mat(a) if a.cs == 1 && rows == mr => APanel::Rows {
                 data: &a.data[i0 * a.rs + p0..],
                 stride: a.rs,
+            },
+            // A transposed row-major matrix (the input gradient's Wᵀ) is read in place too:
+            // step p of the panel is `mr` contiguous values (copying it cost as much as the
+            // product at batch 32, where each panel serves one tile).
+            ASource::Mat(a) if a.rs == 1 && rows == mr => APanel::Steps {
+                data: &a.data[p0 * a.cs + i0..],
+                stride: a.cs,
             },
             ASource::Mat(a) => pack_a(a, i0, rows, p0, kc, mr, buf),
         }
@@ -414,8 +424,8 @@ fn product(
 enum APanel<'a> {
     /// Row `i` starts at `data[i * stride]` (A itself, or a copy).
     Rows { data: &'a [f32], stride: usize },
-    /// Step `p` is `data[p * mr..(p + 1) * mr]` (a copy).
-    Steps(&'a [f32]),
+    /// Step `p` is `data[p * stride..p * stride + mr]` (a copy, packed or not, or A itself).
+    Steps { data: &'a [f32], stride: usize },
 }
 
 /// Copies rows `i0..i0 + rows` and depth `p0..p0 + kc` of A, with zero rows after `rows`
@@ -453,7 +463,10 @@ fn pack_a<'p>(
         }
         dst[rows..].fill(0.0);
     }
-    APanel::Steps(out)
+    APanel::Steps {
+        data: out,
+        stride: mr,
+    }
 }
 
 /// Packs depth `p0..p0 + kc` and columns `j0..j0 + nc` of B into panels of `nr` columns,
@@ -495,12 +508,12 @@ struct Tile {
 const MAX_TILE: usize = 12 * 32;
 
 /// A kernel on one register tile: `tile(kc, a, lda, b, c, ldc, load)` accumulates the
-/// `mr x nr` product of a panel of A (rows `lda` apart, or steps of `mr` values: see
+/// `mr x nr` product of a panel of A (rows `lda` apart, or steps of `mr` values `lda` apart: see
 /// [`APanel`]) and a packed panel of B into a full tile of C at `c` (row stride `ldc`),
 /// starting from C when `load`, else from zero.
 ///
 /// Safety contract (checked by [`Micro::run`], the only caller): A holds
-/// `(mr - 1) * lda + kc` values (rows) or `kc * mr` (steps), B `kc * nr`, and the `mr` rows of
+/// `(mr - 1) * lda + kc` values (rows) or `(kc - 1) * lda + mr` (steps), B `kc * nr`, and the `mr` rows of
 /// `nr` values at `c` lie inside one allocation; the CPU has the kernel's target features.
 type TileFn = unsafe fn(usize, *const f32, usize, *const f32, *mut f32, usize, bool, Ahead);
 
@@ -567,7 +580,7 @@ struct Micro {
     nr: usize,
     /// For [`APanel::Rows`].
     rows: TileFn,
-    /// For [`APanel::Steps`] (`lda` unused).
+    /// For [`APanel::Steps`].
     steps: TileFn,
 }
 
@@ -612,14 +625,15 @@ impl Micro {
         load: bool,
         ahead: Ahead,
     ) {
+        assert!(kc >= 1, "gemm: empty depth pass");
         let (kernel, a, lda) = match a {
             APanel::Rows { data, stride } => {
                 assert!(kc <= stride && data.len() >= (self.mr - 1) * stride + kc);
                 (self.rows, data, stride)
             }
-            APanel::Steps(data) => {
-                assert!(data.len() >= kc * self.mr);
-                (self.steps, data, 0)
+            APanel::Steps { data, stride } => {
+                assert!(stride >= self.mr && data.len() >= (kc - 1) * stride + self.mr);
+                (self.steps, data, stride)
             }
         };
         assert!(b.len() >= kc * self.nr, "gemm: short panel of B");
@@ -703,10 +717,10 @@ fn aligned(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
     &mut buf[skip..skip + len]
 }
 
-/// Where element `(i, p)` of a packed panel of A lies (see [`APanel`]).
+/// Where element `(i, p)` of a panel of A lies, rows or steps `lda` apart (see [`APanel`]).
 #[inline(always)]
 fn a_offset<const MR: usize, const ROWS: bool>(i: usize, p: usize, lda: usize) -> usize {
-    if ROWS { i * lda + p } else { p * MR + i }
+    if ROWS { i * lda + p } else { p * lda + i }
 }
 
 /// The portable microkernel: 4 x 16, one `mul_add` per element and step (the same FMA chain
@@ -737,7 +751,14 @@ unsafe fn portable_tile<const ROWS: bool>(
     // SAFETY: the TileFn contract: these are the extents of A and B.
     let (a, b) = unsafe {
         (
-            std::slice::from_raw_parts(a, if ROWS { (MR - 1) * lda + kc } else { kc * MR }),
+            std::slice::from_raw_parts(
+                a,
+                if ROWS {
+                    (MR - 1) * lda + kc
+                } else {
+                    (kc - 1) * lda + MR
+                },
+            ),
             std::slice::from_raw_parts(b, kc * NR),
         )
     };
