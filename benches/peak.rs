@@ -43,35 +43,36 @@ mod fma {
     use super::{CHAINS, STEPS};
     use std::arch::x86_64::*;
 
-    /// # Safety
-    /// The CPU has AVX-512F.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn avx512(seed: f32) -> f64 {
-        let mut acc = [_mm512_set1_ps(seed); CHAINS];
-        let (x, y) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
-        for _ in 0..STEPS {
-            for a in acc.iter_mut() {
-                *a = _mm512_fmadd_ps(*a, x, y);
+    /// Defines the FMA loop for one vector width: `CHAINS` independent chains of `STEPS`
+    /// fused multiply-adds on registers; returns the FLOP done.
+    macro_rules! fma_loop {
+        ($(#[$m:meta])* $name:ident, $features:literal, $lanes:literal, $set1:ident, $fmadd:ident) => {
+            $(#[$m])*
+            #[target_feature(enable = $features)]
+            pub unsafe fn $name(seed: f32) -> f64 {
+                let mut acc = [$set1(seed); CHAINS];
+                let (x, y) = ($set1(0.999_999), $set1(1e-7));
+                for _ in 0..STEPS {
+                    for a in acc.iter_mut() {
+                        *a = $fmadd(*a, x, y);
+                    }
+                }
+                std::hint::black_box(acc);
+                (STEPS * CHAINS * $lanes * 2) as f64
             }
-        }
-        std::hint::black_box(acc);
-        (STEPS * CHAINS * 16 * 2) as f64
+        };
     }
 
-    /// # Safety
-    /// The CPU has AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn avx2(seed: f32) -> f64 {
-        let mut acc = [_mm256_set1_ps(seed); CHAINS];
-        let (x, y) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
-        for _ in 0..STEPS {
-            for a in acc.iter_mut() {
-                *a = _mm256_fmadd_ps(*a, x, y);
-            }
-        }
-        std::hint::black_box(acc);
-        (STEPS * CHAINS * 8 * 2) as f64
-    }
+    fma_loop!(
+        /// # Safety
+        /// The CPU has AVX-512F.
+        avx512, "avx512f", 16, _mm512_set1_ps, _mm512_fmadd_ps
+    );
+    fma_loop!(
+        /// # Safety
+        /// The CPU has AVX2 and FMA.
+        avx2, "avx2,fma", 8, _mm256_set1_ps, _mm256_fmadd_ps
+    );
 }
 
 /// A timed FMA loop: it returns the FLOP it did.
