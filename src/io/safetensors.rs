@@ -120,8 +120,29 @@ pub fn to_bytes(model: &Model) -> Result<Vec<u8>> {
         })
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| Error::config(format!("cannot build a safetensors tensor: {e}")))?;
-    safetensors::serialize(views, Some(meta))
-        .map_err(|e| Error::config(format!("cannot serialise safetensors: {e}")))
+    let bytes = safetensors::serialize(views, Some(meta))
+        .map_err(|e| Error::config(format!("cannot serialise safetensors: {e}")))?;
+    Ok(with_sorted_header(bytes))
+}
+
+/// The same file with its JSON header's keys in sorted order (the `safetensors` crate writes
+/// the metadata in `HashMap` order, which changes from run to run), so that exporting a model
+/// twice gives the same bytes. The tensors' offsets count from the end of the header, so only
+/// the header and its length prefix change; the header stays padded with spaces to a
+/// multiple of 8 bytes, as the format asks.
+fn with_sorted_header(bytes: Vec<u8>) -> Vec<u8> {
+    const LEN: usize = 8;
+    let n = u64::from_le_bytes(bytes[..LEN].try_into().expect("8 bytes")) as usize;
+    let header: serde_json::Value =
+        serde_json::from_slice(&bytes[LEN..LEN + n]).expect("the crate wrote valid JSON");
+    // serde_json's maps are ordered by key (BTreeMap) unless its preserve_order feature is on.
+    let mut sorted = serde_json::to_vec(&header).expect("JSON serialises");
+    sorted.resize(sorted.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(LEN + sorted.len() + bytes.len() - LEN - n);
+    out.extend_from_slice(&(sorted.len() as u64).to_le_bytes());
+    out.extend_from_slice(&sorted);
+    out.extend_from_slice(&bytes[LEN + n..]);
+    out
 }
 
 /// The items of the comma-separated metadata value at `key` (none if absent or empty), each
@@ -316,6 +337,21 @@ mod tests {
             task: Task::Classification {
                 classes: vec!["a".into(), "b, c".into(), "\"d\"".into()],
             },
+        }
+    }
+
+    #[test]
+    fn exporting_twice_gives_the_same_bytes() {
+        // The metadata used to be written in HashMap order, different in every map.
+        for format in [Format::Dense, Format::Sparse] {
+            let m = model(format);
+            let first = to_bytes(&m).expect("export");
+            for _ in 0..8 {
+                assert_eq!(to_bytes(&m).expect("export"), first);
+            }
+            assert_eq!(from_bytes(Path::new("m.safetensors"), &first).unwrap(), m);
+            let n = u64::from_le_bytes(first[..8].try_into().unwrap()) as usize;
+            assert_eq!(n % 8, 0, "the header is padded to 8 bytes");
         }
     }
 
