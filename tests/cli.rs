@@ -338,3 +338,70 @@ fn export_then_import_predicts_the_same_and_bad_files_are_named() {
         stderr(&o)
     );
 }
+
+#[test]
+fn predictions_quote_class_names_that_need_it() {
+    // Class names with a comma or a quote used to be written bare, shifting every column after
+    // them; the file is now read back by any CSV reader as two-plus-classes columns.
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.nnmpi");
+    let o = nnmpi(&[
+        "train",
+        "--data",
+        &sonar(),
+        "--hidden",
+        "4",
+        "--epochs",
+        "2",
+        "--out",
+        model.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut ckpt = nnmpi::io::load(&model).unwrap();
+    let names = ["rock, hard".to_string(), "mine \"M\"".to_string()];
+    ckpt.model.task = nnmpi::model::Task::Classification {
+        classes: names.to_vec(),
+    };
+    nnmpi::io::save(&model, &ckpt).unwrap();
+    // Sonar's features without their label column.
+    let features: String = std::fs::read_to_string(sonar())
+        .unwrap()
+        .lines()
+        .map(|l| format!("{}\n", &l[..l.rfind(',').unwrap()]))
+        .collect();
+    let data = write(dir.path(), "x.csv", &features);
+    let out = dir.path().join("p.csv");
+    let o = nnmpi(&[
+        "predict",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--label-col",
+        "none",
+        "--header",
+        "no",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&out).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some(r#"prediction,"p_rock, hard","p_mine ""M""""#)
+    );
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 208);
+    for row in rows {
+        let (label, probs) = if let Some(rest) = row.strip_prefix(r#""rock, hard","#) {
+            ("rock", rest)
+        } else if let Some(rest) = row.strip_prefix(r#""mine ""M""","#) {
+            ("mine", rest)
+        } else {
+            panic!("unquoted or unknown label in {row}")
+        };
+        assert_eq!(probs.split(',').count(), 2, "{label}: {row}");
+    }
+}

@@ -81,7 +81,10 @@ pub fn run_predict<C: Comm>(ctx: &Ctx<C>, args: &PredictArgs) -> Result<()> {
     let mut text = String::with_capacity(data.len() * 16 * (outputs + 1));
     match &task {
         Task::Classification { classes } => {
-            let header: Vec<String> = classes.iter().map(|c| format!("p_{c}")).collect();
+            let header: Vec<String> = classes
+                .iter()
+                .map(|c| csv_cell(&format!("p_{c}")))
+                .collect();
             text += &format!("prediction,{}\n", header.join(","));
             for row in y.chunks_exact(outputs) {
                 let probs: Vec<f32> = if outputs == 1 {
@@ -100,7 +103,7 @@ pub fn run_predict<C: Comm>(ctx: &Ctx<C>, args: &PredictArgs) -> Result<()> {
                         }
                     })
                     .collect();
-                text += &format!("{},{}\n", classes[best], cells.join(","));
+                text += &format!("{},{}\n", csv_cell(&classes[best]), cells.join(","));
             }
         }
         Task::Regression => {
@@ -115,11 +118,21 @@ pub fn run_predict<C: Comm>(ctx: &Ctx<C>, args: &PredictArgs) -> Result<()> {
             .write_all(text.as_bytes())
             .context("writing predictions to stdout")?;
     } else {
-        std::fs::write(&args.out, text)
+        nnmpi::io::write_atomic(&args.out, text.as_bytes())
             .with_context(|| format!("writing predictions to {}", args.out.display()))?;
         eprintln!("wrote {} predictions to {}", data.len(), args.out.display());
     }
     Ok(())
+}
+
+/// `field` as one CSV cell (RFC 4180): in double quotes, with its quotes doubled, when it holds
+/// a comma, a quote or a line break; as it is otherwise.
+fn csv_cell(field: &str) -> String {
+    if field.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", field.replace('"', "\"\""))
+    } else {
+        field.to_string()
+    }
 }
 
 /// Runs `nnmpi eval`: the data groups share the rows, rank 0 prints the totals.
