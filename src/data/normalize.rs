@@ -132,7 +132,7 @@ impl Normalizer {
             return;
         }
         for ((mut row, &o), &s) in x.rows_mut().into_iter().zip(&self.offset).zip(&self.scale) {
-            row.mapv_inplace(|v| (v - o) * s);
+            row.mapv_inplace(|v| normalise(v, o, s));
         }
     }
 
@@ -152,8 +152,21 @@ impl Normalizer {
             "apply_sample: wrong feature count"
         );
         for (((o, &v), &off), &s) in out.iter_mut().zip(x).zip(&self.offset).zip(&self.scale) {
-            *o = (v - off) * s;
+            *o = normalise(v, off, s);
         }
+    }
+}
+
+/// `(v - offset) * scale`, in f32 as other frameworks compute it; in f64 where the f32
+/// difference overflows (features spanning most of the f32 range, e.g. ±3e38, whose min-max
+/// range 6e38 is not an f32 but whose normalised values are).
+#[inline]
+fn normalise(v: f32, offset: f32, scale: f32) -> f32 {
+    let d = v - offset;
+    if d.is_finite() {
+        d * scale
+    } else {
+        ((v as f64 - offset as f64) * scale as f64) as f32
     }
 }
 
@@ -161,6 +174,27 @@ impl Normalizer {
 mod tests {
     use super::*;
     use ndarray::array;
+
+    #[test]
+    fn features_spanning_the_f32_range_normalise_to_finite_values() {
+        // Min-max used to compute 3e38 - (-3e38) in f32: infinity, then every loss was inf.
+        let x = array![[-3e38f32, 0.0, 3e38], [1.0, 2.0, 3.0]];
+        for kind in [NormKind::MinMax, NormKind::ZScore] {
+            let n = Normalizer::fit(kind, x.view());
+            let mut y = x.clone();
+            n.apply(&mut y);
+            assert!(y.iter().all(|v| v.is_finite()), "{kind}: {y:?}");
+            let mut out = [0.0f32; 2];
+            n.apply_sample(&[3e38, 3.0], &mut out);
+            assert!(out.iter().all(|v| v.is_finite()), "{kind}: {out:?}");
+        }
+        let mm = Normalizer::fit(NormKind::MinMax, x.view());
+        let mut y = x.clone();
+        mm.apply(&mut y);
+        for (got, want) in y.row(0).iter().zip([0.0, 0.5, 1.0]) {
+            assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+        }
+    }
 
     #[test]
     fn minmax_and_zscore_by_hand() {
