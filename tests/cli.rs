@@ -405,3 +405,35 @@ fn predictions_quote_class_names_that_need_it() {
         assert_eq!(probs.split(',').count(), 2, "{label}: {row}");
     }
 }
+
+#[test]
+fn an_unwritable_out_or_log_stops_training_before_the_first_epoch() {
+    // Both used to be found out only after the last epoch, throwing the training away.
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-dir");
+    for flag in ["--out", "--log"] {
+        let target = missing.join("file");
+        let o = nnmpi(&[
+            "train",
+            "--data",
+            &sonar(),
+            "--hidden",
+            "4",
+            "--epochs",
+            "5",
+            flag,
+            target.to_str().unwrap(),
+        ]);
+        let (out, err) = (stdout(&o), stderr(&o));
+        assert!(!o.status.success());
+        assert!(
+            err.contains(&format!("{flag} {}", target.display()))
+                && err.contains("nothing was done"),
+            "{err}"
+        );
+        assert!(
+            !out.contains("epoch") && !err.contains("epoch "),
+            "{out}{err}"
+        );
+    }
+}

@@ -1,7 +1,7 @@
 //! What every command runs with: the ranks and their roles, and the rule that rank 0 reads,
 //! prints and writes while the other ranks stay quiet.
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 use nnmpi::data::Dataset;
 use nnmpi::dist::{Comm, Grid, Topology, broadcast_dataset, broadcast_outcome, cores_available};
 use nnmpi::io::{Checkpoint, decode, encode, load};
@@ -65,6 +65,25 @@ impl<C: Comm> Ctx<C> {
                 self.world().size()
             );
         }
+    }
+
+    /// Checks on rank 0, before any long work, that every output file given (`(flag, path)`)
+    /// can be written; a failure ends the job on every rank, naming the flag.
+    pub fn check_outputs(&self, outputs: &[(&str, Option<&Path>)]) -> Result<()> {
+        self.on_root(|| {
+            for (flag, path) in outputs {
+                if let Some(path) = path {
+                    nnmpi::io::check_writable(path).with_context(|| {
+                        format!(
+                            "{flag} {} cannot be written; nothing was done",
+                            path.display()
+                        )
+                    })?;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(())
     }
 
     /// Runs `read` on rank 0 and tells every rank whether it worked: `Ok(Some(value))` on

@@ -76,6 +76,7 @@ impl PruneArgs {
 
 /// Runs `nnmpi prune` on every rank.
 pub fn run<C: Comm>(ctx: &Ctx<C>, args: &PruneArgs) -> Result<()> {
+    ctx.check_outputs(&[("--out", Some(&args.out))])?;
     if let Some(s) = args.sparsity
         && !(0.0..1.0).contains(&s)
     {

@@ -234,6 +234,11 @@ pub(super) fn split_and_normalize(
 
 /// Runs `nnmpi train` on every rank of `ctx`.
 pub fn run<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, matches: &ArgMatches) -> Result<()> {
+    // A missing directory must stop the job before the first epoch, not after the last one.
+    ctx.check_outputs(&[
+        ("--out", args.out.as_deref()),
+        ("--log", args.log.as_deref()),
+    ])?;
     if let Some(path) = &args.resume {
         for flag in FIXED_ON_RESUME {
             if matches.value_source(flag) == Some(ValueSource::CommandLine) {

@@ -22,6 +22,23 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Checks, before long work, that `path` can be written: its directory exists and accepts a
+/// new file (a probe file is created and removed; `path` itself is not touched).
+pub fn check_writable(path: &Path) -> Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let probe = path.with_file_name(format!(".{name}.probe-{}", std::process::id()));
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .map_err(|e| Error::io(path, e))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
 fn temp_path(path: &Path) -> PathBuf {
     let name = path
         .file_name()
@@ -161,6 +178,15 @@ mod tests {
             "another target's temporary is not ours"
         );
         assert_eq!(std::fs::read(&p).unwrap(), b"model");
+    }
+
+    #[test]
+    fn writability_is_checked_without_touching_the_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.nnmpi");
+        check_writable(&p).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        assert!(check_writable(&dir.path().join("missing/m.nnmpi")).is_err());
     }
 
     #[test]

@@ -5,7 +5,7 @@ mod atomic;
 mod checkpoint;
 pub mod safetensors;
 
-pub use atomic::write_atomic;
+pub use atomic::{check_writable, write_atomic};
 pub use checkpoint::{
     Checkpoint, FORMAT_VERSION, MAGIC, TrainingCheckpoint, decode, encode, load, save,
 };
