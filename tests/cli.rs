@@ -30,6 +30,14 @@ fn sonar() -> String {
     format!("{}/data/sonar.csv", env!("CARGO_MANIFEST_DIR"))
 }
 
+/// `nnmpi train` of a 60-4-1 network on Sonar, with `extra` flags.
+fn train_small(extra: &[&str]) -> Output {
+    let data = sonar();
+    let mut args = vec!["train", "--data", &data, "--hidden", "4"];
+    args.extend_from_slice(extra);
+    nnmpi(&args)
+}
+
 #[test]
 fn bad_training_data_names_file_line_and_expectation() {
     let dir = tempfile::tempdir().unwrap();
@@ -345,18 +353,7 @@ fn predictions_quote_class_names_that_need_it() {
     // them; the file is now read back by any CSV reader as two-plus-classes columns.
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("m.nnmpi");
-    let o = nnmpi(&[
-        "train",
-        "--data",
-        &sonar(),
-        "--hidden",
-        "4",
-        "--epochs",
-        "2",
-        "--out",
-        model.to_str().unwrap(),
-        "--quiet",
-    ]);
+    let o = train_small(&["--epochs", "2", "--out", model.to_str().unwrap(), "--quiet"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let mut ckpt = nnmpi::io::load(&model).unwrap();
     let names = ["rock, hard".to_string(), "mine \"M\"".to_string()];
@@ -413,17 +410,7 @@ fn an_unwritable_out_or_log_stops_training_before_the_first_epoch() {
     let missing = dir.path().join("no-such-dir");
     for flag in ["--out", "--log"] {
         let target = missing.join("file");
-        let o = nnmpi(&[
-            "train",
-            "--data",
-            &sonar(),
-            "--hidden",
-            "4",
-            "--epochs",
-            "5",
-            flag,
-            target.to_str().unwrap(),
-        ]);
+        let o = train_small(&["--epochs", "5", flag, target.to_str().unwrap()]);
         let (out, err) = (stdout(&o), stderr(&o));
         assert!(!o.status.success());
         assert!(

@@ -69,9 +69,6 @@ impl<'a> Mat<'a> {
     }
 }
 
-/// Below this many multiply-adds a sparse product runs on one thread.
-pub(crate) const PAR_MIN_MACS: usize = 1 << 17;
-
 /// Below this much work (multiply-adds of the tiled product, ~0.1 ms on one core) a dense
 /// product runs on one thread: waking a sleeping rayon worker costs tens of microseconds in a
 /// VM, and a training step of small layers runs ~8 products. With the old threshold (2^17) a
@@ -109,30 +106,24 @@ pub fn gemm<F>(
 ) where
     F: Fn(usize, &mut [f32]) + Sync,
 {
-    gemm_with(Micro::detect(), par, m, k, n, a, b, c, &epilogue);
+    a.check(m, k, "A");
+    split_rows(
+        Micro::detect(),
+        par,
+        ASource::Mat(a),
+        m,
+        k,
+        n,
+        b,
+        c,
+        &epilogue,
+    );
 }
 
 /// The microkernel [`gemm`] runs on this CPU, as `name MRxNR` (e.g. `avx512 12x32`).
 pub fn microkernel() -> String {
     let micro = Micro::detect();
     format!("{} {}x{}", micro.name, micro.mr, micro.nr)
-}
-
-/// [`gemm`] with a given microkernel (tests run every one the CPU has).
-#[allow(clippy::too_many_arguments)]
-fn gemm_with(
-    micro: Micro,
-    par: Par,
-    m: usize,
-    k: usize,
-    n: usize,
-    a: Mat<'_>,
-    b: Mat<'_>,
-    c: &mut [f32],
-    epilogue: &(dyn Fn(usize, &mut [f32]) + Sync),
-) {
-    a.check(m, k, "A");
-    split_rows(micro, par, ASource::Mat(a), m, k, n, b, c, epilogue);
 }
 
 /// A row-major `[m, k]` matrix packed once for many products by [`gemm_packed`] (a layer's
@@ -585,27 +576,35 @@ struct Micro {
 }
 
 impl Micro {
-    /// The fastest microkernel this CPU can run.
-    fn detect() -> Micro {
-        *Self::available()
-            .first()
-            .expect("the portable microkernel is always available")
+    /// The microkernels this CPU can run, fastest first (no allocation: asked on every
+    /// product; the standard library caches the feature checks).
+    fn candidates() -> impl Iterator<Item = Micro> {
+        #[cfg(target_arch = "x86_64")]
+        let simd = [
+            (x86::AVX512, is_x86_feature_detected!("avx512f")),
+            (
+                x86::AVX2,
+                is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            ),
+        ];
+        #[cfg(not(target_arch = "x86_64"))]
+        let simd: [(Micro, bool); 0] = [];
+        simd.into_iter()
+            .filter_map(|(micro, runs)| runs.then_some(micro))
+            .chain(std::iter::once(PORTABLE))
     }
 
-    /// Every microkernel this CPU can run, fastest first.
+    /// The fastest microkernel this CPU can run.
+    fn detect() -> Micro {
+        Self::candidates()
+            .next()
+            .expect("the portable microkernel always runs")
+    }
+
+    /// Every microkernel this CPU can run (the tests run them all).
+    #[cfg(test)]
     fn available() -> Vec<Micro> {
-        let mut all = Vec::new();
-        #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx512f") {
-                all.push(x86::AVX512);
-            }
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                all.push(x86::AVX2);
-            }
-        }
-        all.push(PORTABLE);
-        all
+        Self::candidates().collect()
     }
 
     /// Accumulates `a · b` over `kc` steps into a tile of C that may be cut short by C's
@@ -1055,6 +1054,11 @@ mod tests {
         out
     }
 
+    /// `C = A·B` with the microkernel `micro`.
+    fn gemm_with(micro: Micro, m: usize, k: usize, n: usize, a: Mat, b: Mat, c: &mut [f32]) {
+        split_rows(micro, Par::Seq, ASource::Mat(a), m, k, n, b, c, &|_, _| {});
+    }
+
     /// `C = A·B` for row-major A `[m, k]` and B `[k, n]`.
     fn product(par: Par, m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
         gemm(
@@ -1123,7 +1127,7 @@ mod tests {
                 for (li, (a, b)) in layouts(m, k, n, &a_data, &b_data).into_iter().enumerate() {
                     let (want, bound) = reference(m, k, n, a, b);
                     let mut c = vec![f32::NAN; m * n];
-                    gemm_with(micro, Par::Seq, m, k, n, a, b, &mut c, &|_, _| {});
+                    gemm_with(micro, m, k, n, a, b, &mut c);
                     for (e, ((got, want), bound)) in c.iter().zip(&want).zip(&bound).enumerate() {
                         assert!(
                             (*got as f64 - want).abs() <= *bound,
@@ -1150,7 +1154,7 @@ mod tests {
                 let want = fma_chain(m, k, n, a, b);
                 for micro in &micros {
                     let mut c = vec![f32::NAN; m * n];
-                    gemm_with(*micro, Par::Seq, m, k, n, a, b, &mut c, &|_, _| {});
+                    gemm_with(*micro, m, k, n, a, b, &mut c);
                     assert!(
                         c.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()),
                         "{} {m}x{k}x{n} layout {li}",

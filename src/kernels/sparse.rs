@@ -8,11 +8,13 @@
 
 use super::Par;
 use super::activation::bias_activation;
-use super::gemm::PAR_MIN_MACS;
 use crate::model::Activation;
 use crate::sparse::{ColumnBuffer, Csr, PANEL, QUAD};
 use rayon::prelude::*;
 use std::ops::Range;
+
+/// Below this many multiply-adds a sparse product runs on one thread.
+const PAR_MIN_MACS: usize = 1 << 17;
 
 /// Batch columns a row's sums are accumulated over at once: 128 floats stay in eight AVX-512
 /// registers while the row's entries stream past (measured on 4096x4096, batch 256: 64 and
