@@ -182,7 +182,14 @@ fn layer_records(net: &Network) -> Vec<LayerRecord> {
         .collect()
 }
 
-fn network_from(records: Vec<LayerRecord>, bad: &dyn Fn(String) -> Error) -> Result<Network> {
+/// The layers of `records`, each checked before it is built. `panel_budget` bounds what a
+/// sparse layer's panel offsets (one per neuron and 256 inputs, present or not) may take, so a
+/// crafted input count in a small file cannot ask for gigabytes.
+fn network_from(
+    records: Vec<LayerRecord>,
+    panel_budget: usize,
+    bad: &dyn Fn(String) -> Error,
+) -> Result<Network> {
     let mut layers = Vec::with_capacity(records.len());
     for (i, r) in records.into_iter().enumerate() {
         let (out, inp) = (r.outputs as usize, r.inputs as usize);
@@ -204,6 +211,12 @@ fn network_from(records: Vec<LayerRecord>, bad: &dyn Fn(String) -> Error) -> Res
                 )
             }
             Some(sp) => {
+                let cells = out.saturating_mul(inp.div_ceil(crate::sparse::PANEL));
+                if cells > panel_budget {
+                    return Err(bad(format!(
+                        "layer {i}: a sparse {out}x{inp} layer is out of proportion to the file's size"
+                    )));
+                }
                 if sp.row_ptr.len() != out + 1 || r.bias.len() != out {
                     return Err(bad(format!(
                         "layer {i}: {} row offsets and {} biases do not fit its {out} neurons",
@@ -314,14 +327,12 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
     if crc32fast::hash(body) != crc {
         return Err(bad("checksum mismatch: the file is corrupt".into()));
     }
-    let config = bincode::config::standard().with_limit::<{ MAX_PAYLOAD as usize }>();
     let cannot = |e: bincode::error::DecodeError| bad(format!("cannot decode payload: {e}"));
     let (p, used): (Payload<LayerRecord>, usize) = if version == 1 {
-        let (p, used): (Payload<LayerRecordV1>, usize) =
-            bincode::serde::decode_from_slice(body, config).map_err(cannot)?;
+        let (p, used): (Payload<LayerRecordV1>, usize) = decode_bounded(body).map_err(cannot)?;
         (p.upgrade(), used)
     } else {
-        bincode::serde::decode_from_slice(body, config).map_err(cannot)?
+        decode_bounded(body).map_err(cannot)?
     };
     if used != body.len() {
         return Err(bad(format!(
@@ -329,11 +340,39 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
             body.len() - used
         )));
     }
-    from_payload(p, &bad)
+    let panel_budget = body.len().saturating_mul(64).max(1 << 22);
+    from_payload(p, panel_budget, &bad)
 }
 
-fn from_payload(p: Payload<LayerRecord>, bad: &dyn Fn(String) -> Error) -> Result<Checkpoint> {
-    let network = network_from(p.layers, bad)?;
+/// Decodes `body` with a memory limit of a small multiple of its length. bincode counts the
+/// bytes each value claims (8 for a varint `u64` that may take 1 byte in the file) and
+/// allocates a string or byte vector of a declared length before reading it, so without a
+/// limit tied to the payload a crafted length in a small file asks for gigabytes. bincode's
+/// limit is a type parameter: the smallest of the powers of 4 from 1 MiB that is at least 8×
+/// the payload is taken, so loading needs at most 32× the file size.
+fn decode_bounded<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+) -> std::result::Result<(T, usize), bincode::error::DecodeError> {
+    macro_rules! ladder {
+        ($($shift:literal)*) => {
+            $(
+                if body.len().saturating_mul(8) <= 1usize << $shift {
+                    let config = bincode::config::standard().with_limit::<{ 1usize << $shift }>();
+                    return bincode::serde::decode_from_slice(body, config);
+                }
+            )*
+        };
+    }
+    ladder!(20 22 24 26 28 30 32 34 36 38 40);
+    Err(bincode::error::DecodeError::LimitExceeded)
+}
+
+fn from_payload(
+    p: Payload<LayerRecord>,
+    panel_budget: usize,
+    bad: &dyn Fn(String) -> Error,
+) -> Result<Checkpoint> {
+    let network = network_from(p.layers, panel_budget, bad)?;
     let kind = match p.normalizer.kind {
         0 => NormKind::None,
         1 => NormKind::MinMax,
@@ -358,7 +397,7 @@ fn from_payload(p: Payload<LayerRecord>, bad: &dyn Fn(String) -> Error) -> Resul
             let best = match t.best {
                 None => None,
                 Some(b) => {
-                    let net = network_from(b.layers, bad)?;
+                    let net = network_from(b.layers, panel_budget, bad)?;
                     if net.sizes() != model.network.sizes() {
                         return Err(bad(
                             "the early-stopping snapshot has a different shape from the model"

@@ -152,11 +152,13 @@ impl Csr {
         if u32::try_from(col.len()).is_err() {
             return Err(format!("{} entries: at most 2^32 - 1 fit", col.len()));
         }
+        // Every offset is checked before any is used: with offsets that never decrease and
+        // end at the number of entries, every row's range lies inside `col` and `val`.
+        if row_ptr.windows(2).any(|w| w[1] < w[0]) {
+            return Err("row offsets decrease".into());
+        }
         let mut b = Builder::new(cols);
         for w in row_ptr.windows(2) {
-            if w[1] < w[0] {
-                return Err("row offsets decrease".into());
-            }
             let row = &col[w[0]..w[1]];
             if row.windows(2).any(|c| c[1] <= c[0]) || row.iter().any(|&c| c as usize >= cols) {
                 return Err(format!(
@@ -414,6 +416,9 @@ mod tests {
         assert!(Csr::from_parts(3, vec![0, 2], vec![2, 1], vec![1.0, 1.0]).is_err());
         assert!(Csr::from_parts(3, vec![0, 1], vec![3], vec![1.0]).is_err());
         assert!(Csr::from_parts(3, vec![1, 1], vec![0], vec![1.0]).is_err());
+        // An offset beyond the entries, in a row before the one that decreases (a crafted
+        // checkpoint did this and the loader panicked slicing the columns).
+        assert!(Csr::from_parts(3, vec![0, 5, 1], vec![0], vec![1.0]).is_err());
         let kept = m.retain(&[false, true, true]);
         assert_eq!(
             kept.to_dense(),
