@@ -323,6 +323,25 @@ fn an_error_on_one_rank_ends_the_job_within_10_seconds() {
 }
 
 #[test]
+fn a_panic_on_one_rank_ends_the_job_within_10_seconds() {
+    // Rank 1 of 3 panics (a test-only hook) while ranks 0 and 2 go on into training and wait
+    // for it in a collective. Unwinding into MPI_Finalize used to hang the job for ever.
+    let data = sonar();
+    for _ in 0..3 {
+        let mut cmd = mpirun_command(3, &["train", "--data", &data, "--epochs", "3"]);
+        cmd.env("NNMPI_INJECT_PANIC", "1").env("RUST_BACKTRACE", "0");
+        let (out, in_time) = run_with_limit(cmd, Duration::from_secs(10));
+        assert!(in_time, "the job hung after a panic on rank 1");
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("injected panic on rank 1") && err.contains("ending the whole MPI job"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn info_prints_the_plan_for_any_number_of_ranks() {
     let text = run(
         0,

@@ -101,6 +101,9 @@ fn run_command(cli: &Cli, matches: &ArgMatches) -> Result<()> {
     if nnmpi::dist::launched_by_mpi() {
         let runtime = nnmpi::dist::MpiRuntime::init()?;
         let world = runtime.world();
+        if world.size() > 1 {
+            runtime.abort_job_on_panic();
+        }
         let result = run(cli, matches, world.clone());
         if let Err(e) = &result {
             end_job(&world, e);
@@ -146,8 +149,19 @@ fn check_same_arguments<C: Comm>(world: &C) -> Result<()> {
     Ok(())
 }
 
+/// For the test suite: `NNMPI_INJECT_PANIC=R` makes rank `R` panic here, while the other
+/// ranks go on into the command and wait for it in a collective.
+fn inject_test_fault<C: Comm>(world: &C) {
+    if let Ok(rank) = std::env::var("NNMPI_INJECT_PANIC") {
+        if rank.parse() == Ok(world.rank()) {
+            panic!("injected panic on rank {rank} (NNMPI_INJECT_PANIC)");
+        }
+    }
+}
+
 fn run<C: Comm>(cli: &Cli, matches: &ArgMatches, world: C) -> Result<()> {
     check_same_arguments(&world)?;
+    inject_test_fault(&world);
     // `info` only describes a plan (its --grid is the one to describe), so it runs on any job.
     let grid = match cli.command {
         Command::Info(_) => Grid::model(world.size()),

@@ -26,6 +26,9 @@ pub fn launched_by_mpi() -> bool {
         .any(|v| std::env::var_os(v).is_some())
 }
 
+/// Exit code of a job ended by a panic (Rust's own code for a panicking process).
+pub const PANIC_EXIT_CODE: c_int = 101;
+
 /// MPI, initialised for the life of this value (`MPI_Finalize` when it is dropped: drop every
 /// [`MpiComm`] first).
 pub struct MpiRuntime {
@@ -43,6 +46,30 @@ impl MpiRuntime {
             )));
         }
         Ok(MpiRuntime { universe })
+    }
+
+    /// Makes a panic on any thread of this process end the whole job: the panic is reported
+    /// as usual, then `MPI_Abort` is called. Without it the panicking rank unwinds into
+    /// `MPI_Finalize`, which waits forever for the ranks blocked in a collective it will never
+    /// join. After `MPI_Finalize` (the runtime dropped) a panic is left to unwind.
+    pub fn abort_job_on_panic(&self) {
+        let report = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            report(info);
+            let mut finalized: c_int = 0;
+            // SAFETY: MPI_Finalized may be called at any time, from any thread; MPI_Abort is
+            // only called while MPI is initialised and not finalised.
+            unsafe {
+                ffi::MPI_Finalized(&mut finalized);
+                if finalized == 0 {
+                    let rank = std::env::var("OMPI_COMM_WORLD_RANK")
+                        .or_else(|_| std::env::var("PMI_RANK"))
+                        .unwrap_or_else(|_| "?".into());
+                    eprintln!("error: rank {rank} panicked; ending the whole MPI job");
+                    ffi::MPI_Abort(ffi::RSMPI_COMM_WORLD, PANIC_EXIT_CODE);
+                }
+            }
+        }));
     }
 
     /// The communicator of every process in the job.
