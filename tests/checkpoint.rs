@@ -194,3 +194,29 @@ fn inconsistent_shapes_in_a_crafted_file_are_rejected() {
     let err = decode(Path::new("x"), &b).unwrap_err().to_string();
     assert!(err.contains("do not fit its shape 9x5"), "{err}");
 }
+
+#[test]
+fn a_model_with_non_finite_weights_is_refused() {
+    let bytes = valid_bytes();
+    let ckpt = decode(Path::new("x"), &bytes).unwrap();
+    // Overwrite the first weight's bytes in the payload with a NaN, re-framed validly.
+    let first = ckpt.model.network.layers()[0].weight_slice()[0].to_le_bytes();
+    let mut body = bytes[24..].to_vec();
+    let at = body
+        .windows(4)
+        .position(|w| w == first)
+        .expect("the first weight is in the payload");
+    body[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    let mut b = bytes[..24].to_vec();
+    b[20..24].copy_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    b.extend_from_slice(&body);
+    let err = error_of(&b);
+    assert!(
+        err.contains("layer 1 has 1 weights and 0 biases that are NaN or infinite"),
+        "{err}"
+    );
+    // Nor is one written.
+    let mut bad = ckpt.clone();
+    bad.model.network.layers_mut()[1].bias_mut()[0] = f32::INFINITY;
+    assert!(encode(&bad).is_err());
+}

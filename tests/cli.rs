@@ -424,3 +424,63 @@ fn an_unwritable_out_or_log_stops_training_before_the_first_epoch() {
         );
     }
 }
+
+#[test]
+fn a_run_that_blows_up_stops_and_never_checkpoints_non_finite_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    // A finite loss far above where it started (0.69 → 7 at lr 1e6): used to exit 0 and
+    // save a model that predicts one class.
+    let out = dir.path().join("blown.nnmpi");
+    let o = train_small(&[
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e6",
+        "--epochs",
+        "5",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("training diverged: the loss went from") && err.contains("smaller --lr"),
+        "{err}"
+    );
+    assert!(err.contains("no checkpoint was written"), "{err}");
+    assert!(!out.exists());
+    // Regression at lr 10 with a checkpoint every epoch: the weights overflow in the epoch's
+    // last updates, before the loss shows it; the epoch-3 checkpoint used to hold NaNs.
+    let table: String = std::fs::read_to_string(sonar())
+        .unwrap()
+        .lines()
+        .map(|l| l.rsplit_once(',').unwrap().0.to_string() + "\n")
+        .collect();
+    let data = write(dir.path(), "regression.csv", &table);
+    let out = dir.path().join("reg.nnmpi");
+    let o = nnmpi(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--task",
+        "regress",
+        "--label-col",
+        "0",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "10",
+        "--epochs",
+        "8",
+        "--checkpoint-every",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("training diverged"), "{}", stderr(&o));
+    if out.exists() {
+        let info = nnmpi(&["info", "--model", out.to_str().unwrap()]);
+        assert!(info.status.success(), "{}", stderr(&info));
+    }
+}

@@ -329,7 +329,8 @@ fn a_panic_on_one_rank_ends_the_job_within_10_seconds() {
     let data = sonar();
     for _ in 0..3 {
         let mut cmd = mpirun_command(3, &["train", "--data", &data, "--epochs", "3"]);
-        cmd.env("NNMPI_INJECT_PANIC", "1").env("RUST_BACKTRACE", "0");
+        cmd.env("NNMPI_INJECT_PANIC", "1")
+            .env("RUST_BACKTRACE", "0");
         let (out, in_time) = run_with_limit(cmd, Duration::from_secs(10));
         assert!(in_time, "the job hung after a panic on rank 1");
         assert!(!out.status.success());

@@ -121,6 +121,8 @@ pub struct Progress {
     total_epochs: usize,
     log: Option<MetricsLog>,
     checkpoints: Option<Checkpointing>,
+    /// The epoch of the last checkpoint written.
+    saved_epoch: Option<usize>,
 }
 
 impl Progress {
@@ -140,6 +142,7 @@ impl Progress {
             total_epochs,
             log,
             checkpoints,
+            saved_epoch: None,
         }
     }
 }
@@ -148,6 +151,17 @@ impl Progress {
     /// The checkpoint settings, if the run writes checkpoints.
     pub fn checkpoints(&self) -> Option<&Checkpointing> {
         self.checkpoints.as_ref()
+    }
+
+    /// What a failed run leaves behind: the last checkpoint written, if any.
+    pub fn what_is_kept(&self) -> String {
+        match (&self.checkpoints, self.saved_epoch) {
+            (Some(c), Some(epoch)) => format!(
+                "the last good checkpoint (after epoch {epoch}) is {}",
+                c.path.display()
+            ),
+            _ => "no checkpoint was written".into(),
+        }
     }
 }
 
@@ -210,6 +224,7 @@ impl<C: Comm> Observer<C> for Progress {
             && let Some(snapshot) = c.snapshot(trainer)
         {
             save(&c.path, &snapshot)?;
+            self.saved_epoch = Some(r.epoch);
         }
         Ok(())
     }

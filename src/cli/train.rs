@@ -473,7 +473,9 @@ fn fit_and_save<C: Comm>(
         log,
         checkpoints,
     );
-    let reports = trainer.fit(train, val, &mut progress)?;
+    let reports = trainer
+        .fit(train, val, &mut progress)
+        .map_err(|e| anyhow::anyhow!("{e}; {}", progress.what_is_kept()))?;
     if let Some(plan) = args.prune_plan()? {
         trainer.use_best();
         let steps = plan.schedule.steps;

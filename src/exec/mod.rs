@@ -54,6 +54,11 @@ impl ShardLayer {
         self.rows.is_empty()
     }
 
+    /// Weights and biases that are NaN or infinite.
+    pub fn non_finite(&self) -> usize {
+        crate::model::non_finite(self.weights.values()) + crate::model::non_finite(&self.bias)
+    }
+
     /// Stored weight values and bias, for optimisers.
     pub fn params_mut(&mut self) -> (&mut [f32], &mut [f32]) {
         (self.weights.values_mut(), &mut self.bias)

@@ -248,8 +248,13 @@ fn norm_code(kind: NormKind) -> u8 {
 }
 
 /// Serialises a checkpoint to bytes (header + payload).
+/// A model with NaN or infinite parameters is refused: such a file could only mislead.
 pub fn encode(ckpt: &Checkpoint) -> Result<Vec<u8>> {
     let m = &ckpt.model;
+    m.validate()?;
+    if let Some(best) = ckpt.training.as_ref().and_then(|t| t.state.best.as_ref()) {
+        best.network.check_finite()?;
+    }
     let payload = Payload {
         writer: format!("nnmpi {}", env!("CARGO_PKG_VERSION")),
         layers: layer_records(&m.network),

@@ -371,6 +371,21 @@ impl Network {
         Ok(Network { layers })
     }
 
+    /// An error naming the first layer with NaN or infinite weights or biases: such a model
+    /// comes from a run that diverged and predicts nothing useful.
+    pub fn check_finite(&self) -> Result<()> {
+        for (i, l) in self.layers.iter().enumerate() {
+            let (w, b) = (non_finite(l.weight_slice()), non_finite(l.bias()));
+            if w + b > 0 {
+                return Err(Error::Numerical(format!(
+                    "layer {} has {w} weights and {b} biases that are NaN or infinite: the model comes from a training run that diverged",
+                    i + 1
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The layers, input side first.
     pub fn layers(&self) -> &[Layer] {
         &self.layers
@@ -469,9 +484,22 @@ pub struct Model {
     pub task: Task,
 }
 
+/// How many of `values` are NaN or infinite.
+pub fn non_finite(values: &[f32]) -> usize {
+    values.iter().filter(|v| !v.is_finite()).count()
+}
+
 impl Model {
-    /// Checks that the normaliser and task fit the network.
+    /// Checks that the parameters are finite and that the normaliser and task fit the
+    /// network.
     pub fn validate(&self) -> Result<()> {
+        self.network.check_finite()?;
+        let stats = non_finite(self.normalizer.offset()) + non_finite(self.normalizer.scale());
+        if stats > 0 {
+            return Err(Error::Numerical(format!(
+                "{stats} of the normaliser's statistics are NaN or infinite"
+            )));
+        }
         if !self.normalizer.is_identity() && self.normalizer.features() != self.network.inputs() {
             return Err(Error::config(format!(
                 "normaliser has {} features but the network has {} inputs",

@@ -149,7 +149,13 @@ pub struct Trainer<C: Comm = SelfComm> {
     order: Vec<usize>,
     x: Vec<f32>,
     t: Vec<f32>,
+    /// Mean loss of the first mini-batch this trainer ran (before its update).
+    start_loss: Option<f64>,
 }
+
+/// A run whose epoch loss is over this many times the loss it started at (and over it by
+/// more than 1) has blown up: training does not raise the loss that far.
+pub const BLOWN_UP: f64 = 3.0;
 
 /// Lengths of the parameter tensors (weights, bias per layer) of a shard.
 fn tensor_lens(layers: &[ShardLayer]) -> Vec<usize> {
@@ -290,6 +296,7 @@ impl<C: Comm> Trainer<C> {
             order: Vec::new(),
             x: Vec::new(),
             t: Vec::new(),
+            start_loss: None,
         })
     }
 
@@ -592,6 +599,43 @@ impl<C: Comm> Trainer<C> {
         loss
     }
 
+    /// An error if the epoch just ended has blown the run up: a NaN or infinite loss,
+    /// weight or bias (every rank checks its shard; the count is summed over the model's
+    /// ranks, so every rank decides alike), or a loss [`BLOWN_UP`] times where the run
+    /// started (the loss of its first mini-batch). A checkpoint is only written after an
+    /// epoch that passed.
+    fn check_diverged(&self, train_loss: f64) -> Result<()> {
+        let epoch = self.epoch;
+        let hint = "try a smaller --lr, or normalised inputs (--normalize zscore)";
+        if !train_loss.is_finite() {
+            return Err(Error::Numerical(format!(
+                "training diverged: the loss is {train_loss} in epoch {epoch}; {hint}"
+            )));
+        }
+        let mut bad = [self
+            .engine
+            .layers()
+            .iter()
+            .map(ShardLayer::non_finite)
+            .sum::<usize>() as f64];
+        self.engine.comm().all_reduce_sum(&mut bad);
+        if bad[0] > 0.0 {
+            return Err(Error::Numerical(format!(
+                "training diverged: {} weights and biases are NaN or infinite after epoch {epoch}; {hint}",
+                bad[0]
+            )));
+        }
+        if let Some(start) = self.start_loss
+            && train_loss > BLOWN_UP * start
+            && train_loss > start + 1.0
+        {
+            return Err(Error::Numerical(format!(
+                "training diverged: the loss went from {start:.4} at the start to {train_loss:.4} in epoch {epoch}; {hint}"
+            )));
+        }
+        Ok(())
+    }
+
     /// One pass over `train` in shuffled mini-batches.
     pub fn run_epoch(
         &mut self,
@@ -612,8 +656,10 @@ impl<C: Comm> Trainer<C> {
         self.x.resize(inputs * most, 0.0);
         self.t.resize(outputs * most, 0.0);
         observer.epoch_started(self.epoch + 1, n.div_ceil(bs));
-        // [loss sum, correct], summed over the data groups at the end of the epoch.
-        let mut totals = [0.0f64; 2];
+        // [loss sum, correct, loss of the run's first batch], summed over the data groups at
+        // the end of the epoch.
+        let mut totals = [0.0f64; 3];
+        let first_batch = self.start_loss.is_none().then(|| n.min(bs));
         let order = std::mem::take(&mut self.order);
         for (bi, batch) in order.chunks(bs).enumerate() {
             let mine = &batch[Partition::share(batch.len(), groups, group)];
@@ -621,7 +667,11 @@ impl<C: Comm> Trainer<C> {
             let (x, t) = (&mut self.x[..inputs * b], &mut self.t[..outputs * b]);
             train.gather_features(mine, x);
             encode_targets(&train.targets, mine, outputs, t);
-            totals[0] += self.step_on(b, batch.len());
+            let loss = self.step_on(b, batch.len());
+            totals[0] += loss;
+            if bi == 0 && first_batch.is_some() {
+                totals[2] = loss;
+            }
             if let (Targets::Classes(ids), true) = (&train.targets, b > 0) {
                 let y = self.engine.output(b);
                 totals[1] += mine
@@ -636,12 +686,10 @@ impl<C: Comm> Trainer<C> {
         self.groups.all_reduce_sum(&mut totals);
         self.epoch += 1;
         let train_loss = totals[0] / n.max(1) as f64;
-        if !train_loss.is_finite() {
-            return Err(Error::Numerical(format!(
-                "training diverged: the loss is {train_loss} in epoch {}; try a smaller --lr or normalised inputs (--normalize zscore)",
-                self.epoch
-            )));
+        if let Some(size) = first_batch {
+            self.start_loss = Some(totals[2] / size.max(1) as f64);
         }
+        self.check_diverged(train_loss)?;
         let secs = started.elapsed().as_secs_f64();
         Ok(EpochReport {
             epoch: self.epoch,
