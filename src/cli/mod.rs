@@ -152,10 +152,10 @@ fn check_same_arguments<C: Comm>(world: &C) -> Result<()> {
 /// For the test suite: `NNMPI_INJECT_PANIC=R` makes rank `R` panic here, while the other
 /// ranks go on into the command and wait for it in a collective.
 fn inject_test_fault<C: Comm>(world: &C) {
-    if let Ok(rank) = std::env::var("NNMPI_INJECT_PANIC") {
-        if rank.parse() == Ok(world.rank()) {
-            panic!("injected panic on rank {rank} (NNMPI_INJECT_PANIC)");
-        }
+    if let Ok(rank) = std::env::var("NNMPI_INJECT_PANIC")
+        && rank.parse() == Ok(world.rank())
+    {
+        panic!("injected panic on rank {rank} (NNMPI_INJECT_PANIC)");
     }
 }
 
