@@ -484,3 +484,52 @@ fn a_run_that_blows_up_stops_and_never_checkpoints_non_finite_weights() {
         assert!(info.status.success(), "{}", stderr(&info));
     }
 }
+
+#[test]
+fn numeric_flags_out_of_range_are_refused_with_the_allowed_range() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--lr=-1"], "expected a number above 0"),
+        (&["--lr", "-1"], "expected a number above 0"),
+        (&["--momentum=-5"], "expected a fraction in [0, 1)"),
+        (&["--weight-decay=-1"], "expected a number of at least 0"),
+        (&["--epochs", "0"], "expected a whole number of at least 1"),
+        (
+            &["--batch-size", "0"],
+            "expected a whole number of at least 1",
+        ),
+        (&["--val-split", "1.5"], "expected a fraction in [0, 1)"),
+        (&["--kfold", "1"], "expected at least 2 folds"),
+        (
+            &["--hidden", "8,0"],
+            "expected a whole number of at least 1",
+        ),
+        (&["--val-split", "0.999"], "no training sample is left"),
+        (&["--val-split", "0.001"], "less than one sample"),
+        (&["--rows", "0:99999"], "START < END <= 208"),
+    ];
+    for (flags, want) in cases {
+        let o = train_small(flags);
+        assert!(!o.status.success(), "{flags:?} was accepted");
+        assert!(stderr(&o).contains(want), "{flags:?}: {}", stderr(&o));
+    }
+    // --epochs on resume is the total to reach: one already reached is an error, not a
+    // silent copy of the checkpoint.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.nnmpi");
+    let o = train_small(&["--epochs", "3", "--out", out.to_str().unwrap(), "--quiet"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = nnmpi(&[
+        "train",
+        "--data",
+        &sonar(),
+        "--resume",
+        out.to_str().unwrap(),
+        "--epochs",
+        "3",
+    ]);
+    assert!(
+        stderr(&o).contains("has already trained 3 epochs"),
+        "{}",
+        stderr(&o)
+    );
+}

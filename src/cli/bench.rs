@@ -15,26 +15,26 @@ use std::path::PathBuf;
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// Layer sizes, inputs first.
-    #[arg(long, value_delimiter = ',', default_value = "4096,4096,4096")]
+    #[arg(long, value_delimiter = ',', default_value = "4096,4096,4096", value_parser = super::ranges::at_least_one)]
     pub layers: Vec<usize>,
     /// Samples per batch (the whole job's; data-parallel groups share it).
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = super::ranges::at_least_one)]
     pub batch: usize,
     /// predict (a forward pass), train (forward, backward and an SGD update on one batch) or
     /// epoch (a training epoch of --samples synthetic samples, softmax cross-entropy).
     #[arg(long, default_value = "predict")]
     pub mode: Mode,
     /// Timed repetitions (the median is reported).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = super::ranges::at_least_one)]
     pub reps: usize,
     /// Untimed repetitions first (buffers, caches, MPI connections).
     #[arg(long, default_value_t = 2)]
     pub warmup: usize,
     /// Calls per repetition [default: enough for about 10 ms; 1 for epochs].
-    #[arg(long)]
+    #[arg(long, value_parser = super::ranges::at_least_one)]
     pub inner: Option<usize>,
     /// Samples of the synthetic epoch (--mode epoch).
-    #[arg(long, default_value_t = 60000)]
+    #[arg(long, default_value_t = 60000, value_parser = super::ranges::at_least_one)]
     pub samples: usize,
     /// Hidden activation.
     #[arg(long, default_value = "relu")]
@@ -43,11 +43,11 @@ pub struct BenchArgs {
     #[arg(long, default_value = "identity")]
     pub output_activation: Activation,
     /// Prune every layer to this fraction of absent connections first (magnitude, per layer).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = super::ranges::fraction, allow_negative_numbers = true)]
     pub sparsity: f64,
     /// Prune blocks of this many consecutive neurons reading the same input (as `nnmpi prune
     /// --block`); 4 lets the sparse kernels run four rows at a time.
-    #[arg(long, default_value_t = 1, value_name = "ROWS")]
+    #[arg(long, default_value_t = 1, value_name = "ROWS", value_parser = super::ranges::at_least_one)]
     pub block: usize,
     /// How the (pruned) layers are stored and run: auto (sparse below the measured crossover density), dense or sparse.
     #[arg(long, default_value = "auto")]

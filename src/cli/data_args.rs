@@ -95,7 +95,12 @@ impl DataArgs {
         }
         match &self.rows {
             Some(r) => {
-                let end = r.end.min(data.len());
+                // An END left out means the last sample; one given must exist.
+                let end = if r.end == usize::MAX {
+                    data.len()
+                } else {
+                    r.end
+                };
                 data.rows(r.start..end)
                     .with_context(|| format!("selecting --rows from {}", self.data.display()))
             }

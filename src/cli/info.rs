@@ -22,13 +22,13 @@ pub struct InfoArgs {
     )]
     pub model: Option<PathBuf>,
     /// Describe a network of these layer sizes instead (inputs first), e.g. 4096,4096,4096.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = super::ranges::at_least_one)]
     pub layers: Option<Vec<usize>>,
     /// Show how the network splits over N ranks (with --grid DxM or --parallel data: the grid of N ranks).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = super::ranges::at_least_one)]
     pub ranks: Option<usize>,
     /// Samples per batch, for the communication volume per batch.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = super::ranges::at_least_one)]
     pub batch_size: usize,
 }
 

@@ -8,6 +8,7 @@ mod info;
 mod predict;
 mod progress;
 mod prune;
+mod ranges;
 mod train;
 
 use anyhow::Result;
@@ -30,7 +31,7 @@ use nnmpi::dist::{Comm, Grid, SelfComm};
 #[command(name = "nnmpi", version, about, long_about, verbatim_doc_comment)]
 pub struct Cli {
     /// Threads per rank for the math [default: RAYON_NUM_THREADS, else one per core].
-    #[arg(long, global = true, value_name = "N")]
+    #[arg(long, global = true, value_name = "N", value_parser = ranges::at_least_one)]
     pub threads: Option<usize>,
     /// Under mpirun: model (every layer's neurons split over the ranks, the default) or data
     /// (a whole model per rank, each batch split over the ranks).

@@ -21,7 +21,7 @@ pub struct ModelInput {
     #[command(flatten)]
     pub data: DataArgs,
     /// Samples per forward pass.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, value_parser = super::ranges::at_least_one)]
     pub batch_size: usize,
 }
 

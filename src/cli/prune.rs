@@ -4,7 +4,7 @@
 use super::context::{Ctx, say};
 use super::data_args::DataArgs;
 use super::predict::implied_loss;
-use super::train::{describe, split_and_normalize};
+use super::train::{check_split, describe, split_and_normalize};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use nnmpi::dist::Comm;
@@ -24,10 +24,10 @@ pub struct PruneArgs {
     #[arg(long, value_name = "PATH")]
     pub out: PathBuf,
     /// Prune connections to this sparsity (fraction absent, exact count), smallest magnitudes first.
-    #[arg(long, value_name = "S", conflicts_with = "threshold")]
+    #[arg(long, value_name = "S", conflicts_with = "threshold", value_parser = super::ranges::fraction, allow_negative_numbers = true)]
     pub sparsity: Option<f64>,
     /// Prune connections with |w| below this instead.
-    #[arg(long, value_name = "T")]
+    #[arg(long, value_name = "T", value_parser = super::ranges::non_negative, allow_negative_numbers = true)]
     pub threshold: Option<f32>,
     /// layer: every layer to the sparsity; global: all weights compete (small layers keep more).
     #[arg(long, default_value = "global")]
@@ -36,13 +36,13 @@ pub struct PruneArgs {
     /// the block's L2 norm (--sparsity and --threshold then count blocks). The sparse
     /// kernels run 4-row blocks (or multiples) four rows at a time: several times faster
     /// than single connections at the same sparsity, for some accuracy.
-    #[arg(long, default_value_t = 1, value_name = "ROWS")]
+    #[arg(long, default_value_t = 1, value_name = "ROWS", value_parser = super::ranges::at_least_one)]
     pub block: usize,
     /// Remove this fraction of every hidden layer's neurons (smallest ‖in‖·‖out‖ first).
-    #[arg(long, value_name = "F", conflicts_with = "neuron_threshold")]
+    #[arg(long, value_name = "F", conflicts_with = "neuron_threshold", value_parser = super::ranges::fraction, allow_negative_numbers = true)]
     pub neurons: Option<f64>,
     /// Remove hidden neurons whose ‖in‖·‖out‖ is below this instead.
-    #[arg(long, value_name = "T")]
+    #[arg(long, value_name = "T", value_parser = super::ranges::non_negative, allow_negative_numbers = true)]
     pub neuron_threshold: Option<f32>,
     /// Also remove neurons left without inputs (their constant output folded into the next
     /// layer's biases: same outputs) or without readers; implied by --neurons. A model whose
@@ -50,7 +50,7 @@ pub struct PruneArgs {
     #[arg(long)]
     pub drop_dead_neurons: bool,
     /// Reach --sparsity in this many steps (polynomial schedule), fine-tuning after each.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = super::ranges::at_least_one)]
     pub steps: usize,
     /// Epochs of fine-tuning after every step, with the mask held (needs --data).
     #[arg(long, default_value_t = 0)]
@@ -126,6 +126,7 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &PruneArgs) -> Result<()> {
             let data = ctx.load_data(|| d.load_for(&model))?;
             let (train, val, _) =
                 split_and_normalize(&data, split, config.seed, |_| normalizer.clone());
+            check_split(split, &data, &train, val.as_ref())?;
             Some((train, val))
         }
         None => None,

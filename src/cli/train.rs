@@ -24,7 +24,7 @@ pub struct TrainArgs {
     #[arg(long, default_value = "classify", value_parser = ["classify", "regress"])]
     pub task: String,
     /// Hidden layer sizes, comma-separated (e.g. 128,64); --hidden with no value for none (logistic regression).
-    #[arg(long, default_value = "60", value_delimiter = ',', num_args = 0..)]
+    #[arg(long, default_value = "60", value_delimiter = ',', num_args = 0.., value_parser = super::ranges::at_least_one)]
     pub hidden: Vec<usize>,
     /// Hidden activation: sigmoid, tanh, relu, leaky-relu[:alpha], identity.
     #[arg(long, default_value = "relu")]
@@ -42,28 +42,28 @@ pub struct TrainArgs {
     #[arg(long, default_value = "adam", value_parser = ["adam", "sgd"])]
     pub optimizer: String,
     /// Learning rate [default: 0.001 for adam, 0.1 for sgd].
-    #[arg(long)]
+    #[arg(long, value_parser = super::ranges::positive, allow_negative_numbers = true)]
     pub lr: Option<f32>,
     /// SGD momentum (0 = plain SGD).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = super::ranges::momentum, allow_negative_numbers = true)]
     pub momentum: f32,
     /// Weight decay (L2 for sgd, decoupled for adam); biases are not decayed.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = super::ranges::non_negative, allow_negative_numbers = true)]
     pub weight_decay: f32,
     /// Samples per mini-batch; 1 is the seed's online SGD.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = super::ranges::at_least_one)]
     pub batch_size: usize,
     /// Epochs to train (with --resume: the total to reach).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = super::ranges::at_least_one)]
     pub epochs: usize,
     /// Seed of initialisation, splits and shuffles: the same seed gives the same model.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Fraction of the samples held out for validation each epoch.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = super::ranges::fraction, allow_negative_numbers = true)]
     pub val_split: f64,
     /// Stop after this many epochs without a better validation loss, keeping the best model (needs --val-split).
-    #[arg(long)]
+    #[arg(long, value_parser = super::ranges::at_least_one)]
     pub patience: Option<usize>,
     /// Keep the file's sample order (the seed's behaviour) instead of shuffling every epoch.
     #[arg(long)]
@@ -72,7 +72,7 @@ pub struct TrainArgs {
     #[arg(long, default_value = "minmax")]
     pub normalize: NormKind,
     /// Run K-fold cross-validation (stratified) and report held-out accuracy; with --out, then train on all samples.
-    #[arg(long, value_name = "K")]
+    #[arg(long, value_name = "K", value_parser = super::ranges::folds)]
     pub kfold: Option<usize>,
     /// Write the trained model (with its training state) to this checkpoint file.
     #[arg(long, value_name = "PATH")]
@@ -90,10 +90,10 @@ pub struct TrainArgs {
     #[arg(long)]
     pub quiet: bool,
     /// After training, prune gradually to this sparsity (fraction of absent connections, e.g. 0.9), fine-tuning after every step; with --kfold, every fold too (reports accuracy before and after).
-    #[arg(long, value_name = "S")]
+    #[arg(long, value_name = "S", value_parser = super::ranges::fraction, allow_negative_numbers = true)]
     pub prune_to: Option<f64>,
     /// Pruning steps of the polynomial schedule (TensorFlow's PolynomialDecay, power 3).
-    #[arg(long, value_name = "K", default_value_t = 5)]
+    #[arg(long, value_name = "K", default_value_t = 5, value_parser = super::ranges::at_least_one)]
     pub prune_steps: usize,
     /// Fine-tuning epochs after every pruning step (the mask is held).
     #[arg(long, value_name = "E", default_value_t = 10)]
@@ -103,7 +103,7 @@ pub struct TrainArgs {
     pub prune_scope: Scope,
     /// Prune blocks of this many consecutive neurons reading the same input (as `nnmpi prune
     /// --block`; 4 lets the sparse kernels run four rows at a time).
-    #[arg(long, value_name = "ROWS", default_value_t = 1)]
+    #[arg(long, value_name = "ROWS", default_value_t = 1, value_parser = super::ranges::at_least_one)]
     pub prune_block: usize,
 }
 
@@ -360,6 +360,7 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, matches: &ArgMatches) -> Res
     let (train, val, normalizer) = split_and_normalize(&data, args.val_split, args.seed, |t| {
         Normalizer::fit(args.normalize, t.features.view())
     });
+    check_split(args.val_split, &data, &train, val.as_ref())?;
     let network = args.network(data.n_features(), outputs, out_act, args.seed)?;
     if !args.quiet {
         say!(
@@ -390,6 +391,28 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, matches: &ArgMatches) -> Res
     )
 }
 
+/// A validation split must leave samples on both sides.
+pub(super) fn check_split(
+    fraction: f64,
+    data: &Dataset,
+    train: &Dataset,
+    val: Option<&Dataset>,
+) -> Result<()> {
+    let n = data.len();
+    if train.is_empty() {
+        bail!(
+            "--val-split {fraction} holds out all {n} samples of {} for validation: no training sample is left",
+            data.origin.display()
+        );
+    }
+    if fraction > 0.0 && val.is_none() {
+        bail!(
+            "--val-split {fraction} of {n} samples is less than one sample: give a larger fraction or none"
+        );
+    }
+    Ok(())
+}
+
 /// Continues a run from its checkpoint.
 fn resume<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, path: &std::path::Path) -> Result<()> {
     let ckpt = ctx.load_checkpoint(path)?;
@@ -413,6 +436,14 @@ fn resume<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, path: &std::path::Path) -> Re
         |_| normalizer.clone(),
     );
     drop(data);
+    if args.epochs <= training.state.epoch {
+        bail!(
+            "--epochs {} is the total to reach, and {} has already trained {} epochs: give a larger --epochs",
+            args.epochs,
+            path.display(),
+            training.state.epoch
+        );
+    }
     let mut config = training.config;
     config.epochs = args.epochs;
     if !args.quiet {
