@@ -3,6 +3,7 @@
 
 use super::{Dataset, LabelKind, Targets, read_maybe_gz, sorted_classes};
 use crate::error::{Error, Result};
+use csv::StringRecord;
 use ndarray::Array2;
 use std::path::Path;
 use std::str::FromStr;
@@ -111,18 +112,46 @@ pub fn load_csv(path: &Path, opts: &CsvOptions) -> Result<Dataset> {
     parse_csv(path, &text, opts)
 }
 
-fn split_line(line: &str, delimiter: char) -> Vec<&str> {
-    line.split(delimiter).map(str::trim).collect()
+/// A data line: its 1-based line number and its fields (trimmed, quotes removed).
+type Row = (usize, StringRecord);
+
+/// Splits `text` into rows with the `csv` crate (RFC 4180: quoted fields may hold the
+/// delimiter, quotes and line breaks), dropping a UTF-8 byte-order mark and blank lines.
+fn read_rows(path: &Path, text: &str, delimiter: char) -> Result<Vec<Row>> {
+    let delimiter = u8::try_from(delimiter)
+        .ok()
+        .filter(u8::is_ascii)
+        .ok_or_else(|| {
+            Error::data(
+                path,
+                0,
+                format!("--delimiter '{delimiter}' is not a single ASCII character"),
+            )
+        })?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(delimiter)
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| {
+            let line = e.position().map_or(0, |p| p.line() as usize);
+            Error::data(path, line, format!("not readable as CSV: {e}"))
+        })?;
+        let line = record.position().map_or(0, |p| p.line() as usize);
+        if record.iter().all(str::is_empty) {
+            continue; // a blank line, or one of spaces
+        }
+        rows.push((line, record));
+    }
+    Ok(rows)
 }
 
 fn parse_csv(path: &Path, text: &str, opts: &CsvOptions) -> Result<Dataset> {
-    // (1-based line number, fields) of every non-blank line.
-    let lines: Vec<(usize, Vec<&str>)> = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| (i + 1, split_line(l.trim_end_matches('\r'), opts.delimiter)))
-        .collect();
+    let lines = read_rows(path, text, opts.delimiter)?;
     let Some((first_no, first)) = lines.first() else {
         return Err(Error::data(
             path,
@@ -161,7 +190,7 @@ fn parse_csv(path: &Path, text: &str, opts: &CsvOptions) -> Result<Dataset> {
             lines.get(1).is_some_and(|(_, second)| {
                 (0..width).any(|c| {
                     is_feature(c)
-                        && name_like(first[c])
+                        && name_like(&first[c])
                         && second.get(c).is_some_and(|v| numeric(v))
                 })
             })
@@ -219,7 +248,7 @@ fn parse_csv(path: &Path, text: &str, opts: &CsvOptions) -> Result<Dataset> {
 fn resolve_label_column(
     path: &Path,
     opts: &CsvOptions,
-    first: &[&str],
+    first: &StringRecord,
     line: usize,
 ) -> Result<Option<usize>> {
     let width = first.len();
@@ -246,7 +275,7 @@ fn resolve_label_column(
                     line,
                     format!(
                         "no column named '{name}' in the header (columns: {})",
-                        first.join(", ")
+                        first.iter().collect::<Vec<_>>().join(", ")
                     ),
                 ));
             }
@@ -285,7 +314,7 @@ fn parse_number(path: &Path, line: usize, col: usize, cell: &str) -> Result<f32>
 
 fn build_targets(
     path: &Path,
-    rows: &[(usize, Vec<&str>)],
+    rows: &[Row],
     col: usize,
     labels: &[&str],
     kind: &LabelKind,
@@ -388,6 +417,39 @@ mod tests {
                 && err.contains("a, b"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn excel_and_python_csv_read_like_plain_csv() {
+        let plain = parse("1,2,R\n3,4,M\n", &CsvOptions::default()).unwrap();
+        // Excel's "CSV UTF-8" starts with a byte-order mark: the first row is still data.
+        let bom = parse("\u{feff}1,2,R\n3,4,M\n", &CsvOptions::default()).unwrap();
+        assert_eq!(bom, plain);
+        // Python's csv module quotes what it likes (QUOTE_NONNUMERIC, QUOTE_ALL).
+        let quoted = parse("1,2,\"R\"\n3,4,\"M\"\n", &CsvOptions::default()).unwrap();
+        assert_eq!(quoted, plain);
+        let all = parse(
+            "\"1\",\"2\",\"R\"\r\n\"3\",\"4\",\"M\"\r\n",
+            &CsvOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(all, plain);
+        // A quoted label may hold the delimiter and doubled quotes.
+        let d = parse(
+            "1,2,\"big, \"\"red\"\"\"\n3,4,small\n",
+            &CsvOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(d.classes, vec!["big, \"red\"", "small"]);
+        assert_eq!(d.targets, Targets::Classes(vec![0, 1]));
+        // A header with a BOM and quotes names its columns without them.
+        let opts = CsvOptions {
+            label: LabelColumn::Name("y".into()),
+            labels: LabelKind::Values,
+            ..Default::default()
+        };
+        let d = parse("\u{feff}\"y\",\"a\"\n1.5,2\n", &opts).unwrap();
+        assert_eq!(d.targets, Targets::Values(vec![1.5]));
     }
 
     #[test]
