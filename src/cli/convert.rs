@@ -62,7 +62,14 @@ pub fn run_export<C: Comm>(ctx: &Ctx<C>, args: &ExportArgs) -> Result<()> {
 /// Runs `nnmpi import` (rank 0 does the work).
 pub fn run_import<C: Comm>(ctx: &Ctx<C>, args: &ImportArgs) -> Result<()> {
     let shape = ctx.on_root(|| {
-        let mut model = safetensors::import(&args.input)?;
+        let safetensors::Imported { mut model, assumed } = safetensors::import(&args.input)?;
+        if !assumed.is_empty() {
+            println!(
+                "{} leaves nnmpi metadata out; assumed: {}",
+                args.input.display(),
+                assumed.join("; ")
+            );
+        }
         if let Some(format) = args.format {
             model.network = model.network.with_format(format);
         }

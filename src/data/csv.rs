@@ -191,7 +191,7 @@ fn parse_csv(path: &Path, text: &str, opts: &CsvOptions) -> Result<Dataset> {
                 (0..width).any(|c| {
                     is_feature(c)
                         && name_like(&first[c])
-                        && second.get(c).is_some_and(|v| numeric(v))
+                        && second.get(c).is_some_and(numeric)
                 })
             })
         }

@@ -14,7 +14,16 @@
 //! `nnmpi.activations` (comma-separated, e.g. `relu,relu,sigmoid`; `leaky-relu:0.1` carries its
 //! slope), `nnmpi.normalizer` (`none`, `minmax` or `zscore`: `x' = (x - offset) · scale`),
 //! `nnmpi.task` (`classification` or `regression`), `nnmpi.classes` (a JSON array of names)
-//! and `nnmpi.sparse_layers` (comma-separated indices of the layers that were stored sparse).
+//! and `nnmpi.sparse_layers` (comma-separated indices of the layers that were stored sparse),
+//! and `nnmpi.metadata_crc32`: CRC-32 (8 hex digits) of the other `nnmpi.*` entries, sorted
+//! by key, each as `key NUL value NUL` (safetensors has no checksum of its own, and a flipped
+//! bit in a class name or activation would otherwise change the model silently).
+//!
+//! Importing checks the metadata: an unknown `nnmpi.*` key, a checksum mismatch (a key lost
+//! or renamed changes it too), a layer index out of range, a repeated class name, or (in a
+//! file with nnmpi metadata) a tensor the layout does not name is an error. Metadata that a
+//! file written by other tools leaves out is taken at its default, and the defaults taken are
+//! returned to be stated ([`Imported::assumed`]).
 //! Sparse layers are exported dense, a pruned connection as 0; importing stores them sparse
 //! again with the nonzero weights as connections (a connection that training had moved to
 //! exactly 0 becomes a pruned one: the only change the round trip can make).
@@ -30,6 +39,74 @@ use std::path::Path;
 
 /// Version of the names and metadata above.
 pub const LAYOUT_VERSION: &str = "1";
+
+/// The metadata keys nnmpi writes; any other `nnmpi.*` key is an error on import.
+const KEYS: [&str; 8] = [
+    "nnmpi.version",
+    "nnmpi.writer",
+    "nnmpi.activations",
+    "nnmpi.normalizer",
+    "nnmpi.task",
+    "nnmpi.classes",
+    "nnmpi.sparse_layers",
+    CRC_KEY,
+];
+
+/// The checksum of the other metadata.
+const CRC_KEY: &str = "nnmpi.metadata_crc32";
+
+/// CRC-32 of the `nnmpi.*` entries but the checksum, sorted by key, as 8 hex digits.
+fn metadata_crc(meta: &HashMap<String, String>) -> String {
+    let mut entries: Vec<(&String, &String)> = meta
+        .iter()
+        .filter(|(k, _)| k.starts_with("nnmpi.") && *k != CRC_KEY)
+        .collect();
+    entries.sort();
+    let mut h = crc32fast::Hasher::new();
+    for (k, v) in entries {
+        for part in [k.as_bytes(), b"\0", v.as_bytes(), b"\0"] {
+            h.update(part);
+        }
+    }
+    format!("{:08x}", h.finalize())
+}
+
+/// Checks the `nnmpi.*` metadata as a whole (see the module's notes); returns whether the
+/// file has any.
+fn check_metadata(meta: &HashMap<String, String>) -> std::result::Result<bool, String> {
+    let mut ours: Vec<&str> = meta
+        .keys()
+        .map(String::as_str)
+        .filter(|k| k.starts_with("nnmpi."))
+        .collect();
+    ours.sort();
+    if let Some(k) = ours.iter().find(|k| !KEYS.contains(k)) {
+        return Err(format!(
+            "unknown metadata key '{k}' (nnmpi writes {}): the file is damaged, or from a newer nnmpi",
+            KEYS.join(", ")
+        ));
+    }
+    if ours.is_empty() {
+        return Ok(false);
+    }
+    if let Some(crc) = meta.get(CRC_KEY)
+        && *crc != metadata_crc(meta)
+    {
+        return Err(format!(
+            "the nnmpi metadata does not match its checksum {CRC_KEY}: the file is damaged (if you edited the metadata on purpose, remove {CRC_KEY})"
+        ));
+    }
+    Ok(true)
+}
+
+/// A model read from safetensors, and what was assumed for metadata the file left out.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Imported {
+    /// The model.
+    pub model: Model,
+    /// The defaults taken for metadata the file did not have (empty for an nnmpi file).
+    pub assumed: Vec<String>,
+}
 
 /// Name of layer `i`'s weight tensor.
 pub fn weight_name(i: usize) -> String {
@@ -92,7 +169,7 @@ pub fn to_bytes(model: &Model) -> Result<Vec<u8>> {
         .enumerate()
         .filter(|(_, l)| l.weights().is_sparse())
         .map(|(i, _)| i);
-    let meta = HashMap::from([
+    let mut meta = HashMap::from([
         ("nnmpi.version".to_string(), LAYOUT_VERSION.to_string()),
         (
             "nnmpi.writer".to_string(),
@@ -113,6 +190,7 @@ pub fn to_bytes(model: &Model) -> Result<Vec<u8>> {
         ),
         ("nnmpi.sparse_layers".to_string(), join(sparse)),
     ]);
+    meta.insert(CRC_KEY.to_string(), metadata_crc(&meta));
     let views = tensors
         .iter()
         .map(|(name, shape, data)| {
@@ -168,7 +246,7 @@ pub fn export(model: &Model, path: &Path) -> Result<()> {
 
 /// Reads a model written by [`export`] (or by anyone following the layout above); `path` is
 /// only used in messages.
-pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Model> {
+pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Imported> {
     let bad = |msg: String| Error::config(format!("{}: {msg}", path.display()));
     let (_, header) = SafeTensors::read_metadata(bytes)
         .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
@@ -176,6 +254,7 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Model> {
         SafeTensors::deserialize(bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
     let empty = HashMap::new();
     let meta = header.metadata().as_ref().unwrap_or(&empty);
+    let ours = check_metadata(meta).map_err(bad)?;
     let get = |key: &str| meta.get(key).map(String::as_str);
     if let Some(v) = get("nnmpi.version").filter(|v| *v != LAYOUT_VERSION) {
         return Err(bad(format!(
@@ -213,9 +292,12 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Model> {
             "no tensor 'layers.0.weight': not an nnmpi-layout model".into(),
         ));
     }
-    let activations: Vec<Activation> = match get("nnmpi.activations") {
-        Some(_) => metadata_list(get, "nnmpi.activations", str::parse).map_err(bad)?,
-        None => (0..count)
+    let mut assumed = Vec::new();
+    let activations: Vec<Activation> = if get("nnmpi.activations").is_some() {
+        metadata_list(get, "nnmpi.activations", str::parse).map_err(bad)?
+    } else {
+        assumed.push("activations relu, identity on the output layer".to_string());
+        (0..count)
             .map(|i| {
                 if i + 1 < count {
                     Activation::Relu
@@ -223,7 +305,7 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Model> {
                     Activation::Identity
                 }
             })
-            .collect(),
+            .collect()
     };
     if activations.len() != count {
         return Err(bad(format!(
@@ -232,7 +314,10 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Model> {
         )));
     }
     let sparse: Vec<usize> = metadata_list(get, "nnmpi.sparse_layers", |i: &str| {
-        i.parse().map_err(|_| format!("'{i}' is not a layer index"))
+        i.parse::<usize>()
+            .ok()
+            .filter(|&i| i < count)
+            .ok_or_else(|| format!("'{i}' is not the index of one of the {count} layers"))
     })
     .map_err(bad)?;
     let mut layers = Vec::with_capacity(count);
@@ -255,34 +340,65 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Model> {
         });
     }
     let network = Network::from_layers(layers).map_err(|e| bad(e.to_string()))?;
-    let kind = match get("nnmpi.normalizer").unwrap_or("none") {
-        "none" => NormKind::None,
-        "minmax" => NormKind::MinMax,
-        "zscore" => NormKind::ZScore,
-        other => {
+    let kind = match get("nnmpi.normalizer") {
+        None => {
+            assumed.push("no normaliser: inputs are used as given".to_string());
+            NormKind::None
+        }
+        Some("none") => NormKind::None,
+        Some("minmax") => NormKind::MinMax,
+        Some("zscore") => NormKind::ZScore,
+        Some(other) => {
             return Err(bad(format!(
                 "nnmpi.normalizer '{other}' is not none, minmax or zscore"
             )));
         }
     };
+    let mut names: Vec<String> = (0..count)
+        .flat_map(|i| [weight_name(i), bias_name(i)])
+        .collect();
     let normalizer = if kind == NormKind::None {
         Normalizer::identity()
     } else {
         let n = network.inputs();
         let (_, offset) = tensor("normalizer.offset", Some(&[n]))?;
         let (_, scale) = tensor("normalizer.scale", Some(&[n]))?;
+        names.extend(["normalizer.offset".into(), "normalizer.scale".into()]);
         Normalizer::from_parts(kind, offset, scale)
             .ok_or_else(|| bad("normalizer offset and scale do not match".into()))?
     };
-    let task = match get("nnmpi.task").unwrap_or("regression") {
-        "regression" => Task::Regression,
-        "classification" => {
+    let mut unused: Vec<&str> = st
+        .names()
+        .into_iter()
+        .filter(|n| !names.iter().any(|m| m == n))
+        .collect();
+    unused.sort();
+    if let Some(name) = unused.first() {
+        if ours {
+            return Err(bad(format!(
+                "tensor '{name}' is not part of the model's layout: the file is damaged"
+            )));
+        }
+        assumed.push(format!("tensors ignored: {}", unused.join(", ")));
+    }
+    let task = match get("nnmpi.task") {
+        None => {
+            assumed.push("regression: the outputs are values".to_string());
+            Task::Regression
+        }
+        Some("regression") => Task::Regression,
+        Some("classification") => {
             let classes: Vec<String> =
                 serde_json::from_str(get("nnmpi.classes").unwrap_or("[]"))
                     .map_err(|e| bad(format!("nnmpi.classes is not a JSON list of names: {e}")))?;
+            let mut sorted: Vec<&String> = classes.iter().collect();
+            sorted.sort();
+            if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+                return Err(bad(format!("nnmpi.classes names '{}' twice", w[0])));
+            }
             Task::Classification { classes }
         }
-        other => {
+        Some(other) => {
             return Err(bad(format!(
                 "nnmpi.task '{other}' is not classification or regression"
             )));
@@ -294,11 +410,11 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Model> {
         task,
     };
     model.validate().map_err(|e| bad(e.to_string()))?;
-    Ok(model)
+    Ok(Imported { model, assumed })
 }
 
 /// Reads a safetensors model from `path`.
-pub fn import(path: &Path) -> Result<Model> {
+pub fn import(path: &Path) -> Result<Imported> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     from_bytes(path, &bytes)
 }
@@ -349,7 +465,12 @@ mod tests {
             for _ in 0..8 {
                 assert_eq!(to_bytes(&m).expect("export"), first);
             }
-            assert_eq!(from_bytes(Path::new("m.safetensors"), &first).unwrap(), m);
+            assert_eq!(
+                from_bytes(Path::new("m.safetensors"), &first)
+                    .unwrap()
+                    .model,
+                m
+            );
             let n = u64::from_le_bytes(first[..8].try_into().unwrap()) as usize;
             assert_eq!(n % 8, 0, "the header is padded to 8 bytes");
         }
@@ -361,7 +482,8 @@ mod tests {
             let m = model(format);
             let bytes = to_bytes(&m).expect("export");
             let back = from_bytes(Path::new("m.safetensors"), &bytes).expect("import");
-            assert_eq!(back, m, "{format:?}");
+            assert_eq!(back.model, m, "{format:?}");
+            assert!(back.assumed.is_empty());
             let st = SafeTensors::deserialize(&bytes).expect("valid safetensors");
             let mut names = st.names();
             names.sort();
@@ -401,19 +523,95 @@ mod tests {
             None,
         );
         assert!(bad_bias.unwrap_err().contains("expected [2]"));
-        let acts = HashMap::from([("nnmpi.activations".to_string(), "relu,relu".to_string())]);
-        let too_many = file(
-            vec![("layers.0.weight", vec![2, 3]), ("layers.0.bias", vec![2])],
-            Some(acts),
-        );
+        let layer = || vec![("layers.0.weight", vec![2, 3]), ("layers.0.bias", vec![2])];
+        let meta = |pairs: &[(&str, &str)]| {
+            Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<HashMap<_, _>>(),
+            )
+        };
+        let full = [
+            ("nnmpi.activations", "relu,relu"),
+            ("nnmpi.normalizer", "none"),
+            ("nnmpi.task", "regression"),
+        ];
+        let too_many = file(layer(), meta(&full));
         assert!(too_many.unwrap_err().contains("2 activations for 1 layers"));
-        // Without metadata a lone layer is linear (identity), as documented.
-        let plain = file(
-            vec![("layers.0.weight", vec![2, 3]), ("layers.0.bias", vec![2])],
-            None,
-        )
-        .expect("a plain model");
-        assert_eq!(plain.network.output_activation(), Activation::Identity);
-        assert_eq!(plain.network.sizes(), vec![3, 2]);
+        // Metadata written by hand may leave keys out: their defaults are stated.
+        let mut partial = full[..1].to_vec();
+        partial[0].1 = "tanh";
+        let partial = file(layer(), meta(&partial)).expect("a model");
+        assert_eq!(partial.assumed.len(), 2, "{:?}", partial.assumed);
+        assert_eq!(partial.model.network.output_activation(), Activation::Tanh);
+        let typo = file(layer(), meta(&[("nnmpi.taks", "regression")]));
+        assert!(
+            typo.unwrap_err()
+                .contains("unknown metadata key 'nnmpi.taks'")
+        );
+        let mut bad = full.to_vec();
+        bad.push(("nnmpi.sparse_layers", "1"));
+        bad[0].1 = "relu";
+        let out_of_range = file(layer(), meta(&bad));
+        assert!(out_of_range.unwrap_err().contains("'1' is not the index"));
+        let mut twice = full.to_vec();
+        twice[0].1 = "sigmoid";
+        twice[2].1 = "classification";
+        twice.push(("nnmpi.classes", r#"["a","a"]"#));
+        assert!(
+            file(layer(), meta(&twice))
+                .unwrap_err()
+                .contains("names 'a' twice")
+        );
+        // Without metadata a lone layer is linear (identity), as documented, and what was
+        // assumed is said.
+        let plain = file(layer(), None).expect("a plain model");
+        assert_eq!(
+            plain.model.network.output_activation(),
+            Activation::Identity
+        );
+        assert_eq!(plain.model.network.sizes(), vec![3, 2]);
+        assert_eq!(plain.assumed.len(), 3, "{:?}", plain.assumed);
+        // Its extra tensors are ignored, and said so; in an nnmpi file they are damage.
+        let mut extra = layer();
+        extra.push(("running_mean", vec![2]));
+        let lenient = file(extra.clone(), None).expect("a plain model");
+        assert!(lenient.assumed.iter().any(|a| a.contains("running_mean")));
+        let mut ok = full.to_vec();
+        ok[0].1 = "relu";
+        assert!(
+            file(extra, meta(&ok))
+                .unwrap_err()
+                .contains("'running_mean' is not part")
+        );
+    }
+
+    #[test]
+    fn every_bit_flip_in_the_header_is_an_error_or_changes_nothing() {
+        // safetensors has no checksum: 130 of 1,024 header flips used to rename an nnmpi key
+        // and import fell back to other activations, no normaliser, regression.
+        for format in [Format::Dense, Format::Sparse] {
+            let m = model(format);
+            let bytes = to_bytes(&m).expect("export");
+            let header = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+            let (mut errors, mut same) = (0, 0);
+            for bit in 0..8 * header {
+                let mut b = bytes.clone();
+                b[bit / 8] ^= 1 << (bit % 8);
+                match from_bytes(Path::new("f.safetensors"), &b) {
+                    Err(_) => errors += 1,
+                    Ok(back) => {
+                        // The sparse flag may flip: the same weights, stored otherwise.
+                        let dense = |n: &Network| n.clone().with_format(Format::Dense);
+                        assert_eq!(dense(&back.model.network), dense(&m.network), "bit {bit}");
+                        assert_eq!(back.model.normalizer, m.normalizer, "bit {bit}");
+                        assert_eq!(back.model.task, m.task, "bit {bit}");
+                        same += 1;
+                    }
+                }
+            }
+            assert!(errors > same, "{errors} errors, {same} harmless flips");
+        }
     }
 }
