@@ -9,7 +9,7 @@ use nnmpi::train::{Loss, OptimizerConfig, Silent, TrainConfig, Trainer};
 fn main() -> Result<(), nnmpi::Error> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/data/sonar.csv");
     let mut data = load_csv(path.as_ref(), &CsvOptions::default())?;
-    Normalizer::fit(NormKind::ZScore, data.features.view()).apply(&mut data.features);
+    data.normalize(&Normalizer::fit(NormKind::ZScore, data.features.view()))?;
     let net = Network::new(
         &[60, 60, 1],
         Activation::Relu,

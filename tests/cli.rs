@@ -533,3 +533,41 @@ fn numeric_flags_out_of_range_are_refused_with_the_allowed_range() {
         stderr(&o)
     );
 }
+
+#[test]
+fn a_value_the_normaliser_cannot_scale_is_named_not_predicted_as_nan() {
+    let dir = tempfile::tempdir().unwrap();
+    // Feature 2 hardly varies in training (spread 1e-7), so its min-max scale is 1e7; a
+    // value of 1e35 then normalises past f32 and used to come out as a NaN prediction.
+    let train: String = (0..40)
+        .map(|i| format!("{},{},{}\n", i % 7, 1.0 + (i % 2) as f32 * 1e-7, i % 2))
+        .collect();
+    let data = write(dir.path(), "train.csv", &train);
+    let model = dir.path().join("m.nnmpi");
+    let o = nnmpi(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--out",
+        model.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let new = write(dir.path(), "new.csv", "3,1e35\n");
+    let o = nnmpi(&[
+        "predict",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        new.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success(), "{}", stdout(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("new.csv")
+            && err.contains("feature 2: the value 100000000000000000000000000000000000"),
+        "{err}"
+    );
+}

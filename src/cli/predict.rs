@@ -62,7 +62,7 @@ impl ModelInput {
     fn load<C: Comm>(&self, ctx: &Ctx<C>) -> Result<(Task, Loss, Dataset, Engine<C>)> {
         let model = ctx.load_checkpoint(&self.model)?.model;
         let mut data = ctx.load_data(|| self.data.load_for(&model))?;
-        model.normalizer.apply(&mut data.features);
+        data.normalize(&model.normalizer)?;
         let engine = Engine::sharded(&model.network, ctx.topology.model.clone(), ctx.par);
         let loss = implied_loss(model.network.output_activation(), &model.task);
         Ok((model.task, loss, data, engine))

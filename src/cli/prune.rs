@@ -125,7 +125,7 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &PruneArgs) -> Result<()> {
             };
             let data = ctx.load_data(|| d.load_for(&model))?;
             let (train, val, _) =
-                split_and_normalize(&data, split, config.seed, |_| normalizer.clone());
+                split_and_normalize(&data, split, config.seed, |_| normalizer.clone())?;
             check_split(split, &data, &train, val.as_ref())?;
             Some((train, val))
         }

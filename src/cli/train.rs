@@ -220,16 +220,16 @@ pub(super) fn split_and_normalize(
     fraction: f64,
     seed: u64,
     fit: impl FnOnce(&Dataset) -> Normalizer,
-) -> (Dataset, Option<Dataset>, Normalizer) {
+) -> Result<(Dataset, Option<Dataset>, Normalizer)> {
     let (train_idx, val_idx) = train_val_split(data.len(), fraction, seed);
     let mut train = data.subset(&train_idx);
     let mut val = (!val_idx.is_empty()).then(|| data.subset(&val_idx));
     let normalizer = fit(&train);
-    normalizer.apply(&mut train.features);
+    train.normalize(&normalizer)?;
     if let Some(v) = &mut val {
-        normalizer.apply(&mut v.features);
+        v.normalize(&normalizer)?;
     }
-    (train, val, normalizer)
+    Ok((train, val, normalizer))
 }
 
 /// Runs `nnmpi train` on every rank of `ctx`.
@@ -359,7 +359,7 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, matches: &ArgMatches) -> Res
 
     let (train, val, normalizer) = split_and_normalize(&data, args.val_split, args.seed, |t| {
         Normalizer::fit(args.normalize, t.features.view())
-    });
+    })?;
     check_split(args.val_split, &data, &train, val.as_ref())?;
     let network = args.network(data.n_features(), outputs, out_act, args.seed)?;
     if !args.quiet {
@@ -434,7 +434,7 @@ fn resume<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, path: &std::path::Path) -> Re
         training.validation_split,
         training.config.seed,
         |_| normalizer.clone(),
-    );
+    )?;
     drop(data);
     if args.epochs <= training.state.epoch {
         bail!(

@@ -189,9 +189,7 @@ fn parse_csv(path: &Path, text: &str, opts: &CsvOptions) -> Result<Dataset> {
             let name_like = |s: &str| !numeric(s) && !s.is_empty() && s != "?";
             lines.get(1).is_some_and(|(_, second)| {
                 (0..width).any(|c| {
-                    is_feature(c)
-                        && name_like(&first[c])
-                        && second.get(c).is_some_and(numeric)
+                    is_feature(c) && name_like(&first[c]) && second.get(c).is_some_and(numeric)
                 })
             })
         }

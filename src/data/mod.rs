@@ -10,7 +10,7 @@ mod split;
 
 pub use csv::{CsvOptions, HeaderMode, LabelColumn, load_csv};
 pub use idx::{is_idx, load_idx};
-pub use normalize::{NormKind, Normalizer};
+pub use normalize::{NormKind, Normalizer, Overflow};
 pub use split::{kfold, train_val_split};
 
 use crate::error::{Error, Result};
@@ -84,6 +84,14 @@ impl Dataset {
             classes: self.classes.clone(),
             origin: self.origin.clone(),
         }
+    }
+
+    /// Normalises the features with `normalizer`; an error names the file and the feature
+    /// whose value overflows (see [`Normalizer::apply`]).
+    pub fn normalize(&mut self, normalizer: &Normalizer) -> Result<()> {
+        normalizer
+            .apply(&mut self.features)
+            .map_err(|e| Error::data(&self.origin, 0, e.to_string()))
     }
 
     /// The samples in `rows` (0-based, end exclusive), e.g. the first 8000 of 10000.

@@ -126,14 +126,32 @@ impl Normalizer {
         self.offset.len()
     }
 
-    /// Normalises features-major data in place.
-    pub fn apply(&self, x: &mut Array2<f32>) {
+    /// Normalises features-major data in place. A value so far outside the fitted range that
+    /// its normalised value is not an f32 (a feature nearly constant in training, then 1e30
+    /// in new data) is an error naming it: the network would only turn it into NaN.
+    pub fn apply(&self, x: &mut Array2<f32>) -> std::result::Result<(), Overflow> {
         if self.is_identity() {
-            return;
+            return Ok(());
         }
-        for ((mut row, &o), &s) in x.rows_mut().into_iter().zip(&self.offset).zip(&self.scale) {
-            row.mapv_inplace(|v| normalise(v, o, s));
+        for (f, ((mut row, &o), &s)) in x
+            .rows_mut()
+            .into_iter()
+            .zip(&self.offset)
+            .zip(&self.scale)
+            .enumerate()
+        {
+            for v in row.iter_mut() {
+                let n = normalise(*v, o, s);
+                if !n.is_finite() {
+                    return Err(Overflow {
+                        feature: f,
+                        value: *v,
+                    });
+                }
+                *v = n;
+            }
         }
+        Ok(())
     }
 
     /// Normalises one sample `x` into `out` (no allocation).
@@ -154,6 +172,26 @@ impl Normalizer {
         for (((o, &v), &off), &s) in out.iter_mut().zip(x).zip(&self.offset).zip(&self.scale) {
             *o = normalise(v, off, s);
         }
+    }
+}
+
+/// A raw value whose normalised value overflows f32.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Overflow {
+    /// 0-based feature (column among the features).
+    pub feature: usize,
+    /// The raw value.
+    pub value: f32,
+}
+
+impl std::fmt::Display for Overflow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "feature {}: the value {} is so far outside the range the model's normaliser was fitted on that its normalised value overflows f32",
+            self.feature + 1,
+            self.value
+        )
     }
 }
 
@@ -182,7 +220,7 @@ mod tests {
         for kind in [NormKind::MinMax, NormKind::ZScore] {
             let n = Normalizer::fit(kind, x.view());
             let mut y = x.clone();
-            n.apply(&mut y);
+            n.apply(&mut y).unwrap();
             assert!(y.iter().all(|v| v.is_finite()), "{kind}: {y:?}");
             let mut out = [0.0f32; 2];
             n.apply_sample(&[3e38, 3.0], &mut out);
@@ -190,7 +228,7 @@ mod tests {
         }
         let mm = Normalizer::fit(NormKind::MinMax, x.view());
         let mut y = x.clone();
-        mm.apply(&mut y);
+        mm.apply(&mut y).unwrap();
         for (got, want) in y.row(0).iter().zip([0.0, 0.5, 1.0]) {
             assert!((got - want).abs() < 1e-6, "{got} vs {want}");
         }
@@ -202,7 +240,7 @@ mod tests {
         let x = array![[1.0f32, 3.0, 5.0, 7.0], [2.0, 2.0, 2.0, 2.0]];
         let mm = Normalizer::fit(NormKind::MinMax, x.view());
         let mut y = x.clone();
-        mm.apply(&mut y);
+        mm.apply(&mut y).unwrap();
         assert_eq!(
             y,
             array![[0.0, 1.0 / 3.0, 2.0 / 3.0, 1.0], [0.0, 0.0, 0.0, 0.0]]

@@ -95,8 +95,8 @@ pub fn cross_validate<C: Comm>(
         let mut train = data.subset(&train_idx);
         let mut test = data.subset(&test_idx);
         let normalizer = Normalizer::fit(norm, train.features.view());
-        normalizer.apply(&mut train.features);
-        normalizer.apply(&mut test.features);
+        train.normalize(&normalizer)?;
+        test.normalize(&normalizer)?;
         let mut trainer = Trainer::distributed(&make_network(f)?, config.clone(), par, topology)?;
         trainer.fit(&train, None, &mut Silent)?;
         let eval = trainer.evaluate(&test)?;
