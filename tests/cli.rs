@@ -571,3 +571,77 @@ fn a_value_the_normaliser_cannot_scale_is_named_not_predicted_as_nan() {
         "{err}"
     );
 }
+
+#[test]
+fn an_imported_model_trains_further_from_its_own_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let ok = |o: Output| assert!(o.status.success(), "{}", stderr(&o));
+    ok(train_small(&[
+        "--epochs",
+        "5",
+        "--out",
+        &path("base.nnmpi"),
+        "--quiet",
+    ]));
+    ok(nnmpi(&[
+        "export",
+        "--model",
+        &path("base.nnmpi"),
+        "--out",
+        &path("m.safetensors"),
+    ]));
+    ok(nnmpi(&[
+        "import",
+        "--in",
+        &path("m.safetensors"),
+        "--out",
+        &path("imp.nnmpi"),
+    ]));
+    // --resume needs training state an imported model does not have, and says what to use.
+    let o = nnmpi(&["train", "--data", &sonar(), "--resume", &path("imp.nnmpi")]);
+    assert!(stderr(&o).contains("--init-from"), "{}", stderr(&o));
+    // One epoch of SGD at a negligible rate from the imported weights: the model it saves
+    // is the imported one, to within that step (so the weights were taken, not re-drawn).
+    let o = nnmpi(&[
+        "train",
+        "--data",
+        &sonar(),
+        "--init-from",
+        &path("imp.nnmpi"),
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e-12",
+        "--epochs",
+        "1",
+        "--out",
+        &path("tuned.nnmpi"),
+        "--quiet",
+    ]);
+    ok(o);
+    let base = nnmpi::io::load(Path::new(&path("base.nnmpi")))
+        .unwrap()
+        .model;
+    let tuned = nnmpi::io::load(Path::new(&path("tuned.nnmpi"))).unwrap();
+    assert!(tuned.training.is_some(), "the tuned model can be resumed");
+    assert_eq!(tuned.model.task, base.task);
+    assert_eq!(tuned.model.normalizer, base.normalizer);
+    for (a, b) in base
+        .network
+        .layers()
+        .iter()
+        .zip(tuned.model.network.layers())
+    {
+        for (x, y) in a.weight_slice().iter().zip(b.weight_slice()) {
+            assert!((x - y).abs() < 1e-6, "{x} vs {y}");
+        }
+    }
+    // The architecture comes from the model: flags that would change it are refused.
+    let o = train_small(&["--init-from", &path("imp.nnmpi")]);
+    let err = stderr(&o);
+    assert!(
+        err.contains("cannot be used with") && err.contains("--init-from"),
+        "{err}"
+    );
+}

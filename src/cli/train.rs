@@ -83,6 +83,11 @@ pub struct TrainArgs {
     /// Continue training from a checkpoint written by --out; its settings are kept (only --epochs, data, output and display flags may be given).
     #[arg(long, value_name = "PATH")]
     pub resume: Option<PathBuf>,
+    /// Start from the weights of this model (a checkpoint, e.g. made by `nnmpi import` or a
+    /// finished run) with fresh optimiser state: its layers, activations, normaliser and
+    /// classes are kept, the other flags apply.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["resume", "kfold", "hidden", "activation", "output_activation", "init", "normalize", "task"])]
+    pub init_from: Option<PathBuf>,
     /// Append one line of metrics per epoch to this file: CSV, or JSON lines if it ends in .json/.jsonl.
     #[arg(long, value_name = "PATH")]
     pub log: Option<PathBuf>,
@@ -254,8 +259,8 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, matches: &ArgMatches) -> Res
     if args.patience.is_some() && args.val_split <= 0.0 {
         bail!("--patience needs validation data: add --val-split (e.g. 0.2)");
     }
-    if !(0.0..1.0).contains(&args.val_split) {
-        bail!("--val-split {} must be in [0, 1)", args.val_split);
+    if let Some(path) = &args.init_from {
+        return fine_tune(ctx, args, path);
     }
     let data = ctx.load_data(|| args.data.load(args.label_kind(), None))?;
     let classes = match &data.targets {
@@ -357,11 +362,25 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, matches: &ArgMatches) -> Res
         }
     }
 
-    let (train, val, normalizer) = split_and_normalize(&data, args.val_split, args.seed, |t| {
-        Normalizer::fit(args.normalize, t.features.view())
-    })?;
-    check_split(args.val_split, &data, &train, val.as_ref())?;
     let network = args.network(data.n_features(), outputs, out_act, args.seed)?;
+    train_network(ctx, args, config, network, data, task, |t| {
+        Normalizer::fit(args.normalize, t.features.view())
+    })
+}
+
+/// Trains `network` from the weights it has on `data` (the validation split taken, the
+/// normaliser from `fit` on the training part), then saves it.
+fn train_network<C: Comm>(
+    ctx: &Ctx<C>,
+    args: &TrainArgs,
+    config: TrainConfig,
+    network: Network,
+    data: Dataset,
+    task: Task,
+    fit: impl FnOnce(&Dataset) -> Normalizer,
+) -> Result<()> {
+    let (train, val, normalizer) = split_and_normalize(&data, args.val_split, args.seed, fit)?;
+    check_split(args.val_split, &data, &train, val.as_ref())?;
     if !args.quiet {
         say!(
             ctx,
@@ -391,6 +410,48 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, matches: &ArgMatches) -> Res
     )
 }
 
+/// Trains a saved model's weights further with fresh optimiser state (`--init-from`): its
+/// layers, activations, normaliser and classes are kept; the optimiser and run flags are
+/// this command's.
+fn fine_tune<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, path: &std::path::Path) -> Result<()> {
+    let model = ctx.load_checkpoint(path)?.model;
+    let data = ctx.load_data(|| args.data.load_for(&model))?;
+    let Model {
+        network,
+        normalizer,
+        task,
+    } = model;
+    if matches!(data.targets, Targets::None) {
+        bail!(
+            "{} has no label column for the model's {} outputs: training needs labels (see --label-col)",
+            data.origin.display(),
+            network.outputs()
+        );
+    }
+    let out_act = network.output_activation();
+    let loss = args
+        .loss
+        .unwrap_or_else(|| super::predict::implied_loss(out_act, &task));
+    loss.check(out_act)?;
+    let config = TrainConfig {
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        loss,
+        optimizer: args.optimizer_config(),
+        seed: args.seed,
+        patience: args.patience,
+        shuffle: !args.no_shuffle,
+    };
+    if !args.quiet {
+        say!(
+            ctx,
+            "starting from the weights of {} (fresh optimiser state)",
+            path.display()
+        );
+    }
+    train_network(ctx, args, config, network, data, task, |_| normalizer)
+}
+
 /// A validation split must leave samples on both sides.
 pub(super) fn check_split(
     fraction: f64,
@@ -418,7 +479,7 @@ fn resume<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, path: &std::path::Path) -> Re
     let ckpt = ctx.load_checkpoint(path)?;
     let Some(training) = ckpt.training else {
         bail!(
-            "{} holds a model without training state: it cannot be resumed (train with --out to get one)",
+            "{} holds a model without training state: it cannot be resumed; --init-from trains its weights further with fresh optimiser state",
             path.display()
         );
     };
