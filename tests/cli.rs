@@ -645,3 +645,42 @@ fn an_imported_model_trains_further_from_its_own_weights() {
         "{err}"
     );
 }
+
+#[test]
+fn the_final_accuracy_printed_is_that_of_the_saved_model() {
+    // The epoch lines show running figures (the weights move during the epoch); the line
+    // at the end used to repeat the last one, which `eval` of the saved model contradicted.
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.nnmpi");
+    let o = train_small(&[
+        "--epochs",
+        "7",
+        "--lr",
+        "0.05",
+        "--out",
+        model.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let printed = stdout(&o);
+    let figure = |text: &str, after: &str| -> String {
+        let at = text
+            .find(after)
+            .unwrap_or_else(|| panic!("no '{after}' in {text}"));
+        text[at + after.len()..]
+            .split('%')
+            .next()
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let trained = figure(&printed, "training accuracy");
+    let e = nnmpi(&[
+        "eval",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        &sonar(),
+    ]);
+    assert_eq!(trained, figure(&stdout(&e), "accuracy"), "{printed}");
+}

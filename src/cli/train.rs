@@ -33,6 +33,9 @@ pub struct TrainArgs {
     #[arg(long)]
     pub output_activation: Option<Activation>,
     /// Loss: mse, bce or ce [default: bce after sigmoid, ce after softmax, mse otherwise].
+    /// mse is ½·Σ over outputs of the squared error, averaged over samples: with one output,
+    /// half of PyTorch's default MSELoss (which averages over outputs too), and half its
+    /// gradient.
     #[arg(long)]
     pub loss: Option<Loss>,
     /// Weight initialisation: uniform (the seed's, U[0,1)), xavier or he [default: he for ReLU, xavier otherwise].
@@ -583,16 +586,22 @@ fn fit_and_save<C: Comm>(
             }
         })?;
     }
-    if let Some(last) = reports.last() {
-        let summary = match (
-            last.validation.as_ref().and_then(|e| e.accuracy),
-            last.train_accuracy,
-        ) {
-            (Some(v), _) => format!("validation accuracy {:.2}%", 100.0 * v),
-            (None, Some(t)) => format!("training accuracy {:.2}%", 100.0 * t),
-            _ => format!("training loss {:.4}", last.train_loss),
-        };
-        say!(ctx, "done after {} epochs: {summary}", trainer.epoch());
+    if !reports.is_empty() {
+        // The model saved, evaluated: the epoch lines show running figures of the weights
+        // as they moved during each epoch, which are not the saved model's.
+        let mut summary = format!("training {}", describe(&trainer.evaluate_final(train)?));
+        if let Some(v) = val {
+            summary += &format!("; validation {}", describe(&trainer.evaluate_final(v)?));
+        }
+        say!(
+            ctx,
+            "done after {} epochs; the final model{}: {summary}",
+            trainer.epoch(),
+            match trainer.best_epoch() {
+                Some(e) => format!(" (epoch {e}, the best under early stopping)"),
+                None => String::new(),
+            }
+        );
     }
     if let Some(c) = progress.checkpoints() {
         // The training state is that of the last epoch; the model is the best network

@@ -16,7 +16,8 @@ const EPS: f64 = 1e-7;
 /// - `SoftmaxCrossEntropy`: `-Σ_i t_i ln y_i` (softmax outputs, one-hot targets).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Loss {
-    /// Half squared error.
+    /// Half the squared error summed over outputs (averaged over samples when reported):
+    /// with one output, half of PyTorch's default `MSELoss`.
     Mse,
     /// Binary cross-entropy.
     BinaryCrossEntropy,

@@ -485,6 +485,25 @@ impl<C: Comm> Trainer<C> {
         )
     }
 
+    /// The epoch of the best network under early stopping, if one is kept.
+    pub fn best_epoch(&self) -> Option<usize> {
+        self.best.as_ref().map(|b| b.epoch)
+    }
+
+    /// Evaluates the network [`Trainer::finish`] would give (the best one under early
+    /// stopping, else the current one) on `data`, leaving the training state as it is.
+    /// Every rank must call it.
+    pub fn evaluate_final(&mut self, data: &Dataset) -> Result<Evaluation> {
+        let Some(best) = self.best.as_ref().map(|b| b.layers.clone()) else {
+            return self.evaluate(data);
+        };
+        let current = self.engine.layers().to_vec();
+        self.engine.set_layers(best);
+        let eval = self.evaluate(data);
+        self.engine.set_layers(current);
+        eval
+    }
+
     /// Trains until `config.epochs` epochs are done or early stopping ends it.
     pub fn fit(
         &mut self,
