@@ -684,3 +684,20 @@ fn the_final_accuracy_printed_is_that_of_the_saved_model() {
     ]);
     assert_eq!(trained, figure(&stdout(&e), "accuracy"), "{printed}");
 }
+
+#[test]
+fn a_network_too_big_for_the_machine_is_an_error_that_says_how_much() {
+    // 60-100000-100000-1 needs 40 GB for its weights alone: it used to abort on the
+    // allocation (SIGABRT) after the data was read.
+    let o = nnmpi(&["train", "--data", &sonar(), "--hidden", "100000,100000"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("training a 60-100000-100000-1 network needs about")
+            && err.contains("GiB of memory available"),
+        "{err}"
+    );
+    let o = nnmpi(&["bench", "--layers", "100000,100000,100000", "--batch", "4"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("needs about"), "{}", stderr(&o));
+}

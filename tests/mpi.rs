@@ -343,6 +343,19 @@ fn a_panic_on_one_rank_ends_the_job_within_10_seconds() {
 }
 
 #[test]
+fn a_network_too_big_for_the_node_ends_every_rank_with_the_memory_it_needs() {
+    let data = sonar();
+    let (out, in_time) = run_with_limit(
+        mpirun_command(2, &["train", "--data", &data, "--hidden", "100000,100000"]),
+        Duration::from_secs(30),
+    );
+    assert!(in_time, "the job hung");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("per rank, 2 ranks on this node"), "{err}");
+}
+
+#[test]
 fn info_prints_the_plan_for_any_number_of_ranks() {
     let text = run(
         0,

@@ -11,13 +11,13 @@ pub mod plot;
 pub mod sweep;
 
 use crate::data::{Dataset, Targets};
-use crate::dist::{Comm, Grid, Partition, Timed, Topology};
+use crate::dist::{Comm, Grid, Partition, Timed, Topology, check_memory};
 use crate::error::{Error, Result};
 use crate::exec::Engine;
 use crate::kernels::Par;
-use crate::model::{Activation, Format, Init, Network, UniformStream};
+use crate::model::{Activation, Format, Init, Network, UniformStream, shape_of};
 use crate::prune::{Pruning, Scope, Target, prune_network};
-use crate::train::{Loss, OptimizerConfig, Silent, TrainConfig, Trainer};
+use crate::train::{Loss, OptimizerConfig, Silent, TrainConfig, Trainer, memory};
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -231,10 +231,34 @@ pub fn network(case: &Case) -> Result<Network> {
     Ok(net.with_format(case.format))
 }
 
+/// Bytes one rank needs for `case` on `grid`: the network and its buffers, the training
+/// state (Adam's, the largest) and an epoch's synthetic data.
+fn case_memory(case: &Case, grid: Grid) -> u64 {
+    let sizes = &case.layers;
+    match case.mode {
+        Mode::Predict => memory::forward(sizes, case.batch, grid.model),
+        _ => {
+            let data = match case.mode {
+                Mode::Epoch => ((sizes[0] + sizes[sizes.len() - 1]) as u64)
+                    .saturating_mul(case.samples as u64)
+                    .saturating_mul(4),
+                _ => 0,
+            };
+            let adam = OptimizerConfig::adam(1e-3);
+            memory::training(sizes, adam, false, case.batch, grid.data, grid.model)
+                .saturating_add(data)
+        }
+    }
+}
+
 /// Runs `case` on every rank of `world` arranged as `grid`, with the current rayon pool.
 /// Rank 0 gets the report.
 pub fn measure<C: Comm>(world: &C, grid: Grid, par: Par, case: &Case) -> Result<Option<Report>> {
     case.validate()?;
+    check_memory(
+        &format!("the benchmark's {} network", shape_of(&case.layers)),
+        case_memory(case, grid),
+    )?;
     let timed = Topology::new(Timed::new(world.clone()), grid)?;
     let net = network(case)?;
     let (inputs, outputs) = (net.inputs(), net.outputs());

@@ -205,11 +205,21 @@ impl TrainArgs {
             Activation::Relu | Activation::LeakyRelu(_) => Init::He,
             _ => Init::Xavier,
         });
-        let sizes: Vec<usize> = std::iter::once(inputs)
+        Network::new(
+            &self.sizes(inputs, outputs),
+            self.activation,
+            output,
+            init,
+            seed,
+        )
+    }
+
+    /// Layer sizes of the network for `inputs` inputs and `outputs` outputs.
+    fn sizes(&self, inputs: usize, outputs: usize) -> Vec<usize> {
+        std::iter::once(inputs)
             .chain(self.hidden.iter().copied())
             .chain([outputs])
-            .collect();
-        Network::new(&sizes, self.activation, output, init, seed)
+            .collect()
     }
 }
 
@@ -300,6 +310,7 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, matches: &ArgMatches) -> Res
         shuffle: !args.no_shuffle,
     };
     let prune = args.prune_plan()?;
+    check_training_memory(ctx, &config, &args.sizes(data.n_features(), outputs))?;
     if let Some(k) = args.kfold {
         let net0 = args.network(data.n_features(), outputs, out_act, args.seed)?;
         if !args.quiet {
@@ -445,6 +456,7 @@ fn fine_tune<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, path: &std::path::Path) ->
         patience: args.patience,
         shuffle: !args.no_shuffle,
     };
+    check_training_memory(ctx, &config, &network.sizes())?;
     if !args.quiet {
         say!(
             ctx,
@@ -453,6 +465,25 @@ fn fine_tune<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, path: &std::path::Path) ->
         );
     }
     train_network(ctx, args, config, network, data, task, |_| normalizer)
+}
+
+/// An error, before the network is built, when training it would need more memory than
+/// this node has (the estimate of [`nnmpi::train::memory::training`]).
+fn check_training_memory<C: Comm>(
+    ctx: &Ctx<C>,
+    config: &TrainConfig,
+    sizes: &[usize],
+) -> Result<()> {
+    let bytes = nnmpi::train::memory::training(
+        sizes,
+        config.optimizer,
+        config.patience.is_some(),
+        config.batch_size,
+        ctx.topology.data.size(),
+        ctx.topology.model.size(),
+    );
+    let what = format!("training a {} network", nnmpi::model::shape_of(sizes));
+    Ok(nnmpi::dist::check_memory(&what, bytes)?)
 }
 
 /// A validation split must leave samples on both sides.

@@ -1,11 +1,13 @@
 //! Communication between ranks: the [`Comm`] trait, its one-process implementation
 //! [`SelfComm`], the MPI one ([`MpiComm`], cargo feature `mpi`), how neurons are split over
-//! ranks ([`Partition`]) and the data × model grid of ranks ([`Topology`]).
+//! ranks ([`Partition`]) and the data × model grid of ranks ([`Topology`]); and what of the
+//! machine the ranks may use (cores, [`memory_available`]).
 //!
 //! See `src/dist/README.md` for the communication pattern and why it looks the way it does.
 
 mod affinity;
 mod comm;
+mod memory;
 #[cfg(feature = "mpi")]
 mod mpi_comm;
 mod partition;
@@ -15,6 +17,7 @@ mod topology;
 
 pub use affinity::cores_available;
 pub use comm::{Comm, Scalar, SelfComm};
+pub use memory::{check_memory, human_bytes, memory_available, ranks_on_this_node};
 #[cfg(feature = "mpi")]
 pub use mpi_comm::{MpiComm, MpiRuntime, launched_by_mpi};
 pub use partition::Partition;

@@ -331,8 +331,10 @@ impl Network {
         let mut layers = Vec::with_capacity(sizes.len() - 1);
         for (l, pair) in sizes.windows(2).enumerate() {
             let (inputs, outputs) = (pair[0], pair[1]);
-            let mut w = Array2::<f32>::zeros((outputs, inputs));
-            let mut b = Array1::<f32>::zeros(outputs);
+            let count = outputs.saturating_mul(inputs);
+            let mut w = Array2::from_shape_vec((outputs, inputs), zeroed(count, l)?)
+                .expect("outputs × inputs values");
+            let mut b = Array1::from(zeroed(outputs, l)?);
             fill_layer(
                 init,
                 &mut rng,
@@ -415,11 +417,7 @@ impl Network {
 
     /// The sizes written as `inputs-hidden...-outputs`, e.g. `60-60-1`.
     pub fn shape(&self) -> String {
-        self.sizes()
-            .iter()
-            .map(usize::to_string)
-            .collect::<Vec<_>>()
-            .join("-")
+        shape_of(&self.sizes())
     }
 
     /// Activation of the output layer.
@@ -484,6 +482,30 @@ pub struct Model {
     pub task: Task,
 }
 
+/// `n` zeros for layer `l`, or an error if the memory cannot be had (an absurd size would
+/// otherwise abort the process).
+fn zeroed(n: usize, l: usize) -> Result<Vec<f32>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        Error::config(format!(
+            "layer {}: cannot allocate {n} weights ({} bytes)",
+            l + 1,
+            n.saturating_mul(4)
+        ))
+    })?;
+    v.resize(n, 0.0);
+    Ok(v)
+}
+
+/// Layer sizes as text, e.g. `784-128-10`.
+pub fn shape_of(sizes: &[usize]) -> String {
+    sizes
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
 /// How many of `values` are NaN or infinite.
 pub fn non_finite(values: &[f32]) -> usize {
     values.iter().filter(|v| !v.is_finite()).count()
@@ -525,6 +547,24 @@ impl Model {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_impossible_network_is_an_error_not_an_abort() {
+        // 2^21 × 2^21 weights: 16 TiB.
+        let err = Network::new(
+            &[1 << 21, 1 << 21],
+            Activation::Relu,
+            Activation::Identity,
+            Init::He,
+            1,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("cannot allocate 4398046511104 weights"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn auto_format_keeps_quads_sparse_at_higher_density() {

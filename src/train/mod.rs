@@ -2,6 +2,7 @@
 
 mod cv;
 mod loss;
+pub mod memory;
 mod metrics;
 mod optim;
 mod trainer;
