@@ -220,3 +220,38 @@ fn a_model_with_non_finite_weights_is_refused() {
     bad.model.network.layers_mut()[1].bias_mut()[0] = f32::INFINITY;
     assert!(encode(&bad).is_err());
 }
+
+#[test]
+fn a_version_2_file_from_before_the_record_types_reads_with_the_same_meaning() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let ckpt = load(&dir.join("v2-sonar-sparse-adam.nnmpi")).expect("the old file loads");
+    let net = &ckpt.model.network;
+    assert_eq!(net.sizes(), vec![60, 8, 1]);
+    assert_eq!(net.layers()[0].activation(), Activation::LeakyRelu(0.1));
+    assert_eq!(net.output_activation(), Activation::Sigmoid);
+    assert!(net.layers()[0].weights().is_sparse());
+    assert_eq!(ckpt.model.normalizer.kind(), NormKind::ZScore);
+    assert_eq!(
+        ckpt.model.task,
+        Task::Classification {
+            classes: vec!["M".into(), "R".into()]
+        }
+    );
+    let training = ckpt.training.expect("training state");
+    assert_eq!(training.state.epoch, 7);
+    assert_eq!(training.config.loss, Loss::BinaryCrossEntropy);
+    assert_eq!(training.config.patience, Some(3));
+    assert!(matches!(training.config.optimizer, OptimizerConfig::Adam { lr, .. } if lr == 0.001));
+    // And it predicts what it predicted then (the CSV holds 6 decimals).
+    let sonar = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sonar.csv");
+    let mut data = nnmpi::data::load_csv(&sonar, &Default::default()).unwrap();
+    data.normalize(&ckpt.model.normalizer).unwrap();
+    let mut engine = nnmpi::exec::Engine::new(ckpt.model.network.clone(), Par::Seq);
+    let x = data.features.as_standard_layout();
+    let p = engine.forward(x.as_slice().unwrap(), data.len()).to_vec();
+    let then = std::fs::read_to_string(dir.join("v2-sonar-predictions.csv")).unwrap();
+    for (i, line) in then.lines().skip(1).enumerate() {
+        let p_r: f32 = line.rsplit(',').next().unwrap().parse().unwrap();
+        assert!((p[i] - p_r).abs() < 1e-6, "sample {i}: {} then {p_r}", p[i]);
+    }
+}

@@ -15,11 +15,12 @@
 //! decodes with a size limit, and validates every shape before building the model.
 
 use super::atomic::write_atomic;
+use super::records::{ActivationRecord, OptimizerStateRecord, StreamRecord, TrainConfigRecord};
 use crate::data::{NormKind, Normalizer};
 use crate::error::{Error, Result};
-use crate::model::{Activation, Layer, Model, Network, StreamPosition, Task, Weights};
+use crate::model::{Layer, Model, Network, Task, Weights};
 use crate::sparse::Csr;
-use crate::train::{Best, OptimizerState, TrainConfig, TrainState};
+use crate::train::{Best, TrainConfig, TrainState};
 use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -59,7 +60,7 @@ pub struct TrainingCheckpoint {
 struct LayerRecord {
     outputs: u64,
     inputs: u64,
-    activation: Activation,
+    activation: ActivationRecord,
     weights: Vec<f32>,
     bias: Vec<f32>,
     sparse: Option<SparseRecord>,
@@ -77,7 +78,7 @@ struct SparseRecord {
 struct LayerRecordV1 {
     outputs: u64,
     inputs: u64,
-    activation: Activation,
+    activation: ActivationRecord,
     weights: Vec<f32>,
     bias: Vec<f32>,
 }
@@ -117,11 +118,11 @@ struct BestRecord<L> {
 
 #[derive(Serialize, Deserialize)]
 struct TrainingRecord<L> {
-    config: TrainConfig,
+    config: TrainConfigRecord,
     validation_split: f64,
     epoch: u64,
-    rng: StreamPosition,
-    optimizer: OptimizerState,
+    rng: StreamRecord,
+    optimizer: OptimizerStateRecord,
     best: Option<BestRecord<L>>,
     bad_epochs: u64,
 }
@@ -168,7 +169,7 @@ fn layer_records(net: &Network) -> Vec<LayerRecord> {
         .map(|l| LayerRecord {
             outputs: l.outputs() as u64,
             inputs: l.inputs() as u64,
-            activation: l.activation(),
+            activation: l.activation().into(),
             weights: l.weight_slice().to_vec(),
             bias: l.bias().to_vec(),
             sparse: match l.weights() {
@@ -232,7 +233,7 @@ fn network_from(
             }
         };
         layers.push(
-            Layer::from_weights(weights, Array1::from(r.bias), r.activation)
+            Layer::from_weights(weights, Array1::from(r.bias), r.activation.into())
                 .map_err(|e| bad(format!("layer {i}: {e}")))?,
         );
     }
@@ -268,11 +269,11 @@ pub fn encode(ckpt: &Checkpoint) -> Result<Vec<u8>> {
             Task::Regression => TaskRecord::Regression,
         },
         training: ckpt.training.as_ref().map(|t| TrainingRecord {
-            config: t.config.clone(),
+            config: (&t.config).into(),
             validation_split: t.validation_split,
             epoch: t.state.epoch as u64,
-            rng: t.state.rng,
-            optimizer: t.state.optimizer.clone(),
+            rng: t.state.rng.into(),
+            optimizer: t.state.optimizer.clone().into(),
             best: t.state.best.as_ref().map(|b| BestRecord {
                 epoch: b.epoch as u64,
                 val_loss: b.val_loss,
@@ -417,12 +418,12 @@ fn from_payload(
                 }
             };
             Some(TrainingCheckpoint {
-                config: t.config,
+                config: t.config.into(),
                 validation_split: t.validation_split,
                 state: TrainState {
                     epoch: t.epoch as usize,
-                    rng: t.rng,
-                    optimizer: t.optimizer,
+                    rng: t.rng.into(),
+                    optimizer: t.optimizer.into(),
                     best,
                     bad_epochs: t.bad_epochs as usize,
                 },
@@ -457,7 +458,7 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Init;
+    use crate::model::{Activation, Init};
 
     fn model(network: Network) -> Checkpoint {
         Checkpoint {
@@ -488,7 +489,7 @@ mod tests {
                 .map(|l| LayerRecordV1 {
                     outputs: l.outputs() as u64,
                     inputs: l.inputs() as u64,
-                    activation: l.activation(),
+                    activation: l.activation().into(),
                     weights: l.weight_slice().to_vec(),
                     bias: l.bias().to_vec(),
                 })

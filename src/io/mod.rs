@@ -3,6 +3,7 @@
 
 mod atomic;
 mod checkpoint;
+mod records;
 pub mod safetensors;
 
 pub use atomic::{check_writable, write_atomic};
