@@ -31,6 +31,11 @@ fn reference_loss(net: &Network, x: &[f64], t: &[f64], batch: usize, loss: Loss)
                     .map(|&z| if z > 0.0 { z } else { al as f64 * z })
                     .collect(),
                 Activation::Identity => z,
+                Activation::Gelu => z
+                    .iter()
+                    .map(|z| 0.5 * z * (1.0 + libm::erf(z / 2f64.sqrt())))
+                    .collect(),
+                Activation::Silu => z.iter().map(|z| z / (1.0 + (-z).exp())).collect(),
                 Activation::Softmax => {
                     let m = z.iter().cloned().fold(f64::MIN, f64::max);
                     let e: Vec<f64> = z.iter().map(|z| (z - m).exp()).collect();
@@ -75,6 +80,8 @@ fn analytic_gradients_match_finite_differences_for_every_pair() {
         Activation::Relu,
         Activation::LeakyRelu(0.1),
         Activation::Identity,
+        Activation::Gelu,
+        Activation::Silu,
     ];
     let heads = [
         (Activation::Sigmoid, Loss::Mse),

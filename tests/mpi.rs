@@ -238,6 +238,19 @@ fn training_on_several_ranks_matches_one_process() {
 }
 
 #[test]
+fn gelu_and_silu_train_alike_on_one_and_three_ranks() {
+    // Their backward pass reads the pre-activations each rank keeps for its own rows.
+    let dir = tempfile::tempdir().unwrap();
+    for act in ["gelu", "silu"] {
+        let flags = ["--activation", act];
+        let one = train(0, &dir.path().join(format!("{act}1.nnmpi")), &flags);
+        let three = train(3, &dir.path().join(format!("{act}3.nnmpi")), &flags);
+        let diff = max_difference(&one, &three);
+        assert!(diff <= TRAIN_TOLERANCE, "{act}: {diff}");
+    }
+}
+
+#[test]
 fn a_checkpoint_from_3_ranks_loads_and_predicts_alike_on_1_and_2() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("three.nnmpi");

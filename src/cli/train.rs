@@ -26,7 +26,7 @@ pub struct TrainArgs {
     /// Hidden layer sizes, comma-separated (e.g. 128,64); --hidden with no value for none (logistic regression).
     #[arg(long, default_value = "60", value_delimiter = ',', num_args = 0.., value_parser = super::ranges::at_least_one)]
     pub hidden: Vec<usize>,
-    /// Hidden activation: sigmoid, tanh, relu, leaky-relu[:alpha], identity.
+    /// Hidden activation: sigmoid, tanh, relu, leaky-relu[:alpha], gelu, silu, identity.
     #[arg(long, default_value = "relu")]
     pub activation: Activation,
     /// Output activation [default: sigmoid for 2 classes, softmax for more, identity for regression].
@@ -38,7 +38,7 @@ pub struct TrainArgs {
     /// gradient.
     #[arg(long)]
     pub loss: Option<Loss>,
-    /// Weight initialisation: uniform (the seed's, U[0,1)), xavier or he [default: he for ReLU, xavier otherwise].
+    /// Weight initialisation: uniform (the seed's, U[0,1)), xavier or he [default: he for ReLU, leaky ReLU, GELU and SiLU, xavier otherwise].
     #[arg(long)]
     pub init: Option<Init>,
     /// Optimiser: adam or sgd.
@@ -202,7 +202,9 @@ impl TrainArgs {
         seed: u64,
     ) -> nnmpi::Result<Network> {
         let init = self.init.unwrap_or(match self.activation {
-            Activation::Relu | Activation::LeakyRelu(_) => Init::He,
+            Activation::Relu | Activation::LeakyRelu(_) | Activation::Gelu | Activation::Silu => {
+                Init::He
+            }
             _ => Init::Xavier,
         });
         Network::new(

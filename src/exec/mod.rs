@@ -8,7 +8,7 @@ mod plan;
 pub use plan::{Plan, Split};
 
 use crate::dist::{Comm, SelfComm};
-use crate::kernels::activation::{activation_backward, softmax_columns};
+use crate::kernels::activation::{activation_backward, apply_activation, softmax_columns};
 use crate::kernels::gemm::PackedRows;
 use crate::kernels::{Par, dense, sparse};
 use crate::model::{Activation, Layer, Network, Weights};
@@ -196,6 +196,9 @@ pub struct Engine<C: Comm = SelfComm> {
     par: Par,
     capacity: usize,
     acts: Vec<Vec<f32>>,
+    /// Pre-activations of the owned rows, for layers whose activation's derivative needs
+    /// them (GELU, SiLU); empty for the others.
+    pre: Vec<Vec<f32>>,
     own: Vec<Vec<f32>>,
     deltas: Vec<Vec<f32>>,
     partial: Vec<f32>,
@@ -235,6 +238,7 @@ impl<C: Comm> Engine<C> {
             par,
             capacity: 0,
             acts: vec![Vec::new(); depth],
+            pre: vec![Vec::new(); depth],
             own: vec![Vec::new(); depth],
             deltas: vec![Vec::new(); depth],
             partial: Vec::new(),
@@ -403,6 +407,9 @@ impl<C: Comm> Engine<C> {
             let out = self.plan.layer(l).total();
             self.acts[l].resize(out * batch, 0.0);
             self.deltas[l].resize(shard.len() * batch, 0.0);
+            if shard.activation.needs_pre_activation() {
+                self.pre[l].resize(shard.len() * batch, 0.0);
+            }
             if sharded {
                 self.own[l].resize(shard.len() * batch, 0.0);
             }
@@ -446,7 +453,10 @@ impl<C: Comm> Engine<C> {
             } else {
                 &done[l - 1][..shard.inputs * batch]
             };
-            let fused = if shard.activation.is_elementwise() {
+            // Softmax spans the whole layer, and GELU/SiLU keep `z`: both are applied after
+            // the product; the other activations are fused into it.
+            let keeps_pre = shard.activation.needs_pre_activation();
+            let fused = if shard.activation.is_elementwise() && !keeps_pre {
                 shard.activation
             } else {
                 Activation::Identity
@@ -460,6 +470,10 @@ impl<C: Comm> Engine<C> {
             };
             let packed = packed.and_then(|p| p[l].as_ref());
             shard.forward(self.par, packed, input, batch, fused, y);
+            if keeps_pre {
+                self.pre[l][..rows].copy_from_slice(&y[..rows]);
+                apply_activation(&mut y[..rows], shard.activation);
+            }
             let whole = &mut rest[0][..out * batch];
             if sharded {
                 let counts = self.plan.layer(l).counts_times(batch);
@@ -539,7 +553,11 @@ impl<C: Comm> Engine<C> {
                 shard.backward_input(self.par, delta, batch, dx);
             }
             let y = &input[prev.rows.start * batch..prev.rows.end * batch];
-            activation_backward(y, dx, batch, prev.activation);
+            let z = prev
+                .activation
+                .needs_pre_activation()
+                .then(|| &self.pre[l - 1][..prev.len() * batch]);
+            activation_backward(y, z, dx, batch, prev.activation);
         }
     }
 }

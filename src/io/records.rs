@@ -22,6 +22,8 @@ pub(super) enum ActivationRecord {
     LeakyRelu(f32),
     Identity,
     Softmax,
+    Gelu,
+    Silu,
 }
 
 impl From<Activation> for ActivationRecord {
@@ -33,6 +35,8 @@ impl From<Activation> for ActivationRecord {
             Activation::LeakyRelu(alpha) => ActivationRecord::LeakyRelu(alpha),
             Activation::Identity => ActivationRecord::Identity,
             Activation::Softmax => ActivationRecord::Softmax,
+            Activation::Gelu => ActivationRecord::Gelu,
+            Activation::Silu => ActivationRecord::Silu,
         }
     }
 }
@@ -46,6 +50,8 @@ impl From<ActivationRecord> for Activation {
             ActivationRecord::LeakyRelu(alpha) => Activation::LeakyRelu(alpha),
             ActivationRecord::Identity => Activation::Identity,
             ActivationRecord::Softmax => Activation::Softmax,
+            ActivationRecord::Gelu => Activation::Gelu,
+            ActivationRecord::Silu => Activation::Silu,
         }
     }
 }
@@ -273,6 +279,8 @@ mod tests {
         assert_eq!(act(Activation::Tanh), [1]);
         assert_eq!(act(Activation::Identity), [4]);
         assert_eq!(act(Activation::Softmax), [5]);
+        assert_eq!(act(Activation::Gelu), [6]);
+        assert_eq!(act(Activation::Silu), [7]);
         assert_eq!(act(Activation::LeakyRelu(0.5)), [3, 0, 0, 0, 0x3f]);
         assert_eq!(bytes(&LossRecord::from(Loss::SoftmaxCrossEntropy)), [2]);
         // Had the file followed the live enum, Tanh would now read as 2.
@@ -285,6 +293,8 @@ mod tests {
             Activation::LeakyRelu(0.1),
             Activation::Identity,
             Activation::Softmax,
+            Activation::Gelu,
+            Activation::Silu,
         ] {
             assert_eq!(Activation::from(ActivationRecord::from(a)), a);
         }

@@ -27,12 +27,23 @@ pub fn bias_activation(y: &mut [f32], bias: &[f32], batch: usize, act: Activatio
                 let z = *v + b;
                 *v = if z > 0.0 { z } else { a * z };
             }),
+            Activation::Gelu => row.iter_mut().for_each(|v| *v = gelu(*v + b)),
+            Activation::Silu => row.iter_mut().for_each(|v| *v = silu(*v + b)),
             Activation::Identity | Activation::Softmax => row.iter_mut().for_each(|v| *v += b),
         }
     }
     if act == Activation::Softmax {
         softmax_columns(y, bias.len(), batch);
     }
+}
+
+/// `y = f(y)` element-wise, for an element-wise activation `act` applied after the product.
+pub fn apply_activation(y: &mut [f32], act: Activation) {
+    debug_assert!(
+        act.is_elementwise(),
+        "apply_activation: {act} is not element-wise"
+    );
+    bias_activation(y, &[0.0], y.len(), act);
 }
 
 /// Numerically stable softmax of every column of `y` (`[rows, batch]`).
@@ -65,16 +76,51 @@ pub fn sigmoid(z: f32) -> f32 {
     }
 }
 
-/// Turns `g = dL/dy` into `dL/dz` in place, given the layer's outputs `y = f(z)`
-/// (both `[rows, batch]`). This differentiates [`bias_activation`]: `y = f(z)`, so
-/// `dz = f'(z) * dy`, with `f'` written in terms of `y`; for softmax
-/// `dz_i = y_i (g_i - sum_j y_j g_j)` per column.
+/// `z · Φ(z)`, Φ the standard normal CDF.
+#[inline]
+pub fn gelu(z: f32) -> f32 {
+    0.5 * z * (1.0 + libm::erff(z * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+/// `z · σ(z)`.
+#[inline]
+pub fn silu(z: f32) -> f32 {
+    z * sigmoid(z)
+}
+
+/// Turns `g = dL/dy` into `dL/dz` in place (all `[rows, batch]`). This differentiates
+/// [`bias_activation`]: `y = f(z)`, so `dz = f'(z) * dy`. `f'` is written in terms of the
+/// outputs `y` where it can be; GELU and SiLU need the pre-activation `z`
+/// ([`Activation::needs_pre_activation`]); for softmax `dz_i = y_i (g_i - sum_j y_j g_j)` per
+/// column.
 ///
 /// # Panics
-/// If the lengths differ or are not a multiple of `batch`.
-pub fn activation_backward(y: &[f32], g: &mut [f32], batch: usize, act: Activation) {
+/// If the lengths differ or are not a multiple of `batch`, or `z` is missing where needed.
+pub fn activation_backward(
+    y: &[f32],
+    z: Option<&[f32]>,
+    g: &mut [f32],
+    batch: usize,
+    act: Activation,
+) {
     assert_eq!(y.len(), g.len(), "activation_backward: shape mismatch");
+    let pre = || {
+        let z = z.expect("activation_backward: this activation needs the pre-activation");
+        assert_eq!(z.len(), g.len(), "activation_backward: shape mismatch");
+        z
+    };
     match act {
+        Activation::Gelu => zip_apply(pre(), g, |z| {
+            let cdf = 0.5 * (1.0 + libm::erff(z * std::f32::consts::FRAC_1_SQRT_2));
+            let pdf = (-0.5 * z * z).exp()
+                * (0.5 * std::f32::consts::FRAC_2_SQRT_PI)
+                * std::f32::consts::FRAC_1_SQRT_2;
+            cdf + z * pdf
+        }),
+        Activation::Silu => zip_apply(pre(), g, |z| {
+            let s = sigmoid(z);
+            s * (1.0 + z * (1.0 - s))
+        }),
         Activation::Sigmoid => zip_apply(y, g, |y| y * (1.0 - y)),
         Activation::Tanh => zip_apply(y, g, |y| 1.0 - y * y),
         Activation::Relu => zip_apply(y, g, |y| if y > 0.0 { 1.0 } else { 0.0 }),
@@ -99,10 +145,11 @@ pub fn activation_backward(y: &[f32], g: &mut [f32], batch: usize, act: Activati
     }
 }
 
+/// `g[k] *= derivative(saved[k])`: `saved` is the output or the pre-activation.
 #[inline]
-fn zip_apply(y: &[f32], g: &mut [f32], derivative: impl Fn(f32) -> f32) {
-    for (gi, &yi) in g.iter_mut().zip(y) {
-        *gi *= derivative(yi);
+fn zip_apply(saved: &[f32], g: &mut [f32], derivative: impl Fn(f32) -> f32) {
+    for (gi, &s) in g.iter_mut().zip(saved) {
+        *gi *= derivative(s);
     }
 }
 
@@ -124,16 +171,25 @@ mod tests {
                 let s: f64 = z.iter().map(|z| z.exp()).sum();
                 z.iter().map(|z| z.exp() / s).collect()
             }
+            Activation::Gelu => z
+                .iter()
+                .map(|z| 0.5 * z * (1.0 + libm::erf(z / 2f64.sqrt())))
+                .collect(),
+            Activation::Silu => z.iter().map(|z| z / (1.0 + (-z).exp())).collect(),
         }
     }
 
-    const ALL: [Activation; 6] = [
+    /// The battery every activation passes: forward against an f64 definition, backward
+    /// against central finite differences of it.
+    const ALL: [Activation; 8] = [
         Activation::Sigmoid,
         Activation::Tanh,
         Activation::Relu,
         Activation::LeakyRelu(0.1),
         Activation::Identity,
         Activation::Softmax,
+        Activation::Gelu,
+        Activation::Silu,
     ];
 
     #[test]
@@ -161,10 +217,11 @@ mod tests {
         let z = [0.5f64, -2.0, 1.5, 0.25, -0.75, 3.0];
         let g = [0.3f64, -1.0, 0.7, 0.2, 0.9, -0.4];
         for act in ALL {
-            let mut y = z.map(|v| v as f32);
+            let pre = z.map(|v| v as f32);
+            let mut y = pre;
             bias_activation(&mut y, &[0.0; 3], 2, act);
             let mut dz = g.map(|v| v as f32);
-            activation_backward(&y, &mut dz, 2, act);
+            activation_backward(&y, Some(&pre), &mut dz, 2, act);
             // L = sum g * f(z); dL/dz by central differences, column by column.
             for (k, &got) in dz.iter().enumerate() {
                 let (row, col) = (k / 2, k % 2);

@@ -19,6 +19,10 @@ pub enum Activation {
     Identity,
     /// `e^z_i / sum_j e^z_j` over a sample's neurons; output layers only.
     Softmax,
+    /// `z · Φ(z)` with `Φ` the standard normal CDF (the exact GELU, PyTorch's `nn.GELU()`).
+    Gelu,
+    /// `z · σ(z)` (SiLU, also called swish; PyTorch's `nn.SiLU()`).
+    Silu,
 }
 
 impl Activation {
@@ -28,6 +32,12 @@ impl Activation {
     /// Whether the function acts on each neuron alone (everything but softmax).
     pub fn is_elementwise(self) -> bool {
         !matches!(self, Activation::Softmax)
+    }
+
+    /// Whether the derivative needs the pre-activation `z`, not only the output `f(z)`
+    /// (GELU and SiLU are not invertible): training then keeps `z`.
+    pub fn needs_pre_activation(self) -> bool {
+        matches!(self, Activation::Gelu | Activation::Silu)
     }
 }
 
@@ -41,6 +51,8 @@ impl fmt::Display for Activation {
             Activation::LeakyRelu(a) => write!(f, "leaky-relu:{a}"),
             Activation::Identity => write!(f, "identity"),
             Activation::Softmax => write!(f, "softmax"),
+            Activation::Gelu => write!(f, "gelu"),
+            Activation::Silu => write!(f, "silu"),
         }
     }
 }
@@ -48,7 +60,8 @@ impl fmt::Display for Activation {
 impl FromStr for Activation {
     type Err = String;
 
-    /// Parses `sigmoid`, `tanh`, `relu`, `leaky-relu[:alpha]`, `identity` (or `linear`), `softmax`.
+    /// Parses `sigmoid`, `tanh`, `relu`, `leaky-relu[:alpha]`, `gelu`, `silu` (or `swish`),
+    /// `identity` (or `linear`), `softmax`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let lower = s.trim().to_ascii_lowercase();
         let (name, arg) = match lower.split_once(':') {
@@ -74,9 +87,11 @@ impl FromStr for Activation {
             }
             "identity" | "linear" | "none" => Activation::Identity,
             "softmax" => Activation::Softmax,
+            "gelu" => Activation::Gelu,
+            "silu" | "swish" => Activation::Silu,
             _ => {
                 return Err(format!(
-                    "unknown activation '{s}': expected sigmoid, tanh, relu, leaky-relu[:alpha], identity or softmax"
+                    "unknown activation '{s}': expected sigmoid, tanh, relu, leaky-relu[:alpha], gelu, silu, identity or softmax"
                 ));
             }
         };
@@ -103,10 +118,13 @@ mod tests {
             Activation::LeakyRelu(0.2),
             Activation::Identity,
             Activation::Softmax,
+            Activation::Gelu,
+            Activation::Silu,
         ] {
             assert_eq!(act.to_string().parse::<Activation>().unwrap(), act);
         }
-        assert!("swish".parse::<Activation>().is_err());
+        assert_eq!("swish".parse::<Activation>(), Ok(Activation::Silu));
+        assert!("mish".parse::<Activation>().is_err());
         assert!("relu:3".parse::<Activation>().is_err());
         assert!("leaky-relu:2".parse::<Activation>().is_err());
     }

@@ -50,6 +50,11 @@ impl FromStr for Loss {
 impl Loss {
     /// Checks that the output activation suits this loss.
     pub fn check(self, output: Activation) -> Result<()> {
+        if output.needs_pre_activation() {
+            return Err(Error::config(format!(
+                "{output} is an activation for hidden layers: the output layer's gradient is computed from its outputs, so it needs identity, sigmoid or softmax (or tanh, relu, leaky-relu)"
+            )));
+        }
         let ok = match self {
             Loss::Mse => true,
             Loss::BinaryCrossEntropy => output == Activation::Sigmoid,
@@ -105,7 +110,8 @@ impl Loss {
             *d = (y - t) * inv;
         }
         if self == Loss::Mse {
-            activation_backward(y, dz, batch, act);
+            // `check` keeps activations that need their pre-activation off the output.
+            activation_backward(y, None, dz, batch, act);
         }
     }
 }
