@@ -8,8 +8,14 @@ echo "[test] cargo fmt --check"
 cargo fmt --all -- --check
 echo "[test] cargo clippy (all targets, warnings are errors)"
 cargo clippy --all-targets -- -D warnings
+cargo clippy --all-targets --no-default-features --features cli -- -D warnings
+echo "[test] the library alone: no command-line dependencies, builds and lints clean"
+if cargo tree -e normal --no-default-features | grep -E "^.*(clap|indicatif|anyhow|plotters) v"; then
+    echo "the library (--no-default-features) depends on a command-line crate" >&2
+    exit 1
+fi
 cargo clippy --all-targets --no-default-features -- -D warnings
-echo "[test] cargo test (default features: mpi)"
+echo "[test] cargo test (default features: mpi, cli)"
 cargo test
-echo "[test] cargo test --no-default-features (single process, threads only)"
-cargo test --no-default-features
+echo "[test] cargo test --no-default-features --features cli (single process, threads only)"
+cargo test --no-default-features --features cli

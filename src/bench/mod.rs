@@ -1,14 +1,11 @@
 //! Timing on synthetic networks (`nnmpi bench`): forward passes, training steps and whole
-//! training epochs, with the share of the time spent in communication; scaling sweeps over
-//! ranks × threads in [`sweep`].
+//! training epochs, with the share of the time spent in communication. (The scaling sweeps of
+//! `nnmpi bench --sweep`, which start `mpirun` and draw plots, belong to the command line.)
 //!
 //! A repetition runs the work `inner` times (enough to last about 10 ms when not given, so
 //! a 60-3-1 forward pass of a fraction of a microsecond is timed over many calls); the
 //! reported time is the median over repetitions of the time per call, taken on the slowest
 //! rank (repetitions start and end with a barrier).
-
-pub mod plot;
-pub mod sweep;
 
 use crate::data::{Dataset, Targets};
 use crate::dist::{Comm, Grid, Partition, Timed, Topology, check_memory};

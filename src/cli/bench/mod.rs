@@ -2,14 +2,17 @@
 //! table or JSON, with the share of the time spent in communication; or a scaling sweep
 //! (`--sweep`). The measuring is `nnmpi::bench`'s.
 
+mod plot;
+mod sweep;
+
 use super::context::{Ctx, say};
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use nnmpi::bench::sweep::{self, Combo, Launcher};
 use nnmpi::bench::{Case, Mode, measure};
 use nnmpi::dist::Comm;
 use nnmpi::model::{Activation, Format};
 use std::path::PathBuf;
+use sweep::{Combo, Launcher};
 
 /// Flags of `nnmpi bench`.
 #[derive(Args, Debug)]

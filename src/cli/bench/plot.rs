@@ -2,7 +2,7 @@
 //! workers (ranks × threads per rank), one line per model size and thread count per rank.
 
 use super::sweep::Point;
-use crate::error::{Error, Result};
+use nnmpi::{Error, Result};
 use plotters::prelude::*;
 
 /// Colours of the lines, in order.

@@ -7,11 +7,12 @@
 //! calls from the main thread only, so the thread count cannot change inside a job. With
 //! `--launch`, nnmpi starts `mpirun -np r` itself for every combination, with any threads.
 
-use super::{Case, Report, measure, plot};
-use crate::dist::{Comm, Grid};
-use crate::error::{Error, Result};
-use crate::io::write_atomic;
-use crate::kernels::Par;
+use super::plot;
+use nnmpi::bench::{Case, Report, measure};
+use nnmpi::dist::{Comm, Grid};
+use nnmpi::io::write_atomic;
+use nnmpi::kernels::Par;
+use nnmpi::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -248,9 +249,9 @@ pub fn write(dir: &Path, points: &[Point]) -> Result<Vec<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::Mode;
-    use crate::dist::SelfComm;
-    use crate::model::{Activation, Format};
+    use nnmpi::bench::Mode;
+    use nnmpi::dist::SelfComm;
+    use nnmpi::model::{Activation, Format};
 
     #[test]
     fn combos_parse_and_print() {
