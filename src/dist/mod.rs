@@ -1,5 +1,6 @@
 //! Communication between ranks: the [`Comm`] trait, its one-process implementation
-//! [`SelfComm`], the MPI one ([`MpiComm`], cargo feature `mpi`), how neurons are split over
+//! [`SelfComm`], the MPI one ([`MpiComm`], cargo feature `mpi`), ranks as threads for tests
+//! ([`ThreadComm`]), how neurons are split over
 //! ranks ([`Partition`]) and the data × model grid of ranks ([`Topology`]); and what of the
 //! machine the ranks may use (cores, [`memory_available`]).
 //!
@@ -12,6 +13,7 @@ mod memory;
 mod mpi_comm;
 mod partition;
 mod share;
+mod threads;
 mod timed;
 mod topology;
 
@@ -22,5 +24,6 @@ pub use memory::{check_memory, human_bytes, memory_available, ranks_on_this_node
 pub use mpi_comm::{MpiComm, MpiRuntime, launched_by_mpi};
 pub use partition::Partition;
 pub use share::{broadcast_dataset, broadcast_outcome};
+pub use threads::ThreadComm;
 pub use timed::Timed;
 pub use topology::{Grid, Topology};

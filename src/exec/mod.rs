@@ -565,7 +565,63 @@ impl<C: Comm> Engine<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dist::ThreadComm;
     use crate::model::Init;
+
+    /// Forward output and the gradients of every parameter after one backward pass from
+    /// `dL/dz = y - t` at the output, on `ranks` model-parallel ranks (threads); the
+    /// gradients are this rank's rows, returned per rank.
+    fn pass_on(net: &Network, ranks: usize, x: &[f32], batch: usize) -> Vec<(Vec<f32>, Gradients)> {
+        ThreadComm::run(ranks, |comm| {
+            let mut engine = Engine::sharded(net, comm, Par::Seq);
+            let y = engine.forward(x, batch).to_vec();
+            let (out, dz) = engine.output_and_delta(batch);
+            for (d, &o) in dz.iter_mut().zip(out) {
+                *d = o - 0.25;
+            }
+            let mut grads = engine.zero_gradients();
+            engine.backward(x, batch, &mut grads);
+            (y, grads)
+        })
+    }
+
+    #[test]
+    fn ranks_as_threads_give_the_forward_bits_and_the_gradients_of_one_process() {
+        let net = Network::new(
+            &[7, 11, 5, 3],
+            Activation::Gelu,
+            Activation::Sigmoid,
+            Init::He,
+            9,
+        )
+        .unwrap();
+        let (batch, x) = (6, batch_of(7, 6));
+        let one = pass_on(&net, 1, &x, batch).remove(0);
+        for ranks in 2..=4 {
+            let plan = Plan::for_network(&net, ranks, Split::Balanced);
+            for (r, (y, grads)) in pass_on(&net, ranks, &x, batch).into_iter().enumerate() {
+                assert_eq!(y, one.0, "{ranks} ranks: forward bits differ on rank {r}");
+                for l in 0..net.layers().len() {
+                    let rows = plan.rows(l, r);
+                    let inputs = net.layers()[l].inputs();
+                    let want_w = &one.1.weights[l][rows.start * inputs..rows.end * inputs];
+                    let want_b = &one.1.bias[l][rows.clone()];
+                    // The input gradients are summed over ranks (a reduce-scatter), in
+                    // another order than one process sums them.
+                    for (got, want) in grads.weights[l]
+                        .iter()
+                        .chain(&grads.bias[l])
+                        .zip(want_w.iter().chain(want_b))
+                    {
+                        assert!(
+                            (got - want).abs() <= 1e-6 * (1.0 + want.abs()),
+                            "{ranks} ranks, rank {r}, layer {l}: {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     fn batch_of(inputs: usize, batch: usize) -> Vec<f32> {
         crate::kernels::test_values(inputs * batch, 7)

@@ -721,3 +721,120 @@ impl<C: Comm> Trainer<C> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dist::{Grid, ThreadComm};
+    use crate::model::{Activation, Init};
+
+    /// 48 samples of 5 features, 3 classes by the sign pattern of two features.
+    fn data() -> Dataset {
+        let mut rng = UniformStream::new(11, 0);
+        let n = 48;
+        let features = ndarray::Array2::from_shape_fn((5, n), |_| rng.next_unit() * 2.0 - 1.0);
+        let labels = (0..n)
+            .map(|s| u32::from(features[[0, s]] > 0.0) + u32::from(features[[1, s]] > 0.3))
+            .collect();
+        Dataset {
+            features,
+            targets: Targets::Classes(labels),
+            classes: vec!["a".into(), "b".into(), "c".into()],
+            origin: "synthetic".into(),
+        }
+    }
+
+    fn network() -> Network {
+        Network::new(
+            &[5, 9, 7, 3],
+            Activation::Tanh,
+            Activation::Softmax,
+            Init::Xavier,
+            4,
+        )
+        .unwrap()
+    }
+
+    fn config() -> TrainConfig {
+        TrainConfig {
+            epochs: 3,
+            batch_size: 8,
+            loss: Loss::SoftmaxCrossEntropy,
+            optimizer: OptimizerConfig::adam(0.01),
+            seed: 5,
+            patience: None,
+            shuffle: true,
+        }
+    }
+
+    /// Trains on `grid` (ranks as threads), prunes to `prune` if given, and returns rank 0's
+    /// gathered network.
+    fn train_on(grid: Grid, prune: Option<f64>) -> Network {
+        let data = data();
+        let mut nets = ThreadComm::run(grid.ranks(), |world| {
+            let topology = Topology::new(world, grid).unwrap();
+            let mut t = Trainer::distributed(&network(), config(), Par::Seq, &topology).unwrap();
+            t.fit(&data, None, &mut Silent).unwrap();
+            if let Some(s) = prune {
+                t.prune(Pruning::connections(Target::Sparsity(s), Scope::Global));
+                t.train_more(1, &data, None, &mut Silent).unwrap();
+            }
+            t.finish()
+        });
+        nets.remove(0).expect("rank 0 gathers the network")
+    }
+
+    fn max_difference(a: &Network, b: &Network) -> f32 {
+        a.layers()
+            .iter()
+            .zip(b.layers())
+            .flat_map(|(x, y)| {
+                let w = x.dense_weights().into_iter().zip(y.dense_weights());
+                w.chain(x.bias().iter().copied().zip(y.bias().iter().copied()))
+                    .map(|(p, q)| (p - q).abs())
+                    .collect::<Vec<_>>()
+            })
+            .fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn training_on_a_grid_of_threads_matches_one_process() {
+        let one = train_on(Grid::model(1), None);
+        assert_ne!(one, network(), "training changed nothing");
+        for grid in [
+            Grid::model(2),
+            Grid::data(2),
+            Grid::model(3),
+            "2x2".parse().unwrap(),
+        ] {
+            let diff = max_difference(&train_on(grid, None), &one);
+            assert!(
+                diff <= 1e-5,
+                "grid {grid}: largest weight difference {diff}"
+            );
+        }
+    }
+
+    #[test]
+    fn distributed_pruning_keeps_the_mask_of_one_process() {
+        let one = train_on(Grid::model(1), Some(0.6));
+        let mask = |n: &Network| -> Vec<bool> {
+            n.layers()
+                .iter()
+                .flat_map(|l| {
+                    l.dense_weights()
+                        .into_iter()
+                        .map(|w| w != 0.0)
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        let absent = mask(&one).iter().filter(|&&m| !m).count() as f64;
+        assert!(absent / mask(&one).len() as f64 > 0.55, "pruned {absent}");
+        for grid in [Grid::model(3), "2x2".parse().unwrap()] {
+            let got = train_on(grid, Some(0.6));
+            assert_eq!(mask(&got), mask(&one), "grid {grid}");
+            assert!(max_difference(&got, &one) <= 1e-5, "grid {grid}");
+        }
+    }
+}
