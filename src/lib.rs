@@ -3,7 +3,7 @@
 //!
 //! The pieces, in the order data flows through them:
 //! [`data`] loads and normalises samples, [`model`] holds the network, [`exec`] runs it
-//! with the [`kernels`], [`train`] fits it, [`io`] saves it; [`bench`] times it.
+//! with the [`kernels`], [`train`] fits it, [`io`] saves it; [`bench`](mod@bench) times it.
 //!
 //! ```
 //! use nnmpi::exec::Engine;
@@ -18,8 +18,8 @@
 //! ```
 
 pub mod bench;
+pub mod cluster;
 pub mod data;
-pub mod dist;
 pub mod error;
 pub mod exec;
 pub mod io;

@@ -7,8 +7,8 @@
 //! reported time is the median over repetitions of the time per call, taken on the slowest
 //! rank (repetitions start and end with a barrier).
 
+use crate::cluster::{Comm, Grid, Partition, Timed, Topology, check_memory};
 use crate::data::{Dataset, Targets};
-use crate::dist::{Comm, Grid, Partition, Timed, Topology, check_memory};
 use crate::error::{Error, Result};
 use crate::exec::Engine;
 use crate::kernels::Par;
@@ -467,7 +467,7 @@ pub fn duration(ms: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dist::SelfComm;
+    use crate::cluster::SelfComm;
 
     fn case(mode: Mode, layers: Vec<usize>) -> Case {
         Case {

@@ -4,7 +4,7 @@
 use super::context::{Ctx, say};
 use anyhow::{Context, Result};
 use clap::Args;
-use nnmpi::dist::Comm;
+use nnmpi::cluster::Comm;
 use nnmpi::io::{Checkpoint, load, safetensors, save};
 use nnmpi::model::Format;
 use std::path::PathBuf;

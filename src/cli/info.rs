@@ -4,7 +4,7 @@ use super::Cli;
 use super::context::Ctx;
 use anyhow::{Result, bail};
 use clap::Args;
-use nnmpi::dist::{Comm, Partition};
+use nnmpi::cluster::{Comm, Partition};
 use nnmpi::exec::{Plan, Split};
 use nnmpi::io::{Checkpoint, load};
 use nnmpi::model::{Task, Weights};
@@ -188,7 +188,7 @@ fn describe(path: &std::path::Path, ckpt: &Checkpoint) {
 }
 
 /// Neurons, parameters, memory and communication of every model-parallel rank of `grid`.
-fn print_plan(plan: &Plan, grid: nnmpi::dist::Grid, batch: usize) {
+fn print_plan(plan: &Plan, grid: nnmpi::cluster::Grid, batch: usize) {
     let shape: Vec<String> = plan.sizes().iter().map(usize::to_string).collect();
     println!(
         "\nplan for {} on {} ranks: grid {grid} ({} data-parallel group(s) of {} model-parallel rank(s)), batch {batch}",

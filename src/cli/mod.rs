@@ -14,7 +14,7 @@ mod train;
 use anyhow::Result;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use context::Ctx;
-use nnmpi::dist::{Comm, Grid, SelfComm};
+use nnmpi::cluster::{Comm, Grid, SelfComm};
 
 /// nnmpi trains, evaluates and serves feed-forward neural networks (MLPs), on one machine or
 /// across an MPI cluster.
@@ -99,8 +99,8 @@ pub fn main() -> Result<()> {
 /// Starts MPI when launched by mpirun, and runs the command.
 fn run_command(cli: &Cli, matches: &ArgMatches) -> Result<()> {
     #[cfg(feature = "mpi")]
-    if nnmpi::dist::launched_by_mpi() {
-        let runtime = nnmpi::dist::MpiRuntime::init()?;
+    if nnmpi::cluster::launched_by_mpi() {
+        let runtime = nnmpi::cluster::MpiRuntime::init()?;
         let world = runtime.world();
         if world.size() > 1 {
             runtime.abort_job_on_panic();

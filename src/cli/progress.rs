@@ -3,8 +3,8 @@
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use nnmpi::cluster::Comm;
 use nnmpi::data::Normalizer;
-use nnmpi::dist::Comm;
 use nnmpi::io::{Checkpoint, TrainingCheckpoint, save};
 use nnmpi::model::{Model, Task};
 use nnmpi::train::{EpochReport, Observer, Trainer};

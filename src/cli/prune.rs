@@ -7,7 +7,7 @@ use super::predict::implied_loss;
 use super::train::{check_split, describe, split_and_normalize};
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use nnmpi::dist::Comm;
+use nnmpi::cluster::Comm;
 use nnmpi::io::{Checkpoint, TrainingCheckpoint, save};
 use nnmpi::model::{Format, Model, Network};
 use nnmpi::prune::{NeuronTarget, Pruning, Schedule, Scope, Target, prune_neurons};
@@ -232,7 +232,7 @@ fn finish_on_root<C: Comm>(
     if let (Some(d), true) = (shown, shrunk) {
         let mut engine = nnmpi::exec::Engine::new(network.clone(), ctx.par);
         let eval =
-            nnmpi::train::evaluate(&mut engine, &nnmpi::dist::SelfComm, d, config.loss, 1024)?;
+            nnmpi::train::evaluate(&mut engine, &nnmpi::cluster::SelfComm, d, config.loss, 1024)?;
         say!(ctx, "after removing neurons: {}", describe(&eval));
     }
     let layers: Vec<String> = network

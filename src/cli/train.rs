@@ -5,8 +5,8 @@ use super::data_args::DataArgs;
 use super::progress::{Checkpointing, MetricsLog, Progress};
 use anyhow::{Context, Result, bail};
 use clap::{ArgMatches, Args, parser::ValueSource};
+use nnmpi::cluster::Comm;
 use nnmpi::data::{Dataset, LabelKind, NormKind, Normalizer, Targets, train_val_split};
-use nnmpi::dist::Comm;
 use nnmpi::io::save;
 use nnmpi::model::{Activation, Init, Model, Network, Task};
 use nnmpi::prune::{Schedule, Scope};
@@ -485,7 +485,7 @@ fn check_training_memory<C: Comm>(
         ctx.topology.model.size(),
     );
     let what = format!("training a {} network", nnmpi::model::shape_of(sizes));
-    Ok(nnmpi::dist::check_memory(&what, bytes)?)
+    Ok(nnmpi::cluster::check_memory(&what, bytes)?)
 }
 
 /// A validation split must leave samples on both sides.

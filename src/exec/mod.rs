@@ -1,13 +1,13 @@
 //! The engine: owns this rank's shard of every layer and the activation buffers, and runs
 //! forward (predict) and backward (train) passes over features-major batches with the
-//! communication pattern of `src/dist/README.md`. On one rank ([`SelfComm`]) it is the plain
+//! communication pattern of `src/cluster/README.md`. On one rank ([`SelfComm`]) it is the plain
 //! single-process engine and never communicates.
 
 mod plan;
 
 pub use plan::{Plan, Split};
 
-use crate::dist::{Comm, SelfComm};
+use crate::cluster::{Comm, SelfComm};
 use crate::kernels::activation::{activation_backward, apply_activation, softmax_columns};
 use crate::kernels::gemm::PackedRows;
 use crate::kernels::{Par, dense, sparse};
@@ -565,7 +565,7 @@ impl<C: Comm> Engine<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dist::ThreadComm;
+    use crate::cluster::ThreadComm;
     use crate::model::Init;
 
     /// Forward output and the gradients of every parameter after one backward pass from

@@ -1,6 +1,6 @@
 //! Which rank owns which neurons of every layer, and what that costs each rank.
 
-use crate::dist::Partition;
+use crate::cluster::Partition;
 use crate::kernels::sparse::balanced_rows;
 use crate::model::{Network, Weights};
 use std::ops::Range;

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Atomically replaces `path` with `bytes`. Temporaries of `path` that killed writers left
-/// behind are removed first (see [`remove_stale_temps`]).
+/// behind are removed first (see `remove_stale_temps`).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     remove_stale_temps(path);
     let tmp = temp_path(path);

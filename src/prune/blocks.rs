@@ -9,7 +9,7 @@
 //! of it, the owner scores and decides it, and sends its decision back. Every rank thus
 //! scores every block from the same values in the same order as one process would.
 
-use crate::dist::Comm;
+use crate::cluster::Comm;
 use crate::model::Weights;
 use std::ops::Range;
 

@@ -9,7 +9,7 @@
 //! with exactly the mask one process would compute on the whole network.
 
 use super::blocks::LayerBlocks;
-use crate::dist::Comm;
+use crate::cluster::Comm;
 use crate::model::Weights;
 use crate::sparse::Csr;
 use std::ops::Range;
@@ -218,7 +218,7 @@ fn keep_largest<C: Comm>(comm: &C, groups: &[&[u32]], keep: u64) -> Vec<Vec<bool
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dist::SelfComm;
+    use crate::cluster::SelfComm;
     use ndarray::Array2;
 
     fn dense(rows: usize, cols: usize, v: Vec<f32>) -> Weights {

@@ -10,7 +10,7 @@ pub use connections::{Pruning, Scope, Target, prune_shard};
 pub use neurons::{NeuronReport, NeuronTarget, prune_neurons};
 pub use schedule::Schedule;
 
-use crate::dist::SelfComm;
+use crate::cluster::SelfComm;
 use crate::model::{Layer, Network};
 use ndarray::Array1;
 

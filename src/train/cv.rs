@@ -2,8 +2,8 @@
 
 use super::metrics::Evaluation;
 use super::trainer::{PrunePlan, Silent, TrainConfig, Trainer};
+use crate::cluster::{Comm, Topology};
 use crate::data::{Dataset, NormKind, Normalizer, kfold};
-use crate::dist::{Comm, Topology};
 use crate::error::{Error, Result};
 use crate::kernels::Par;
 use crate::model::Network;

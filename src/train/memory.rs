@@ -1,5 +1,5 @@
 //! What a network needs in memory to be built, run and trained, computed from its sizes
-//! before anything is allocated (see [`crate::dist::check_memory`]).
+//! before anything is allocated (see [`crate::cluster::check_memory`]).
 
 use super::OptimizerConfig;
 

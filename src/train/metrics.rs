@@ -1,8 +1,8 @@
 //! Target encoding, predictions and evaluation (loss, accuracy, confusion matrix).
 
 use super::loss::Loss;
+use crate::cluster::{Comm, Partition};
 use crate::data::{Dataset, Targets};
-use crate::dist::{Comm, Partition};
 use crate::error::{Error, Result};
 use crate::exec::Engine;
 use std::ops::Range;

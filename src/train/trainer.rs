@@ -3,8 +3,8 @@
 use super::loss::Loss;
 use super::metrics::{Evaluation, check_targets, encode_targets, evaluate, predicted_class};
 use super::optim::{Optimizer, OptimizerConfig, OptimizerState};
+use crate::cluster::{Comm, Partition, SelfComm, Topology};
 use crate::data::{Dataset, Targets};
-use crate::dist::{Comm, Partition, SelfComm, Topology};
 use crate::error::{Error, Result};
 use crate::exec::{Engine, Gradients, Plan, ShardLayer};
 use crate::kernels::Par;
@@ -725,7 +725,7 @@ impl<C: Comm> Trainer<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dist::{Grid, ThreadComm};
+    use crate::cluster::{Grid, ThreadComm};
     use crate::model::{Activation, Init};
 
     /// 48 samples of 5 features, 3 classes by the sign pattern of two features.

@@ -9,7 +9,7 @@ use super::context::{Ctx, say};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use nnmpi::bench::{Case, Mode, measure};
-use nnmpi::dist::Comm;
+use nnmpi::cluster::Comm;
 use nnmpi::model::{Activation, Format};
 use std::path::PathBuf;
 use sweep::{Combo, Launcher};

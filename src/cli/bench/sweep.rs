@@ -9,7 +9,7 @@
 
 use super::plot;
 use nnmpi::bench::{Case, Report, measure};
-use nnmpi::dist::{Comm, Grid};
+use nnmpi::cluster::{Comm, Grid};
 use nnmpi::io::write_atomic;
 use nnmpi::kernels::Par;
 use nnmpi::{Error, Result};
@@ -250,7 +250,7 @@ pub fn write(dir: &Path, points: &[Point]) -> Result<Vec<PathBuf>> {
 mod tests {
     use super::*;
     use nnmpi::bench::Mode;
-    use nnmpi::dist::SelfComm;
+    use nnmpi::cluster::SelfComm;
     use nnmpi::model::{Activation, Format};
 
     #[test]

@@ -7,7 +7,7 @@ use std::ops::Range;
 /// get nothing (1 output neuron on 4 ranks).
 ///
 /// ```
-/// use nnmpi::dist::Partition;
+/// use nnmpi::cluster::Partition;
 /// let p = Partition::even(10, 4);
 /// assert_eq!(p.counts(), &[3, 3, 2, 2]);
 /// assert_eq!(p.range(2), 6..8);

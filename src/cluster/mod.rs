@@ -1,10 +1,10 @@
 //! Communication between ranks: the [`Comm`] trait, its one-process implementation
-//! [`SelfComm`], the MPI one ([`MpiComm`], cargo feature `mpi`), ranks as threads for tests
+//! [`SelfComm`], the MPI one (`MpiComm`, cargo feature `mpi`), ranks as threads for tests
 //! ([`ThreadComm`]), how neurons are split over
 //! ranks ([`Partition`]) and the data × model grid of ranks ([`Topology`]); and what of the
 //! machine the ranks may use (cores, [`memory_available`]).
 //!
-//! See `src/dist/README.md` for the communication pattern and why it looks the way it does.
+//! See `src/cluster/README.md` for the communication pattern and why it looks the way it does.
 
 mod affinity;
 mod comm;

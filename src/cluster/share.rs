@@ -96,7 +96,7 @@ pub fn broadcast_dataset<C: Comm>(comm: &C, root: usize, data: Option<Dataset>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dist::SelfComm;
+    use crate::cluster::SelfComm;
 
     #[test]
     fn one_rank_gets_its_own_data_back() {

@@ -11,7 +11,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 /// instead of waiting for ever.
 ///
 /// ```
-/// use nnmpi::dist::{Comm, ThreadComm};
+/// use nnmpi::cluster::{Comm, ThreadComm};
 /// let sums = ThreadComm::run(3, |comm| {
 ///     let mut v = [comm.rank() as f64 + 1.0];
 ///     comm.all_reduce_sum(&mut v);
