@@ -24,9 +24,18 @@ pub enum Error {
     /// A checkpoint file that cannot be trusted (wrong magic, version, checksum, size or shape).
     #[error("checkpoint {path}: {message}")]
     Checkpoint { path: PathBuf, message: String },
-    /// A configuration that cannot work (incompatible layers, loss, flags).
+    /// A configuration that cannot work (incompatible layers, loss, settings).
     #[error("{0}")]
     Config(String),
+    /// A parameter out of its range, named as the library calls it (`batch_size`, `grid`);
+    /// front ends map the name to theirs (the command line to its flag).
+    #[error("{name} {message}")]
+    Parameter {
+        /// The parameter, e.g. `batch_size`.
+        name: &'static str,
+        /// What is wrong, phrased to follow the name, e.g. "must be at least 1".
+        message: String,
+    },
     /// Training diverged (NaN or infinite loss).
     #[error("{0}")]
     Numerical(String),
@@ -62,6 +71,14 @@ impl Error {
     pub fn checkpoint(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         Error::Checkpoint {
             path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A parameter error: `name` (as the library calls it) and what is wrong with it.
+    pub fn parameter(name: &'static str, message: impl Into<String>) -> Self {
+        Error::Parameter {
+            name,
             message: message.into(),
         }
     }

@@ -5,7 +5,7 @@ mod cli;
 fn main() {
     restore_default_sigpipe();
     if let Err(e) = cli::main() {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", cli::describe(&e));
         std::process::exit(1);
     }
 }

@@ -87,23 +87,35 @@ pub struct Case {
 impl Case {
     /// Checks the numbers a user gave.
     pub fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(Error::config(m));
+        let bad = |name, m: String| Err(Error::parameter(name, m));
         if self.layers.len() < 2 || self.layers.contains(&0) {
-            return bad(format!(
-                "--layers {:?}: give at least inputs and outputs, every layer at least one neuron",
-                self.layers
-            ));
-        }
-        if [self.batch, self.reps, self.samples, self.block].contains(&0) || self.inner == Some(0) {
             return bad(
-                "--batch, --reps, --inner, --samples and --block must be at least 1".into(),
+                "layers",
+                format!(
+                    "{:?}: give at least inputs and outputs, every layer at least one neuron",
+                    self.layers
+                ),
             );
         }
+        for (name, v) in [
+            ("batch", self.batch),
+            ("reps", self.reps),
+            ("samples", self.samples),
+            ("block", self.block),
+            ("inner", self.inner.unwrap_or(1)),
+        ] {
+            if v == 0 {
+                return bad(name, "must be at least 1".into());
+            }
+        }
         if !(0.0..1.0).contains(&self.sparsity) {
-            return bad(format!("--sparsity {} must be in [0, 1)", self.sparsity));
+            return bad("sparsity", format!("{} must be in [0, 1)", self.sparsity));
         }
         if self.mode == Mode::Epoch && self.layers.last() == Some(&1) {
-            return bad("--mode epoch trains a classifier: give at least 2 outputs".into());
+            return bad(
+                "mode",
+                "epoch trains a classifier: give at least 2 outputs".into(),
+            );
         }
         Ok(())
     }

@@ -125,12 +125,43 @@ fn end_job<C: Comm>(world: &C, e: &anyhow::Error) {
         return;
     }
     if world.rank() == 0 {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", describe(e));
     } else {
         std::thread::sleep(std::time::Duration::from_secs(1));
-        eprintln!("error on rank {} of {}: {e:#}", world.rank(), world.size());
+        eprintln!(
+            "error on rank {} of {}: {}",
+            world.rank(),
+            world.size(),
+            describe(e)
+        );
     }
     world.abort(1);
+}
+
+/// An error as the command line says it: the library names a parameter as the library calls
+/// it (`batch_size`, `k`), the user gave a flag (`--batch-size`, `--kfold`).
+pub fn describe(e: &anyhow::Error) -> String {
+    let text = format!("{e:#}");
+    let parameter = e
+        .chain()
+        .find_map(|c| match c.downcast_ref::<nnmpi::Error>() {
+            Some(nnmpi::Error::Parameter { name, message }) => Some((*name, message)),
+            _ => None,
+        });
+    match parameter {
+        Some((name, message)) => {
+            let flag = match name {
+                "k" => "--kfold".to_string(),
+                other => format!("--{}", other.replace('_', "-")),
+            };
+            text.replacen(
+                &format!("{name} {message}"),
+                &format!("{flag} {message}"),
+                1,
+            )
+        }
+        None => text,
+    }
 }
 
 /// Every rank must run the same command with the same flags (an MPMD launch with different

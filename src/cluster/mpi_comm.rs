@@ -95,7 +95,7 @@ impl std::fmt::Debug for MpiComm {
 /// An MPI count; a collective of 2^31 values or more does not fit MPI's `int` counts.
 fn count(n: usize) -> c_int {
     c_int::try_from(n).unwrap_or_else(|_| {
-        panic!("an MPI message of {n} values is over MPI's 2^31 limit: use a smaller --batch-size")
+        panic!("an MPI message of {n} values is over MPI's 2^31 limit: use a smaller batch")
     })
 }
 

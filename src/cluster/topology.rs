@@ -87,12 +87,14 @@ impl<C: Comm> Topology<C> {
     /// Splits `world` into `grid`; the grid must use every rank.
     pub fn new(world: C, grid: Grid) -> Result<Self> {
         if grid.ranks() != world.size() {
-            return Err(Error::config(format!(
-                "--grid {grid} needs {} ranks, but the job has {} (mpirun -np {})",
-                grid.ranks(),
-                world.size(),
-                grid.ranks()
-            )));
+            return Err(Error::parameter(
+                "grid",
+                format!(
+                    "{grid} needs {} ranks, but the job has {}",
+                    grid.ranks(),
+                    world.size()
+                ),
+            ));
         }
         let (d, m) = (world.rank() / grid.model, world.rank() % grid.model);
         let model = world.split(d, m);

@@ -122,10 +122,9 @@ fn read_rows(path: &Path, text: &str, delimiter: char) -> Result<Vec<Row>> {
         .ok()
         .filter(u8::is_ascii)
         .ok_or_else(|| {
-            Error::data(
-                path,
-                0,
-                format!("--delimiter '{delimiter}' is not a single ASCII character"),
+            Error::parameter(
+                "delimiter",
+                format!("'{delimiter}' is not a single ASCII character"),
             )
         })?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);

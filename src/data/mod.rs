@@ -97,14 +97,17 @@ impl Dataset {
     /// The samples in `rows` (0-based, end exclusive), e.g. the first 8000 of 10000.
     pub fn rows(&self, rows: Range<usize>) -> Result<Dataset> {
         if rows.start >= rows.end || rows.end > self.len() {
-            return Err(Error::config(format!(
-                "--rows {}:{} does not fit {} ({} samples): expected START:END with START < END <= {}",
-                rows.start,
-                rows.end,
-                self.origin.display(),
-                self.len(),
-                self.len()
-            )));
+            return Err(Error::parameter(
+                "rows",
+                format!(
+                    "{}:{} does not fit {} ({} samples): expected START:END with START < END <= {}",
+                    rows.start,
+                    rows.end,
+                    self.origin.display(),
+                    self.len(),
+                    self.len()
+                ),
+            ));
         }
         Ok(self.subset(&rows.collect::<Vec<_>>()))
     }

@@ -82,10 +82,13 @@ pub fn cross_validate<C: Comm>(
     on_fold: &mut dyn FnMut(usize, &Evaluation, Option<&Evaluation>),
 ) -> Result<CvReport> {
     if k < 2 || k > data.len() {
-        return Err(Error::config(format!(
-            "--kfold {k} needs 2 <= k <= {} (the number of samples)",
-            data.len()
-        )));
+        return Err(Error::parameter(
+            "k",
+            format!(
+                "is {k}: cross-validation needs 2 <= k <= {} (the number of samples)",
+                data.len()
+            ),
+        ));
     }
     let (mut folds, mut pruned) = (Vec::with_capacity(k), Vec::new());
     for (f, (train_idx, test_idx)) in kfold(&data.targets, data.len(), k, config.seed)

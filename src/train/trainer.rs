@@ -264,7 +264,7 @@ impl<C: Comm> Trainer<C> {
     ) -> Result<Self> {
         config.loss.check(network.output_activation())?;
         if config.batch_size == 0 {
-            return Err(Error::config("--batch-size must be at least 1"));
+            return Err(Error::parameter("batch_size", "must be at least 1"));
         }
         let engine = Engine::sharded(network, topology.model.clone(), par);
         let rank = topology.model.rank();
@@ -274,7 +274,7 @@ impl<C: Comm> Trainer<C> {
         } else {
             let shard = shard_state(state.optimizer, engine.plan(), rank);
             Optimizer::resume(config.optimizer, &lens, shard)
-                .ok_or_else(|| Error::config("the saved optimiser state does not fit this network or optimiser (was --optimizer or --momentum changed?)"))?
+                .ok_or_else(|| Error::parameter("optimizer", "does not match the saved optimiser state (was the optimiser or its momentum changed?)"))?
         };
         let best = state.best.map(|b| BestShard {
             epoch: b.epoch,
@@ -625,7 +625,7 @@ impl<C: Comm> Trainer<C> {
     /// epoch that passed.
     fn check_diverged(&self, train_loss: f64) -> Result<()> {
         let epoch = self.epoch;
-        let hint = "try a smaller --lr, or normalised inputs (--normalize zscore)";
+        let hint = "try a smaller learning rate, or normalised inputs (z-scores)";
         if !train_loss.is_finite() {
             return Err(Error::Numerical(format!(
                 "training diverged: the loss is {train_loss} in epoch {epoch}; {hint}"
@@ -813,6 +813,28 @@ mod tests {
                 "grid {grid}: largest weight difference {diff}"
             );
         }
+    }
+
+    #[test]
+    fn errors_name_the_parameter_not_a_flag() {
+        let config = TrainConfig {
+            batch_size: 0,
+            ..config()
+        };
+        let err = Trainer::new(network(), config, Par::Seq)
+            .err()
+            .expect("an error");
+        assert!(
+            matches!(
+                err,
+                Error::Parameter {
+                    name: "batch_size",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(err.to_string(), "batch_size must be at least 1");
     }
 
     #[test]
