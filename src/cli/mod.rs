@@ -141,7 +141,10 @@ fn end_job<C: Comm>(world: &C, e: &anyhow::Error) {
 /// An error as the command line says it: the library names a parameter as the library calls
 /// it (`batch_size`, `k`), the user gave a flag (`--batch-size`, `--kfold`).
 pub fn describe(e: &anyhow::Error) -> String {
-    let text = format!("{e:#}");
+    // The library's advice on a diverging run, in flags.
+    let text = format!("{e:#}")
+        .replace("a smaller learning rate", "a smaller --lr")
+        .replace("normalised inputs (z-scores)", "normalised inputs (--normalize zscore)");
     let parameter = e
         .chain()
         .find_map(|c| match c.downcast_ref::<nnmpi::Error>() {
