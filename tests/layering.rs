@@ -1,5 +1,6 @@
-//! The library speaks in parameters, not in the command line's flags: no string in a library
-//! source file names a `--flag` (the command line, `src/cli/`, maps parameter names to its
+//! The library's shape, checked: its modules form layers and import only from layers below
+//! (the order is stated in the README's architecture section), and it speaks in parameters,
+//! not in the command line's flags (the command line, `src/cli/`, maps parameter names to its
 //! flags, see `cli::describe`).
 
 use std::path::Path;
@@ -58,4 +59,64 @@ fn library_messages_name_no_command_line_flag() {
         "flags in library messages:\n{}",
         found.join("\n")
     );
+}
+
+/// The library's modules, lowest first: a module may import only from modules before it.
+const LAYERS: [&str; 12] = [
+    "error", "rng", "sparse", "kernels", "data", "model", "cluster", "exec", "prune", "train",
+    "io", "bench",
+];
+
+#[test]
+fn modules_import_only_from_the_layers_below() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut violations = Vec::new();
+    for (level, module) in LAYERS.iter().enumerate() {
+        let mut files = Vec::new();
+        let dir = src.join(module);
+        if dir.is_dir() {
+            library_sources(&dir, &mut files);
+        } else {
+            files.push(src.join(format!("{module}.rs")));
+        }
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            assert!(
+                !text.contains("crate::{"),
+                "{}: grouped crate imports hide their modules",
+                file.display()
+            );
+            // The code, not its unit tests (which may use anything to check it).
+            let code = text.split("#[cfg(test)]").next().unwrap();
+            for (at, _) in code.match_indices("crate::") {
+                let used: String = code[at + 7..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                    .collect();
+                match LAYERS.iter().position(|m| *m == used) {
+                    Some(l) if l > level => violations.push(format!(
+                        "{} ({module}) uses crate::{used}, a layer above it",
+                        file.display()
+                    )),
+                    Some(_) => {}
+                    None => violations.push(format!(
+                        "{} uses crate::{used}, which is not in LAYERS",
+                        file.display()
+                    )),
+                }
+            }
+        }
+    }
+    // Every library module is placed in a layer.
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_str().unwrap().to_string();
+        if !["lib", "main", "cli"].contains(&name.as_str()) {
+            assert!(
+                LAYERS.contains(&name.as_str()),
+                "module {name} is in no layer"
+            );
+        }
+    }
+    assert!(violations.is_empty(), "{}", violations.join("\n"));
 }

@@ -144,7 +144,10 @@ pub fn describe(e: &anyhow::Error) -> String {
     // The library's advice on a diverging run, in flags.
     let text = format!("{e:#}")
         .replace("a smaller learning rate", "a smaller --lr")
-        .replace("normalised inputs (z-scores)", "normalised inputs (--normalize zscore)");
+        .replace(
+            "normalised inputs (z-scores)",
+            "normalised inputs (--normalize zscore)",
+        );
     let parameter = e
         .chain()
         .find_map(|c| match c.downcast_ref::<nnmpi::Error>() {

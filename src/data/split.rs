@@ -1,7 +1,7 @@
 //! Seeded train/validation splits and (stratified) k-fold cross-validation.
 
 use super::Targets;
-use crate::model::UniformStream;
+use crate::rng::UniformStream;
 
 /// Random stream numbers, so that splits and training shuffles never share random numbers.
 const SPLIT_STREAM: u64 = 11;

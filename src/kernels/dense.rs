@@ -4,9 +4,9 @@
 //! `[out, batch]`, with `batch >= 1`. `out` may be 0 (a rank that owns no neuron of a layer).
 
 use super::Par;
+use super::activation::Activation;
 use super::activation::bias_activation;
 use super::gemm::{Mat, PackedRows, gemm, gemm_packed};
-use crate::model::Activation;
 
 /// `y = f(w · x + b)` for an element-wise `f`; bias and activation are applied to each row
 /// block right after its product. Softmax spans every row of a column, so it is the caller's

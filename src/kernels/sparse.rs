@@ -7,8 +7,8 @@
 //! over threads or ranks, nor on the SIMD width.
 
 use super::Par;
+use super::activation::Activation;
 use super::activation::bias_activation;
-use crate::model::Activation;
 use crate::sparse::{ColumnBuffer, Csr, PANEL, QUAD};
 use rayon::prelude::*;
 use std::ops::Range;

@@ -2,11 +2,11 @@
 //! read raw data ([`Model`]: normaliser and class names). A `Network` is the whole model,
 //! independent of how many processes or threads run it.
 
-mod activation;
 mod init;
 
-pub use activation::Activation;
-pub use init::{Init, StreamPosition, UniformStream, fill_layer};
+pub use crate::kernels::activation::Activation;
+pub use crate::rng::{StreamPosition, UniformStream};
+pub use init::{Init, fill_layer};
 
 use crate::data::Normalizer;
 use crate::error::{Error, Result};

@@ -1,7 +1,10 @@
-//! Fused bias + activation (forward) and the activation's derivative (backward) on
-//! features-major blocks `[neurons, batch]`.
+//! Activations: the [`Activation`] enum and its names (in `kind.rs`), fused bias + activation
+//! (forward) and the activation's derivative (backward) on features-major blocks
+//! `[neurons, batch]`.
 
-use crate::model::Activation;
+mod kind;
+
+pub use kind::Activation;
 
 /// `y[i, :] = f(y[i, :] + bias[i])` for every row of the block `y` (`[bias.len(), batch]`).
 /// Softmax is taken over the rows of each column (one sample's neurons), so it must be given
