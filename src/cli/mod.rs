@@ -35,14 +35,23 @@ pub struct Cli {
     pub threads: Option<usize>,
     /// Under mpirun: model (every layer's neurons split over the ranks, the default) or data
     /// (a whole model per rank, each batch split over the ranks).
-    #[arg(long, global = true, value_name = "MODE", default_value = "model", value_parser = ["model", "data"])]
-    pub parallel: String,
+    #[arg(long, global = true, value_name = "MODE", value_enum, default_value_t = Parallel::Model)]
+    pub parallel: Parallel,
     /// Under mpirun: D data-parallel groups of M model-parallel ranks (D x M = the number of
     /// ranks); overrides --parallel (model = 1xP, data = Px1).
     #[arg(long, global = true, value_name = "DxM")]
     pub grid: Option<Grid>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How the ranks share the work when no --grid is given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Parallel {
+    /// Every layer's neurons split over the ranks.
+    Model,
+    /// A whole model per rank, each batch split over the ranks.
+    Data,
 }
 
 /// The commands.
@@ -69,9 +78,9 @@ pub enum Command {
 impl Cli {
     /// The grid of `ranks` ranks these flags ask for.
     pub fn grid_for(&self, ranks: usize) -> Grid {
-        self.grid.unwrap_or(match self.parallel.as_str() {
-            "data" => Grid::data(ranks),
-            _ => Grid::model(ranks),
+        self.grid.unwrap_or(match self.parallel {
+            Parallel::Data => Grid::data(ranks),
+            Parallel::Model => Grid::model(ranks),
         })
     }
 }

@@ -15,14 +15,32 @@ use nnmpi::train::{
 };
 use std::path::PathBuf;
 
+/// What the labels are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TaskKind {
+    /// Labels are class names.
+    Classify,
+    /// The label is a number.
+    Regress,
+}
+
+/// The optimiser.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OptimizerKind {
+    /// Adam (bias-corrected; decoupled weight decay).
+    Adam,
+    /// Stochastic gradient descent, with optional momentum.
+    Sgd,
+}
+
 /// Flags of `nnmpi train`.
 #[derive(Args, Debug)]
 pub struct TrainArgs {
     #[command(flatten)]
     pub data: DataArgs,
     /// classify (labels are class names) or regress (the label is a number).
-    #[arg(long, default_value = "classify", value_parser = ["classify", "regress"])]
-    pub task: String,
+    #[arg(long, value_enum, default_value_t = TaskKind::Classify)]
+    pub task: TaskKind,
     /// Hidden layer sizes, comma-separated (e.g. 128,64); --hidden with no value for none (logistic regression).
     #[arg(long, default_value = "60", value_delimiter = ',', num_args = 0.., value_parser = super::ranges::at_least_one)]
     pub hidden: Vec<usize>,
@@ -42,8 +60,8 @@ pub struct TrainArgs {
     #[arg(long)]
     pub init: Option<Init>,
     /// Optimiser: adam or sgd.
-    #[arg(long, default_value = "adam", value_parser = ["adam", "sgd"])]
-    pub optimizer: String,
+    #[arg(long, value_enum, default_value_t = OptimizerKind::Adam)]
+    pub optimizer: OptimizerKind,
     /// Learning rate [default: 0.001 for adam, 0.1 for sgd].
     #[arg(long, value_parser = super::ranges::positive, allow_negative_numbers = true)]
     pub lr: Option<f32>,
@@ -154,13 +172,13 @@ impl TrainArgs {
     }
 
     fn optimizer_config(&self) -> OptimizerConfig {
-        match self.optimizer.as_str() {
-            "sgd" => OptimizerConfig::Sgd {
+        match self.optimizer {
+            OptimizerKind::Sgd => OptimizerConfig::Sgd {
                 lr: self.lr.unwrap_or(0.1),
                 momentum: self.momentum,
                 weight_decay: self.weight_decay,
             },
-            _ => OptimizerConfig::Adam {
+            OptimizerKind::Adam => OptimizerConfig::Adam {
                 lr: self.lr.unwrap_or(0.001),
                 beta1: 0.9,
                 beta2: 0.999,
@@ -171,7 +189,7 @@ impl TrainArgs {
     }
 
     fn label_kind(&self) -> LabelKind {
-        if self.task == "regress" {
+        if self.task == TaskKind::Regress {
             LabelKind::Values
         } else {
             LabelKind::Classes(None)

@@ -247,7 +247,7 @@ pub fn export(model: &Model, path: &Path) -> Result<()> {
 /// Reads a model written by [`export`] (or by anyone following the layout above); `path` is
 /// only used in messages.
 pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Imported> {
-    let bad = |msg: String| Error::config(format!("{}: {msg}", path.display()));
+    let bad = |msg: String| Error::data(path, 0, msg);
     let (_, header) = SafeTensors::read_metadata(bytes)
         .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
     let st =

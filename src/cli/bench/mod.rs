@@ -114,7 +114,7 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &BenchArgs) -> Result<()> {
     if args.replot {
         let written = ctx.on_root(|| {
             let points = sweep::read(&args.out_dir)?;
-            Ok(sweep::write(&args.out_dir, &points)?)
+            sweep::write(&args.out_dir, &points)
         })?;
         for f in written.into_iter().flatten() {
             say!(ctx, "wrote {}", f.display());

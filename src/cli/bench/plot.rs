@@ -2,7 +2,7 @@
 //! workers (ranks × threads per rank), one line per model size and thread count per rank.
 
 use super::sweep::Point;
-use nnmpi::{Error, Result};
+use anyhow::Result;
 use plotters::prelude::*;
 
 /// Colours of the lines, in order.
@@ -47,8 +47,8 @@ fn series(points: &[Point]) -> Vec<Line> {
     out
 }
 
-fn plot_error(e: impl std::fmt::Display) -> Error {
-    Error::config(format!("cannot draw the sweep plot: {e}"))
+fn plot_error(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("cannot draw the sweep plot: {e}")
 }
 
 /// The plot as SVG text.

@@ -8,11 +8,11 @@
 //! `--launch`, nnmpi starts `mpirun -np r` itself for every combination, with any threads.
 
 use super::plot;
+use anyhow::Result;
 use nnmpi::bench::{Case, Report, measure};
 use nnmpi::cluster::{Comm, Grid};
 use nnmpi::io::write_atomic;
 use nnmpi::kernels::Par;
-use nnmpi::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -79,18 +79,18 @@ pub fn run_in_job<C: Comm>(
     combos: &[Combo],
 ) -> Result<Option<Vec<Point>>> {
     if let Some(c) = combos.iter().find(|c| c.ranks > world.size()) {
-        return Err(Error::config(format!(
+        return Err(anyhow::anyhow!(
             "--sweep {c} needs {} ranks but the job has {}: start more with mpirun -np, or use --launch",
             c.ranks,
             world.size()
-        )));
+        ));
     }
     let threads = rayon::current_num_threads();
     if let Some(c) = combos.iter().find(|c| c.threads != threads) {
-        return Err(Error::config(format!(
+        return Err(anyhow::anyhow!(
             "--sweep {c} asks for {} threads per rank but this job runs {threads} (--threads or RAYON_NUM_THREADS): inside one job only the ranks can vary; use --launch to vary threads",
             c.threads
-        )));
+        ));
     }
     let mut reports = Vec::new();
     for (name, case) in models {
@@ -153,24 +153,23 @@ pub fn run_launched(
                 cmd.args(["--inner", &n.to_string()]);
             }
             let shown = format!("{cmd:?}");
-            let out = cmd.output().map_err(|e| {
-                Error::config(format!("cannot start {}: {e}", launcher.mpirun.display()))
-            })?;
+            let out = cmd
+                .output()
+                .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", launcher.mpirun.display()))?;
             if !out.status.success() {
-                return Err(Error::config(format!(
+                return Err(anyhow::anyhow!(
                     "{shown} failed ({}): {}",
                     out.status,
                     String::from_utf8_lossy(&out.stderr).trim()
-                )));
+                ));
             }
             let text = String::from_utf8_lossy(&out.stdout);
             let line = text
                 .lines()
                 .find(|l| l.starts_with('{'))
                 .unwrap_or_default();
-            let report: Report = serde_json::from_str(line).map_err(|e| {
-                Error::config(format!("{shown} printed no bench report ({e}): {text}"))
-            })?;
+            let report: Report = serde_json::from_str(line)
+                .map_err(|e| anyhow::anyhow!("{shown} printed no bench report ({e}): {text}"))?;
             reports.push((name.clone(), combo, report));
         }
     }
@@ -227,15 +226,15 @@ pub fn to_csv(points: &[Point]) -> String {
 /// Reads the points of `dir/sweep.json` (as written by [`write`]).
 pub fn read(dir: &Path) -> Result<Vec<Point>> {
     let path = dir.join("sweep.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| nnmpi::Error::io(&path, e))?;
     serde_json::from_str(&text)
-        .map_err(|e| Error::config(format!("{}: not a sweep's points: {e}", path.display())))
+        .map_err(|e| anyhow::anyhow!("{}: not a sweep's points: {e}", path.display()))
 }
 
 /// Writes `sweep.csv`, `sweep.json` and `sweep.svg` into `dir` (created if missing); returns
 /// their paths.
 pub fn write(dir: &Path, points: &[Point]) -> Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| nnmpi::Error::io(dir, e))?;
     let csv = dir.join("sweep.csv");
     let json = dir.join("sweep.json");
     let svg = dir.join("sweep.svg");
