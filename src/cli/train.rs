@@ -171,6 +171,19 @@ impl TrainArgs {
         }))
     }
 
+    /// The training settings these flags give, with `loss`.
+    fn train_config(&self, loss: Loss) -> TrainConfig {
+        TrainConfig {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            loss,
+            optimizer: self.optimizer_config(),
+            seed: self.seed,
+            patience: self.patience,
+            shuffle: !self.no_shuffle,
+        }
+    }
+
     fn optimizer_config(&self) -> OptimizerConfig {
         match self.optimizer {
             OptimizerKind::Sgd => OptimizerConfig::Sgd {
@@ -320,15 +333,7 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, matches: &ArgMatches) -> Res
     } else {
         task.output_size()
     };
-    let config = TrainConfig {
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        loss,
-        optimizer: args.optimizer_config(),
-        seed: args.seed,
-        patience: args.patience,
-        shuffle: !args.no_shuffle,
-    };
+    let config = args.train_config(loss);
     let prune = args.prune_plan()?;
     check_training_memory(ctx, &config, &args.sizes(data.n_features(), outputs))?;
     if let Some(k) = args.kfold {
@@ -467,15 +472,7 @@ fn fine_tune<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, path: &std::path::Path) ->
         .loss
         .unwrap_or_else(|| super::predict::implied_loss(out_act, &task));
     loss.check(out_act)?;
-    let config = TrainConfig {
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        loss,
-        optimizer: args.optimizer_config(),
-        seed: args.seed,
-        patience: args.patience,
-        shuffle: !args.no_shuffle,
-    };
+    let config = args.train_config(loss);
     check_training_memory(ctx, &config, &network.sizes())?;
     if !args.quiet {
         say!(
