@@ -26,6 +26,7 @@ pub mod io;
 pub mod kernels;
 pub mod model;
 pub mod prune;
+pub mod recipe;
 pub mod rng;
 pub mod sparse;
 pub mod train;

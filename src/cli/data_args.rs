@@ -1,11 +1,8 @@
 //! Flags shared by every command that reads a data set.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
-use nnmpi::data::{
-    CsvOptions, Dataset, HeaderMode, LabelColumn, LabelKind, load_csv, load_idx, looks_like_idx,
-    parse_row_range,
-};
+use nnmpi::data::{CsvOptions, Dataset, HeaderMode, LabelColumn, LabelKind, parse_row_range};
 use nnmpi::model::{Model, Task};
 use std::ops::Range;
 use std::path::PathBuf;
@@ -56,43 +53,14 @@ impl DataArgs {
 
     /// Loads the data set; `expect_features` is the model's input count when one is given.
     pub fn load(&self, labels: LabelKind, expect_features: Option<usize>) -> Result<Dataset> {
-        let data = if looks_like_idx(&self.data)? {
-            let d = load_idx(&self.data, self.labels.as_deref())?;
-            match &labels {
-                LabelKind::Classes(Some(classes)) => d.with_classes(classes)?,
-                LabelKind::Values if self.labels.is_some() => {
-                    bail!("IDX labels are classes; this model does regression")
-                }
-                _ => d,
-            }
-        } else {
-            if self.labels.is_some() {
-                bail!(
-                    "--labels is for IDX image files; {} is read as CSV (its label is a column: see --label-col)",
-                    self.data.display()
-                );
-            }
-            let opts = CsvOptions {
-                header: self.header,
-                label: self.label_col.clone(),
-                labels,
-                expect_features,
-                delimiter: self.delimiter,
-            };
-            load_csv(&self.data, &opts)?
+        let opts = CsvOptions {
+            header: self.header,
+            label: self.label_col.clone(),
+            labels,
+            expect_features,
+            delimiter: self.delimiter,
         };
-        if let Some(n) = expect_features
-            && data.n_features() != n
-        {
-            bail!(
-                "{}: {} features per sample, but the model expects {n}",
-                self.data.display(),
-                data.n_features()
-            );
-        }
-        if data.is_empty() {
-            bail!("{}: no samples", self.data.display());
-        }
+        let data = nnmpi::recipe::load_dataset(&self.data, self.labels.as_deref(), &opts)?;
         match &self.rows {
             Some(r) => {
                 // An END left out means the last sample; one given must exist.

@@ -7,7 +7,7 @@ use clap::Args;
 use nnmpi::cluster::Comm;
 use nnmpi::data::Dataset;
 use nnmpi::exec::Engine;
-use nnmpi::model::{Activation, Task};
+use nnmpi::model::Task;
 use nnmpi::train::{Loss, evaluate, predict_all};
 use std::io::Write;
 use std::path::PathBuf;
@@ -46,15 +46,6 @@ pub struct EvalArgs {
     pub input: ModelInput,
 }
 
-/// The loss a model's output layer implies.
-pub(super) fn implied_loss(output: Activation, task: &Task) -> Loss {
-    match (output, task) {
-        (Activation::Softmax, _) => Loss::SoftmaxCrossEntropy,
-        (Activation::Sigmoid, Task::Classification { .. }) => Loss::BinaryCrossEntropy,
-        _ => Loss::Mse,
-    }
-}
-
 impl ModelInput {
     /// Loads the model and the data (read by rank 0), normalised as the model was trained.
     /// Returns the model's task, the loss its output implies, the data and this rank's
@@ -64,7 +55,7 @@ impl ModelInput {
         let mut data = ctx.load_data(|| self.data.load_for(&model))?;
         data.normalize(&model.normalizer)?;
         let engine = Engine::sharded(&model.network, ctx.topology.model.clone(), ctx.par);
-        let loss = implied_loss(model.network.output_activation(), &model.task);
+        let loss = nnmpi::recipe::implied_loss(model.network.output_activation(), &model.task);
         Ok((model.task, loss, data, engine))
     }
 }

@@ -3,8 +3,7 @@
 
 use super::context::{Ctx, say};
 use super::data_args::DataArgs;
-use super::predict::implied_loss;
-use super::train::{check_split, describe, split_and_normalize};
+use super::train::describe;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use nnmpi::cluster::Comm;
@@ -100,7 +99,7 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &PruneArgs) -> Result<()> {
         normalizer,
         task,
     } = ckpt.model;
-    let loss = implied_loss(network.output_activation(), &task);
+    let loss = nnmpi::recipe::implied_loss(network.output_activation(), &task);
     let (config, split) = match &ckpt.training {
         Some(t) => (t.config.clone(), t.validation_split),
         None => (
@@ -125,8 +124,9 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &PruneArgs) -> Result<()> {
             };
             let data = ctx.load_data(|| d.load_for(&model))?;
             let (train, val, _) =
-                split_and_normalize(&data, split, config.seed, |_| normalizer.clone())?;
-            check_split(split, &data, &train, val.as_ref())?;
+                nnmpi::recipe::split_and_normalize(&data, split, config.seed, |_| {
+                    normalizer.clone()
+                })?;
             Some((train, val))
         }
         None => None,

@@ -6,10 +6,11 @@ use super::progress::{Checkpointing, MetricsLog, Progress};
 use anyhow::{Context, Result, bail};
 use clap::{ArgMatches, Args, parser::ValueSource};
 use nnmpi::cluster::Comm;
-use nnmpi::data::{Dataset, LabelKind, NormKind, Normalizer, Targets, train_val_split};
+use nnmpi::data::{Dataset, LabelKind, NormKind, Normalizer, Targets};
 use nnmpi::io::save;
 use nnmpi::model::{Activation, Init, Model, Network, Task};
 use nnmpi::prune::{Schedule, Scope};
+use nnmpi::recipe;
 use nnmpi::train::{
     Evaluation, Loss, OptimizerConfig, PrunePlan, TrainConfig, Trainer, cross_validate,
 };
@@ -185,20 +186,11 @@ impl TrainArgs {
     }
 
     fn optimizer_config(&self) -> OptimizerConfig {
-        match self.optimizer {
-            OptimizerKind::Sgd => OptimizerConfig::Sgd {
-                lr: self.lr.unwrap_or(0.1),
-                momentum: self.momentum,
-                weight_decay: self.weight_decay,
-            },
-            OptimizerKind::Adam => OptimizerConfig::Adam {
-                lr: self.lr.unwrap_or(0.001),
-                beta1: 0.9,
-                beta2: 0.999,
-                eps: 1e-8,
-                weight_decay: self.weight_decay,
-            },
-        }
+        let kind = match self.optimizer {
+            OptimizerKind::Adam => recipe::OptimizerKind::Adam,
+            OptimizerKind::Sgd => recipe::OptimizerKind::Sgd,
+        };
+        recipe::optimizer(kind, self.lr, self.momentum, self.weight_decay)
     }
 
     fn label_kind(&self) -> LabelKind {
@@ -211,18 +203,11 @@ impl TrainArgs {
 
     /// Output activation and loss for `outputs` outputs and `classes` classes (0 = regression).
     fn head(&self, classes: usize) -> Result<(Activation, Loss)> {
-        let act = self.output_activation.unwrap_or(match classes {
-            0 => Activation::Identity,
-            1 | 2 => Activation::Sigmoid,
-            _ => Activation::Softmax,
-        });
-        let loss = self.loss.unwrap_or(match act {
-            Activation::Sigmoid if classes > 0 => Loss::BinaryCrossEntropy,
-            Activation::Softmax => Loss::SoftmaxCrossEntropy,
-            _ => Loss::Mse,
-        });
-        loss.check(act)?;
-        Ok((act, loss))
+        Ok(recipe::output_head(
+            classes,
+            self.output_activation,
+            self.loss,
+        )?)
     }
 
     fn network(
@@ -232,12 +217,7 @@ impl TrainArgs {
         output: Activation,
         seed: u64,
     ) -> nnmpi::Result<Network> {
-        let init = self.init.unwrap_or(match self.activation {
-            Activation::Relu | Activation::LeakyRelu(_) | Activation::Gelu | Activation::Silu => {
-                Init::He
-            }
-            _ => Init::Xavier,
-        });
+        let init = self.init.unwrap_or(recipe::default_init(self.activation));
         Network::new(
             &self.sizes(inputs, outputs),
             self.activation,
@@ -262,25 +242,6 @@ pub(super) fn describe(eval: &Evaluation) -> String {
         Some(a) => format!("accuracy {:.2}%  loss {:.4}", 100.0 * a, eval.loss),
         None => format!("loss {:.4}", eval.loss),
     }
-}
-
-/// Splits off `fraction` of `data` for validation (seeded) and normalises both parts with
-/// `normalizer` fitted by `fit` on the training part.
-pub(super) fn split_and_normalize(
-    data: &Dataset,
-    fraction: f64,
-    seed: u64,
-    fit: impl FnOnce(&Dataset) -> Normalizer,
-) -> Result<(Dataset, Option<Dataset>, Normalizer)> {
-    let (train_idx, val_idx) = train_val_split(data.len(), fraction, seed);
-    let mut train = data.subset(&train_idx);
-    let mut val = (!val_idx.is_empty()).then(|| data.subset(&val_idx));
-    let normalizer = fit(&train);
-    train.normalize(&normalizer)?;
-    if let Some(v) = &mut val {
-        v.normalize(&normalizer)?;
-    }
-    Ok((train, val, normalizer))
 }
 
 /// Runs `nnmpi train` on every rank of `ctx`.
@@ -418,8 +379,8 @@ fn train_network<C: Comm>(
     task: Task,
     fit: impl FnOnce(&Dataset) -> Normalizer,
 ) -> Result<()> {
-    let (train, val, normalizer) = split_and_normalize(&data, args.val_split, args.seed, fit)?;
-    check_split(args.val_split, &data, &train, val.as_ref())?;
+    let (train, val, normalizer) =
+        recipe::split_and_normalize(&data, args.val_split, args.seed, fit)?;
     if !args.quiet {
         say!(
             ctx,
@@ -470,7 +431,7 @@ fn fine_tune<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, path: &std::path::Path) ->
     let out_act = network.output_activation();
     let loss = args
         .loss
-        .unwrap_or_else(|| super::predict::implied_loss(out_act, &task));
+        .unwrap_or_else(|| recipe::implied_loss(out_act, &task));
     loss.check(out_act)?;
     let config = args.train_config(loss);
     check_training_memory(ctx, &config, &network.sizes())?;
@@ -503,28 +464,6 @@ fn check_training_memory<C: Comm>(
     Ok(nnmpi::cluster::check_memory(&what, bytes)?)
 }
 
-/// A validation split must leave samples on both sides.
-pub(super) fn check_split(
-    fraction: f64,
-    data: &Dataset,
-    train: &Dataset,
-    val: Option<&Dataset>,
-) -> Result<()> {
-    let n = data.len();
-    if train.is_empty() {
-        bail!(
-            "--val-split {fraction} holds out all {n} samples of {} for validation: no training sample is left",
-            data.origin.display()
-        );
-    }
-    if fraction > 0.0 && val.is_none() {
-        bail!(
-            "--val-split {fraction} of {n} samples is less than one sample: give a larger fraction or none"
-        );
-    }
-    Ok(())
-}
-
 /// Continues a run from its checkpoint.
 fn resume<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, path: &std::path::Path) -> Result<()> {
     let ckpt = ctx.load_checkpoint(path)?;
@@ -541,7 +480,7 @@ fn resume<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, path: &std::path::Path) -> Re
         normalizer,
         task,
     } = model;
-    let (train, val, _) = split_and_normalize(
+    let (train, val, _) = recipe::split_and_normalize(
         &data,
         training.validation_split,
         training.config.seed,
