@@ -5,7 +5,8 @@
 //! - the output head: output activation and loss for a task ([`output_head`],
 //!   [`implied_loss`]);
 //! - the weight initialisation for a hidden activation ([`default_init`]);
-//! - the optimisers' default hyper-parameters ([`optimizer`]);
+//! - the optimisers' default hyper-parameters ([`optimizer`]), and the settings to fine-tune
+//!   a model that carries none ([`fine_tuning`]);
 //! - the data format of a file, read by content ([`load_dataset`]);
 //! - the validation split and normalisation ([`split_and_normalize`]).
 
@@ -14,7 +15,7 @@ use crate::data::{
 };
 use crate::error::{Error, Result};
 use crate::model::{Activation, Init, Task};
-use crate::train::{Loss, OptimizerConfig};
+use crate::train::{Loss, OptimizerConfig, TrainConfig};
 use std::path::Path;
 
 /// The output activation and loss for `classes` classes (0 for regression), each taken from
@@ -88,6 +89,21 @@ pub fn optimizer(
             eps: 1e-8,
             weight_decay,
         },
+    }
+}
+
+/// The settings to fine-tune a model that carries none (one imported, or saved without its
+/// training state) with `loss`: batch 32, Adam at its default rate, seed 42, shuffled, no
+/// early stopping; the epochs are the caller's to set.
+pub fn fine_tuning(loss: Loss) -> TrainConfig {
+    TrainConfig {
+        epochs: 0,
+        batch_size: 32,
+        loss,
+        optimizer: optimizer(OptimizerKind::Adam, None, 0.0, 0.0),
+        seed: 42,
+        patience: None,
+        shuffle: true,
     }
 }
 

@@ -10,7 +10,7 @@ use nnmpi::cluster::Comm;
 use nnmpi::io::{Checkpoint, TrainingCheckpoint, save};
 use nnmpi::model::{Format, Model, Network};
 use nnmpi::prune::{NeuronTarget, Pruning, Schedule, Scope, Target, prune_neurons};
-use nnmpi::train::{OptimizerConfig, PrunePlan, Silent, TrainConfig, Trainer};
+use nnmpi::train::{PrunePlan, Silent, TrainConfig, Trainer};
 use std::path::PathBuf;
 
 /// Flags of `nnmpi prune`.
@@ -102,18 +102,7 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &PruneArgs) -> Result<()> {
     let loss = nnmpi::recipe::implied_loss(network.output_activation(), &task);
     let (config, split) = match &ckpt.training {
         Some(t) => (t.config.clone(), t.validation_split),
-        None => (
-            TrainConfig {
-                epochs: 0,
-                batch_size: 32,
-                loss,
-                optimizer: OptimizerConfig::adam(0.001),
-                seed: 42,
-                patience: None,
-                shuffle: true,
-            },
-            0.0,
-        ),
+        None => (nnmpi::recipe::fine_tuning(loss), 0.0),
     };
     let data = match &args.data {
         Some(d) => {
