@@ -11,9 +11,8 @@ use crate::cluster::{Comm, SelfComm};
 use crate::kernels::activation::{activation_backward, apply_activation, softmax_columns};
 use crate::kernels::gemm::PackedRows;
 use crate::kernels::{Par, dense, sparse};
-use crate::model::{Activation, Layer, Network, Weights};
-use crate::sparse::Csr;
-use ndarray::{Array1, Array2};
+use crate::model::{Activation, Layer, Network, Structure, Weights};
+use ndarray::Array1;
 use std::ops::Range;
 
 /// This rank's rows of one layer: `weights` is `[rows, in]` (dense or sparse), `bias` is
@@ -354,33 +353,23 @@ impl<C: Comm> Engine<C> {
                 .gather_varcount(0, shard.weights.values(), &mut val, &values.counts());
             self.comm
                 .gather_varcount(0, &shard.bias, &mut b, &rows.counts());
-            let weights = match &shard.weights {
-                Weights::Dense(_) => at_root.then(|| {
-                    Weights::Dense(
-                        Array2::from_shape_vec((rows.total(), shard.inputs), val)
-                            .expect("gathered weights are [out, in]"),
-                    )
-                }),
-                Weights::Sparse(csr) => {
-                    let mut col = vec![0u32; size(values.total())];
-                    self.comm
-                        .gather_varcount(0, &csr.col_indices(), &mut col, &values.counts());
-                    let lens: Vec<u64> = csr.row_nnz().iter().map(|&n| n as u64).collect();
-                    let mut all_lens = vec![0u64; size(rows.total())];
-                    self.comm
-                        .gather_varcount(0, &lens, &mut all_lens, &rows.counts());
-                    at_root.then(|| {
-                        let mut row_ptr = vec![0usize];
-                        for n in all_lens {
-                            row_ptr.push(row_ptr[row_ptr.len() - 1] + n as usize);
-                        }
-                        Weights::Sparse(
-                            Csr::from_parts(shard.inputs, row_ptr, col, val)
-                                .expect("gathered rows form the original matrix"),
-                        )
-                    })
-                }
-            };
+            // A sparse layer's structure travels beside its values; the shards' parts
+            // concatenate into the whole layer's.
+            let structure = shard.weights.structure().map(|mine| {
+                let mut whole = Structure {
+                    row_lens: vec![0; size(rows.total())],
+                    cols: vec![0; size(values.total())],
+                };
+                self.comm
+                    .gather_varcount(0, &mine.cols, &mut whole.cols, &values.counts());
+                self.comm
+                    .gather_varcount(0, &mine.row_lens, &mut whole.row_lens, &rows.counts());
+                whole
+            });
+            let weights = at_root.then(|| {
+                Weights::from_structure(rows.total(), shard.inputs, val, structure)
+                    .expect("gathered rows form the original matrix")
+            });
             if let Some(weights) = weights {
                 whole.push(
                     Layer::from_weights(weights, Array1::from(b), shard.activation)

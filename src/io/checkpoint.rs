@@ -18,10 +18,9 @@ use super::atomic::write_atomic;
 use super::records::{ActivationRecord, OptimizerStateRecord, StreamRecord, TrainConfigRecord};
 use crate::data::{NormKind, Normalizer};
 use crate::error::{Error, Result};
-use crate::model::{Layer, Model, Network, Task, Weights};
-use crate::sparse::Csr;
+use crate::model::{Layer, Model, Network, Structure, Task, Weights};
 use crate::train::{Best, TrainConfig, TrainState};
-use ndarray::{Array1, Array2};
+use ndarray::Array1;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -172,13 +171,17 @@ fn layer_records(net: &Network) -> Vec<LayerRecord> {
             activation: l.activation().into(),
             weights: l.weight_slice().to_vec(),
             bias: l.bias().to_vec(),
-            sparse: match l.weights() {
-                Weights::Dense(_) => None,
-                Weights::Sparse(c) => Some(SparseRecord {
-                    row_ptr: c.row_offsets().iter().map(|&p| p as u64).collect(),
-                    col: c.col_indices(),
-                }),
-            },
+            // The format stores a sparse layer's row offsets: the running sum of its row
+            // lengths, from 0.
+            sparse: l.weights().structure().map(|s| SparseRecord {
+                row_ptr: std::iter::once(0)
+                    .chain(s.row_lens.iter().scan(0u64, |at, &n| {
+                        *at += n;
+                        Some(*at)
+                    }))
+                    .collect(),
+                col: s.cols,
+            }),
         })
         .collect()
 }
@@ -206,10 +209,8 @@ fn network_from(
                         r.bias.len()
                     )));
                 }
-                Weights::Dense(
-                    Array2::from_shape_vec((out, inp), r.weights)
-                        .map_err(|e| bad(format!("layer {i}: {e}")))?,
-                )
+                Weights::from_structure(out, inp, r.weights, None)
+                    .map_err(|e| bad(format!("layer {i}: {e}")))?
             }
             Some(sp) => {
                 let cells = out.saturating_mul(inp.div_ceil(crate::sparse::PANEL));
@@ -225,11 +226,22 @@ fn network_from(
                         r.bias.len()
                     )));
                 }
-                let row_ptr = sp.row_ptr.iter().map(|&p| p as usize).collect();
-                Weights::Sparse(
-                    Csr::from_parts(inp, row_ptr, sp.col, r.weights)
-                        .map_err(|e| bad(format!("layer {i}: sparse weights: {e}")))?,
-                )
+                let sparse_error = |e: String| bad(format!("layer {i}: sparse weights: {e}"));
+                if sp.row_ptr.first() != Some(&0) {
+                    return Err(sparse_error("row offsets must start at 0".into()));
+                }
+                let row_lens = sp
+                    .row_ptr
+                    .windows(2)
+                    .map(|w| w[1].checked_sub(w[0]))
+                    .collect::<Option<Vec<u64>>>()
+                    .ok_or_else(|| sparse_error("row offsets decrease".into()))?;
+                let structure = Structure {
+                    row_lens,
+                    cols: sp.col,
+                };
+                Weights::from_structure(out, inp, r.weights, Some(structure))
+                    .map_err(sparse_error)?
             }
         };
         layers.push(
@@ -459,6 +471,7 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
 mod tests {
     use super::*;
     use crate::model::{Activation, Init};
+    use crate::sparse::Csr;
 
     fn model(network: Network) -> Checkpoint {
         Checkpoint {

@@ -106,6 +106,59 @@ impl Weights {
             Weights::Sparse(c) => c.bytes(),
         }
     }
+
+    /// Where the stored values sit, for moving or saving them without knowing the layout:
+    /// `None` for dense weights (every position, row-major), else each row's number of
+    /// entries and every entry's column. The structures of consecutive row blocks, and their
+    /// [`Weights::values`], concatenate into those of the stacked rows.
+    pub fn structure(&self) -> Option<Structure> {
+        match self {
+            Weights::Dense(_) => None,
+            Weights::Sparse(c) => Some(Structure {
+                row_lens: c.row_nnz().iter().map(|&n| n as u64).collect(),
+                cols: c.col_indices(),
+            }),
+        }
+    }
+
+    /// Weights of `rows` × `cols` from their stored `values` and their [`Weights::structure`];
+    /// an error says what does not fit (for data from files and other ranks).
+    pub fn from_structure(
+        rows: usize,
+        cols: usize,
+        values: Vec<f32>,
+        structure: Option<Structure>,
+    ) -> std::result::Result<Weights, String> {
+        match structure {
+            None => Array2::from_shape_vec((rows, cols), values)
+                .map(Weights::Dense)
+                .map_err(|_| format!("weights do not fit the shape {rows}x{cols}")),
+            Some(s) => {
+                if s.row_lens.len() != rows {
+                    return Err(format!("{} row lengths for {rows} rows", s.row_lens.len()));
+                }
+                let mut row_ptr = Vec::with_capacity(rows + 1);
+                row_ptr.push(0usize);
+                for &n in &s.row_lens {
+                    let end = usize::try_from(n)
+                        .ok()
+                        .and_then(|n| row_ptr[row_ptr.len() - 1].checked_add(n))
+                        .ok_or("row lengths overflow")?;
+                    row_ptr.push(end);
+                }
+                Csr::from_parts(cols, row_ptr, s.cols, values).map(Weights::Sparse)
+            }
+        }
+    }
+}
+
+/// The positions of a sparse layer's stored values (see [`Weights::structure`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Structure {
+    /// Entries in each row.
+    pub row_lens: Vec<u64>,
+    /// Column of every entry, row by row.
+    pub cols: Vec<u32>,
 }
 
 /// How a layer's weights are stored and run.
