@@ -63,7 +63,7 @@ fn library_messages_name_no_command_line_flag() {
 
 /// The library's modules, lowest first: a module may import only from modules before it.
 const LAYERS: [&str; 13] = [
-    "error", "rng", "sparse", "kernels", "data", "model", "cluster", "exec", "prune", "train",
+    "error", "rng", "sparse", "kernels", "cluster", "data", "model", "exec", "prune", "train",
     "io", "bench", "recipe",
 ];
 

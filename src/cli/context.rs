@@ -2,8 +2,9 @@
 //! prints and writes while the other ranks stay quiet.
 
 use anyhow::{Context, Result, anyhow};
-use nnmpi::cluster::{Comm, Grid, Topology, broadcast_dataset, broadcast_outcome, cores_available};
+use nnmpi::cluster::{Comm, Grid, Topology, broadcast_outcome, cores_available};
 use nnmpi::data::Dataset;
+use nnmpi::exec::broadcast_dataset;
 use nnmpi::io::{Checkpoint, decode, encode, load};
 use nnmpi::kernels::Par;
 use std::path::Path;

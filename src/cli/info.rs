@@ -33,12 +33,7 @@ pub struct InfoArgs {
 }
 
 fn bytes(n: usize) -> String {
-    match n {
-        n if n >= 1 << 30 => format!("{:.2} GiB", n as f64 / (1u64 << 30) as f64),
-        n if n >= 1 << 20 => format!("{:.2} MiB", n as f64 / (1u64 << 20) as f64),
-        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
-        n => format!("{n} B"),
-    }
+    nnmpi::cluster::human_bytes(n as u64)
 }
 
 /// Runs `nnmpi info` (on rank 0 only: it reads one file and prints).

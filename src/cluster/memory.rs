@@ -41,14 +41,14 @@ pub fn ranks_on_this_node() -> u64 {
     .max(1)
 }
 
-/// `bytes` in a unit a person reads at a glance (GiB, MiB, KiB).
+/// `bytes` in a unit a person reads at a glance (GiB, MiB with two decimals, KiB with one).
 pub fn human_bytes(bytes: u64) -> String {
     let b = bytes as f64;
     match bytes {
         0..1024 => format!("{bytes} B"),
         1024..1_048_576 => format!("{:.1} KiB", b / 1024.0),
-        1_048_576..1_073_741_824 => format!("{:.1} MiB", b / 1_048_576.0),
-        _ => format!("{:.1} GiB", b / 1_073_741_824.0),
+        1_048_576..1_073_741_824 => format!("{:.2} MiB", b / 1_048_576.0),
+        _ => format!("{:.2} GiB", b / 1_073_741_824.0),
     }
 }
 
@@ -94,7 +94,7 @@ mod tests {
             err.contains("a 40 GB model needs about") && err.contains("available"),
             "{err}"
         );
-        assert_eq!(human_bytes(3 * 1_073_741_824 / 2), "1.5 GiB");
+        assert_eq!(human_bytes(3 * 1_073_741_824 / 2), "1.50 GiB");
         assert_eq!(human_bytes(512), "512 B");
     }
 }

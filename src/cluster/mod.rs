@@ -23,7 +23,7 @@ pub use memory::{check_memory, human_bytes, memory_available, ranks_on_this_node
 #[cfg(feature = "mpi")]
 pub use mpi_comm::{MpiComm, MpiRuntime, launched_by_mpi};
 pub use partition::Partition;
-pub use share::{broadcast_dataset, broadcast_outcome};
+pub use share::broadcast_outcome;
 pub use threads::ThreadComm;
 pub use timed::Timed;
 pub use topology::{Grid, Topology};

@@ -4,8 +4,10 @@
 //! single-process engine and never communicates.
 
 mod plan;
+mod share;
 
 pub use plan::{Plan, Split};
+pub use share::broadcast_dataset;
 
 use crate::cluster::{Comm, SelfComm};
 use crate::kernels::activation::{activation_backward, apply_activation, softmax_columns};
