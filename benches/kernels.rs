@@ -65,7 +65,7 @@ fn predict_batch(c: &mut Criterion) {
     let mut g = c.benchmark_group("predict_batch");
     g.throughput(Throughput::Elements(batch as u64));
     for threads in [1, 2] {
-        let mut engine = Engine::new(mnist_like(), Par::Rayon);
+        let mut engine = Engine::new(mnist_like(), Par::current_pool());
         let p = pool(threads);
         g.bench_with_input(
             BenchmarkId::new("784-1024-1024-10_b1024", threads),
@@ -106,7 +106,8 @@ fn train_epoch(c: &mut Criterion) {
                 patience: None,
                 shuffle: true,
             };
-            let mut trainer = Trainer::new(mnist_like(), config, Par::Rayon).expect("trainer");
+            let mut trainer =
+                Trainer::new(mnist_like(), config, Par::current_pool()).expect("trainer");
             let p = pool(threads);
             g.bench_with_input(
                 BenchmarkId::new(format!("784-1024-1024-10_b32_{name}"), threads),

@@ -113,9 +113,16 @@ fn product(
     move || {
         let b = Mat::row_major(&b, n);
         pool.install(|| match &a_packed {
-            Some(ap) => gemm_packed(Par::Rayon, ap, n, b, &mut c, |_, _| {}),
+            Some(ap) => gemm_packed(
+                Par::threads(pool.current_num_threads()),
+                ap,
+                n,
+                b,
+                &mut c,
+                |_, _| {},
+            ),
             None => gemm(
-                Par::Rayon,
+                Par::threads(pool.current_num_threads()),
                 m,
                 k,
                 n,

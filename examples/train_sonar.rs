@@ -26,7 +26,7 @@ fn main() -> Result<(), nnmpi::Error> {
         patience: None,
         shuffle: true,
     };
-    let mut trainer = Trainer::new(net, config, Par::Rayon)?;
+    let mut trainer = Trainer::new(net, config, Par::current_pool())?;
     trainer.fit(&data, None, &mut Silent)?;
     let eval = trainer.evaluate(&data)?;
     println!(

@@ -36,10 +36,20 @@ pub enum Error {
         /// What is wrong, phrased to follow the name, e.g. "must be at least 1".
         message: String,
     },
-    /// Training diverged (NaN or infinite loss).
+    /// Parameters or statistics that are NaN or infinite (a model from a diverged run).
     #[error("{0}")]
     Numerical(String),
+    /// Training diverged: the loss or the parameters blew up. The message advises a smaller
+    /// learning rate and normalised inputs; front ends may phrase that advice in their terms.
+    #[error("training diverged: {reason}; {DIVERGENCE_ADVICE}")]
+    Diverged {
+        /// What was seen, e.g. "the loss is NaN in epoch 3".
+        reason: String,
+    },
 }
+
+/// The advice [`Error::Diverged`] ends with.
+pub const DIVERGENCE_ADVICE: &str = "try a smaller learning rate, or normalised inputs (z-scores)";
 
 fn line_suffix(line: usize) -> String {
     if line == 0 {

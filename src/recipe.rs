@@ -2,6 +2,8 @@
 //! validation fraction) into the library's settings, so that every front end (the command
 //! line, a Python binding) gets the same model from the same intent.
 //!
+//! - the task a data set asks for and the network for it ([`task_of`], [`Architecture`],
+//!   [`Blueprint`]);
 //! - the output head: output activation and loss for a task ([`output_head`],
 //!   [`implied_loss`]);
 //! - the weight initialisation for a hidden activation ([`default_init`]);
@@ -10,13 +12,101 @@
 //! - the data format of a file, read by content ([`load_dataset`]);
 //! - the validation split and normalisation ([`split_and_normalize`]).
 
+use crate::data::Targets;
 use crate::data::{
     CsvOptions, Dataset, LabelKind, Normalizer, load_csv, load_idx, looks_like_idx, train_val_split,
 };
 use crate::error::{Error, Result};
-use crate::model::{Activation, Init, Task};
+use crate::model::{Activation, Init, Network, Task};
 use crate::train::{Loss, OptimizerConfig, TrainConfig};
 use std::path::Path;
+
+/// What `data`'s targets ask for: classification over its class names, or regression (a
+/// data set without targets counts as regression). An error when every sample has the same
+/// class: there is nothing to learn.
+pub fn task_of(data: &Dataset) -> Result<Task> {
+    match &data.targets {
+        Targets::Classes(_) if data.classes.len() == 1 => Err(Error::data(
+            &data.origin,
+            0,
+            format!(
+                "every sample has the same label '{}': nothing to learn",
+                data.classes[0]
+            ),
+        )),
+        Targets::Classes(_) => Ok(Task::Classification {
+            classes: data.classes.clone(),
+        }),
+        _ => Ok(Task::Regression),
+    }
+}
+
+/// The network a user asks for: its hidden layers and their activation; the output head and
+/// the initialisation follow from the task and the activation unless given.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Architecture {
+    /// Hidden layer sizes, input side first (none: a linear or logistic model).
+    pub hidden: Vec<usize>,
+    /// The hidden layers' activation.
+    pub activation: Activation,
+    /// The output activation (default: [`output_head`]'s).
+    pub output_activation: Option<Activation>,
+    /// The loss (default: [`output_head`]'s).
+    pub loss: Option<Loss>,
+    /// The initialisation (default: [`default_init`] of the hidden activation).
+    pub init: Option<Init>,
+}
+
+/// An [`Architecture`] fitted to a data set: everything needed to build its networks.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Blueprint {
+    /// What the outputs mean.
+    pub task: Task,
+    /// Layer sizes, inputs first.
+    pub sizes: Vec<usize>,
+    /// The hidden layers' activation.
+    pub activation: Activation,
+    /// The output activation.
+    pub output: Activation,
+    /// The loss to train with.
+    pub loss: Loss,
+    /// The initialisation.
+    pub init: Init,
+}
+
+impl Architecture {
+    /// The blueprint for `data`: its features in, its task's outputs out (one per class
+    /// under softmax, one for two classes under a sigmoid, one for regression).
+    pub fn for_data(&self, data: &Dataset) -> Result<Blueprint> {
+        let task = task_of(data)?;
+        let classes = task.classes().map_or(0, <[String]>::len);
+        let (output, loss) = output_head(classes, self.output_activation, self.loss)?;
+        let outputs = if output == Activation::Softmax {
+            classes.max(1)
+        } else {
+            task.output_size()
+        };
+        let sizes = std::iter::once(data.n_features())
+            .chain(self.hidden.iter().copied())
+            .chain([outputs])
+            .collect();
+        Ok(Blueprint {
+            task,
+            sizes,
+            activation: self.activation,
+            output,
+            loss,
+            init: self.init.unwrap_or(default_init(self.activation)),
+        })
+    }
+}
+
+impl Blueprint {
+    /// A network of this blueprint, initialised from `seed`.
+    pub fn build(&self, seed: u64) -> Result<Network> {
+        Network::new(&self.sizes, self.activation, self.output, self.init, seed)
+    }
+}
 
 /// The output activation and loss for `classes` classes (0 for regression), each taken from
 /// `output` and `loss` when given: sigmoid and binary cross-entropy for two classes, softmax
@@ -217,5 +307,56 @@ mod tests {
             optimizer(OptimizerKind::Sgd, None, 0.9, 0.0),
             OptimizerConfig::Sgd { lr, momentum, .. } if lr == 0.1 && momentum == 0.9
         ));
+    }
+
+    #[test]
+    fn a_blueprint_sizes_the_network_for_the_data() {
+        let data = |targets: Targets, classes: &[&str]| Dataset {
+            features: ndarray::Array2::zeros((4, 6)),
+            targets,
+            classes: classes.iter().map(|c| c.to_string()).collect(),
+            origin: "d.csv".into(),
+        };
+        let arch = Architecture {
+            hidden: vec![8, 5],
+            activation: Activation::Relu,
+            output_activation: None,
+            loss: None,
+            init: None,
+        };
+        let three = arch
+            .for_data(&data(
+                Targets::Classes(vec![0, 1, 2, 0, 1, 2]),
+                &["a", "b", "c"],
+            ))
+            .unwrap();
+        assert_eq!(three.sizes, vec![4, 8, 5, 3]);
+        assert_eq!(
+            (three.output, three.loss, three.init),
+            (Activation::Softmax, Loss::SoftmaxCrossEntropy, Init::He)
+        );
+        let two = arch
+            .for_data(&data(Targets::Classes(vec![0, 1, 0, 1, 0, 1]), &["a", "b"]))
+            .unwrap();
+        assert_eq!((two.sizes[3], two.output), (1, Activation::Sigmoid));
+        let regression = arch
+            .for_data(&data(Targets::Values(vec![0.0; 6]), &[]))
+            .unwrap();
+        assert_eq!(
+            (regression.task, regression.sizes[3], regression.loss),
+            (Task::Regression, 1, Loss::Mse)
+        );
+        let err = arch
+            .for_data(&data(Targets::Classes(vec![0; 6]), &["only"]))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "d.csv: every sample has the same label 'only': nothing to learn"
+        );
+        let net = three.build(7).unwrap();
+        assert_eq!(
+            (net.sizes(), net.output_activation()),
+            (three.sizes.clone(), Activation::Softmax)
+        );
     }
 }

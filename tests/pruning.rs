@@ -47,10 +47,10 @@ fn a_sparse_network_computes_what_its_dense_twin_computes() {
         assert!(sparse.layers().iter().all(|l| l.weights().is_sparse()));
         assert!(dense.layers().iter().all(|l| !l.weights().is_sparse()));
         let x = inputs(300, 33);
-        let ys = Engine::new(sparse.clone(), Par::Rayon)
+        let ys = Engine::new(sparse.clone(), Par::current_pool())
             .forward(&x, 33)
             .to_vec();
-        let yd = Engine::new(dense.clone(), Par::Rayon)
+        let yd = Engine::new(dense.clone(), Par::current_pool())
             .forward(&x, 33)
             .to_vec();
         let diff = relative_difference(&ys, &yd);

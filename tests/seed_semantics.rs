@@ -54,8 +54,8 @@ fn one_online_sgd_step_matches_the_hand_computed_example() {
     let mut updated = net.clone();
     for (l, layer) in updated.layers_mut().iter_mut().enumerate() {
         let (w, b) = layer.params_mut();
-        opt.update(2 * l, w, &grads.weights[l], true);
-        opt.update(2 * l + 1, b, &grads.bias[l], false);
+        opt.update(Par::Seq, 2 * l, w, &grads.weights[l], true);
+        opt.update(Par::Seq, 2 * l + 1, b, &grads.bias[l], false);
     }
     let w1 = updated.layers()[0].weight_slice();
     let w2 = updated.layers()[1].weight_slice();

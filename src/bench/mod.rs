@@ -394,7 +394,7 @@ pub fn measure<C: Comm>(world: &C, grid: Grid, par: Par, case: &Case) -> Result<
         mode: case.mode,
         ranks,
         grid: grid.to_string(),
-        threads_per_rank: rayon::current_num_threads(),
+        threads_per_rank: par.degree(),
         reps: case.reps,
         inner,
         median_ms: time * 1e3,

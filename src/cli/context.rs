@@ -34,7 +34,7 @@ impl<C: Comm> Ctx<C> {
     pub fn new(world: C, grid: Grid) -> Result<Self> {
         let ctx = Ctx {
             topology: Topology::new(world, grid)?,
-            par: Par::Rayon,
+            par: Par::current_pool(),
         };
         ctx.check_affinity();
         Ok(ctx)

@@ -7,7 +7,7 @@ use clap::Args;
 use nnmpi::cluster::{Comm, Partition};
 use nnmpi::exec::{Plan, Split};
 use nnmpi::io::{Checkpoint, load};
-use nnmpi::model::{Task, Weights};
+use nnmpi::model::Task;
 use std::path::PathBuf;
 
 /// Flags of `nnmpi info`.
@@ -143,12 +143,8 @@ fn describe(path: &std::path::Path, ckpt: &Checkpoint) {
             &l.activation().to_string(),
             &w.format().to_string(),
             &format!("{:.1}%", 100.0 * (1.0 - l.density())),
-            &match w {
-                Weights::Sparse(c) => {
-                    format!("{:.0}%", 100.0 * c.quad_rows() as f64 / c.rows() as f64)
-                }
-                Weights::Dense(_) => "-".into(),
-            },
+            &w.quad_share()
+                .map_or("-".into(), |q| format!("{:.0}%", 100.0 * q)),
             &l.parameter_count().to_string(),
             &bytes(w.bytes() + l.outputs() * 4),
         ]);

@@ -150,32 +150,29 @@ fn end_job<C: Comm>(world: &C, e: &anyhow::Error) {
 /// An error as the command line says it: the library names a parameter as the library calls
 /// it (`batch_size`, `k`), the user gave a flag (`--batch-size`, `--kfold`).
 pub fn describe(e: &anyhow::Error) -> String {
-    // The library's advice on a diverging run, in flags.
-    let text = format!("{e:#}")
-        .replace("a smaller learning rate", "a smaller --lr")
-        .replace(
-            "normalised inputs (z-scores)",
-            "normalised inputs (--normalize zscore)",
-        );
-    let parameter = e
-        .chain()
-        .find_map(|c| match c.downcast_ref::<nnmpi::Error>() {
-            Some(nnmpi::Error::Parameter { name, message }) => Some((*name, message)),
-            _ => None,
-        });
-    match parameter {
-        Some((name, message)) => {
-            let flag = match name {
+    e.chain()
+        .map(|cause| match cause.downcast_ref::<nnmpi::Error>() {
+            Some(library) => in_flags(library),
+            None => cause.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+/// A library error as the command line says it: parameters by their flags.
+fn in_flags(e: &nnmpi::Error) -> String {
+    match e {
+        nnmpi::Error::Parameter { name, message } => {
+            let flag = match *name {
                 "k" => "--kfold".to_string(),
                 other => format!("--{}", other.replace('_', "-")),
             };
-            text.replacen(
-                &format!("{name} {message}"),
-                &format!("{flag} {message}"),
-                1,
-            )
+            format!("{flag} {message}")
         }
-        None => text,
+        nnmpi::Error::Diverged { reason } => format!(
+            "training diverged: {reason}; try a smaller --lr, or normalised inputs (--normalize zscore)"
+        ),
+        other => other.to_string(),
     }
 }
 

@@ -1,16 +1,14 @@
 //! What `nnmpi train` shows and writes while it trains: a progress bar, a line per epoch, a
-//! metrics log, periodic checkpoints.
+//! metrics log, and the library's periodic checkpoints.
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use nnmpi::cluster::Comm;
-use nnmpi::data::Normalizer;
-use nnmpi::io::{Checkpoint, TrainingCheckpoint, save};
-use nnmpi::model::{Model, Task};
+use nnmpi::io::PeriodicCheckpoints;
 use nnmpi::train::{EpochReport, Observer, Trainer};
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Metrics log format, by file extension: `.json`/`.jsonl` give JSON lines, anything else CSV.
 pub struct MetricsLog {
@@ -79,40 +77,6 @@ impl MetricsLog {
     }
 }
 
-/// Periodic checkpoints of a training run.
-pub struct Checkpointing {
-    /// Where to write.
-    pub path: PathBuf,
-    /// Every this many epochs.
-    pub every: usize,
-    /// Normaliser of the model being trained (the network comes from the trainer).
-    pub normalizer: Normalizer,
-    /// Its task (class names).
-    pub task: Task,
-    /// Validation fraction, saved for resume.
-    pub validation_split: f64,
-}
-
-impl Checkpointing {
-    /// The checkpoint of `trainer` now, on rank 0 (`None` elsewhere). Every rank must call
-    /// it: the shards are gathered.
-    pub fn snapshot<C: Comm>(&self, trainer: &Trainer<C>) -> Option<Checkpoint> {
-        let (network, state) = trainer.snapshot()?;
-        Some(Checkpoint {
-            model: Model {
-                network,
-                normalizer: self.normalizer.clone(),
-                task: self.task.clone(),
-            },
-            training: Some(TrainingCheckpoint {
-                config: trainer.config().clone(),
-                validation_split: self.validation_split,
-                state,
-            }),
-        })
-    }
-}
-
 /// The observer behind `nnmpi train`.
 pub struct Progress {
     bar: Option<ProgressBar>,
@@ -120,9 +84,7 @@ pub struct Progress {
     quiet: bool,
     total_epochs: usize,
     log: Option<MetricsLog>,
-    checkpoints: Option<Checkpointing>,
-    /// The epoch of the last checkpoint written.
-    saved_epoch: Option<usize>,
+    checkpoints: Option<PeriodicCheckpoints>,
 }
 
 impl Progress {
@@ -133,7 +95,7 @@ impl Progress {
         quiet: bool,
         total_epochs: usize,
         log: Option<MetricsLog>,
-        checkpoints: Option<Checkpointing>,
+        checkpoints: Option<PeriodicCheckpoints>,
     ) -> Self {
         Progress {
             bar: None,
@@ -142,23 +104,26 @@ impl Progress {
             total_epochs,
             log,
             checkpoints,
-            saved_epoch: None,
         }
     }
 }
 
 impl Progress {
-    /// The checkpoint settings, if the run writes checkpoints.
-    pub fn checkpoints(&self) -> Option<&Checkpointing> {
-        self.checkpoints.as_ref()
+    /// The checkpoints, if the run writes them.
+    pub fn into_checkpoints(self) -> Option<PeriodicCheckpoints> {
+        self.checkpoints
     }
 
     /// What a failed run leaves behind: the last checkpoint written, if any.
     pub fn what_is_kept(&self) -> String {
-        match (&self.checkpoints, self.saved_epoch) {
-            (Some(c), Some(epoch)) => format!(
+        match self
+            .checkpoints
+            .as_ref()
+            .and_then(|c| Some((c, c.saved_epoch()?)))
+        {
+            Some((c, epoch)) => format!(
                 "the last good checkpoint (after epoch {epoch}) is {}",
-                c.path.display()
+                c.path().display()
             ),
             _ => "no checkpoint was written".into(),
         }
@@ -218,14 +183,9 @@ impl<C: Comm> Observer<C> for Progress {
         if let Some(log) = &mut self.log {
             log.write(r).map_err(|e| nnmpi::Error::io("--log", e))?;
         }
-        if let Some(c) = &self.checkpoints
-            && c.every > 0
-            && r.epoch.is_multiple_of(c.every)
-            && let Some(snapshot) = c.snapshot(trainer)
-        {
-            save(&c.path, &snapshot)?;
-            self.saved_epoch = Some(r.epoch);
+        match &mut self.checkpoints {
+            Some(c) => c.epoch_done(trainer, r.epoch),
+            None => Ok(()),
         }
-        Ok(())
     }
 }

@@ -2,12 +2,12 @@
 
 use super::context::{Ctx, say};
 use super::data_args::DataArgs;
-use super::progress::{Checkpointing, MetricsLog, Progress};
+use super::progress::{MetricsLog, Progress};
 use anyhow::{Context, Result, bail};
 use clap::{ArgMatches, Args, parser::ValueSource};
 use nnmpi::cluster::Comm;
 use nnmpi::data::{Dataset, LabelKind, NormKind, Normalizer, Targets};
-use nnmpi::io::save;
+use nnmpi::io::PeriodicCheckpoints;
 use nnmpi::model::{Activation, Init, Model, Network, Task};
 use nnmpi::prune::{Schedule, Scope};
 use nnmpi::recipe;
@@ -201,38 +201,15 @@ impl TrainArgs {
         }
     }
 
-    /// Output activation and loss for `outputs` outputs and `classes` classes (0 = regression).
-    fn head(&self, classes: usize) -> Result<(Activation, Loss)> {
-        Ok(recipe::output_head(
-            classes,
-            self.output_activation,
-            self.loss,
-        )?)
-    }
-
-    fn network(
-        &self,
-        inputs: usize,
-        outputs: usize,
-        output: Activation,
-        seed: u64,
-    ) -> nnmpi::Result<Network> {
-        let init = self.init.unwrap_or(recipe::default_init(self.activation));
-        Network::new(
-            &self.sizes(inputs, outputs),
-            self.activation,
-            output,
-            init,
-            seed,
-        )
-    }
-
-    /// Layer sizes of the network for `inputs` inputs and `outputs` outputs.
-    fn sizes(&self, inputs: usize, outputs: usize) -> Vec<usize> {
-        std::iter::once(inputs)
-            .chain(self.hidden.iter().copied())
-            .chain([outputs])
-            .collect()
+    /// The network these flags ask for.
+    fn architecture(&self) -> recipe::Architecture {
+        recipe::Architecture {
+            hidden: self.hidden.clone(),
+            activation: self.activation,
+            output_activation: self.output_activation,
+            loss: self.loss,
+            init: self.init,
+        }
     }
 }
 
@@ -270,35 +247,12 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, matches: &ArgMatches) -> Res
         return fine_tune(ctx, args, path);
     }
     let data = ctx.load_data(|| args.data.load(args.label_kind(), None))?;
-    let classes = match &data.targets {
-        Targets::Classes(_) => data.classes.len(),
-        _ => 0,
-    };
-    if classes == 1 {
-        bail!(
-            "{}: every sample has the same label '{}': nothing to learn",
-            data.origin.display(),
-            data.classes[0]
-        );
-    }
-    let task = if classes > 0 {
-        Task::Classification {
-            classes: data.classes.clone(),
-        }
-    } else {
-        Task::Regression
-    };
-    let (out_act, loss) = args.head(classes)?;
-    let outputs = if out_act == Activation::Softmax {
-        classes.max(1)
-    } else {
-        task.output_size()
-    };
-    let config = args.train_config(loss);
+    let blueprint = args.architecture().for_data(&data)?;
+    let config = args.train_config(blueprint.loss);
     let prune = args.prune_plan()?;
-    check_training_memory(ctx, &config, &args.sizes(data.n_features(), outputs))?;
+    check_training_memory(ctx, &config, &blueprint.sizes)?;
     if let Some(k) = args.kfold {
-        let net0 = args.network(data.n_features(), outputs, out_act, args.seed)?;
+        let net0 = blueprint.build(args.seed)?;
         if !args.quiet {
             say!(
                 ctx,
@@ -316,14 +270,7 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, matches: &ArgMatches) -> Res
             args.normalize,
             &config,
             ctx.par,
-            |fold| {
-                args.network(
-                    data.n_features(),
-                    outputs,
-                    out_act,
-                    args.seed.wrapping_add(fold as u64),
-                )
-            },
+            |fold| blueprint.build(args.seed.wrapping_add(fold as u64)),
             prune.as_ref(),
             &mut |fold, eval, pruned| {
                 if !quiet {
@@ -362,8 +309,8 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, matches: &ArgMatches) -> Res
         }
     }
 
-    let network = args.network(data.n_features(), outputs, out_act, args.seed)?;
-    train_network(ctx, args, config, network, data, task, |t| {
+    let network = blueprint.build(args.seed)?;
+    train_network(ctx, args, config, network, data, blueprint.task, |t| {
         Normalizer::fit(args.normalize, t.features.view())
     })
 }
@@ -541,12 +488,14 @@ fn fit_and_save<C: Comm>(
                 .transpose()
         })?
         .flatten();
-    let checkpoints = args.out.as_ref().map(|path| Checkpointing {
-        path: path.clone(),
-        every: args.checkpoint_every,
-        normalizer,
-        task,
-        validation_split,
+    let checkpoints = args.out.as_ref().map(|path| {
+        PeriodicCheckpoints::new(
+            path.clone(),
+            args.checkpoint_every,
+            normalizer,
+            task,
+            validation_split,
+        )
     });
     let mut progress = Progress::new(
         ctx.is_root(),
@@ -555,9 +504,9 @@ fn fit_and_save<C: Comm>(
         log,
         checkpoints,
     );
-    let reports = trainer
-        .fit(train, val, &mut progress)
-        .map_err(|e| anyhow::anyhow!("{e}; {}", progress.what_is_kept()))?;
+    let reports = trainer.fit(train, val, &mut progress).map_err(|e| {
+        anyhow::Error::new(e).context(format!("training stopped ({})", progress.what_is_kept()))
+    })?;
     if let Some(plan) = args.prune_plan()? {
         trainer.use_best();
         let steps = plan.schedule.steps;
@@ -590,18 +539,12 @@ fn fit_and_save<C: Comm>(
             }
         );
     }
-    if let Some(c) = progress.checkpoints() {
-        // The training state is that of the last epoch; the model is the best network
-        // under early stopping, else the last one. Both are gathered on rank 0.
-        let snapshot = c.snapshot(&trainer);
-        let network = trainer.finish();
-        if let (Some(mut snapshot), Some(network)) = (snapshot, network) {
-            snapshot.model.network = network;
-            save(&c.path, &snapshot)
-                .with_context(|| format!("saving the model to {}", c.path.display()))?;
-            if !args.quiet {
-                println!("saved the model to {}", c.path.display());
-            }
+    if let Some(c) = progress.into_checkpoints() {
+        let written = c
+            .save_final(trainer)
+            .with_context(|| format!("saving the model to {}", c.path().display()))?;
+        if written && !args.quiet {
+            println!("saved the model to {}", c.path().display());
         }
     }
     Ok(())

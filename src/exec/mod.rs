@@ -10,9 +10,9 @@ pub use plan::{Plan, Split};
 pub use share::broadcast_dataset;
 
 use crate::cluster::{Comm, SelfComm};
+use crate::kernels::Par;
 use crate::kernels::activation::{activation_backward, apply_activation, softmax_columns};
 use crate::kernels::gemm::PackedRows;
-use crate::kernels::{Par, dense, sparse};
 use crate::model::{Activation, Layer, Network, Structure, Weights};
 use ndarray::Array1;
 use std::ops::Range;
@@ -76,69 +76,10 @@ impl ShardLayer {
         act: Activation,
         y: &mut [f32],
     ) {
-        match (&self.weights, packed) {
-            (Weights::Dense(_), Some(w)) => {
-                dense::forward_packed(par, w, &self.bias, x, batch, act, y)
-            }
-            (Weights::Dense(w), None) => dense::forward(
-                par,
-                w.as_slice().expect("standard layout"),
-                &self.bias,
-                x,
-                batch,
-                act,
-                y,
-            ),
-            (Weights::Sparse(w), _) => sparse::forward(par, w, &self.bias, x, batch, act, y),
-        }
-    }
-
-    /// These weights packed for repeated forward passes, when that pays: dense layers of at
-    /// least [`PACK_MIN_WEIGHTS`] weights (smaller ones stay in cache anyway).
-    fn pack(&self) -> Option<PackedRows> {
-        match &self.weights {
-            Weights::Dense(w) if w.len() >= PACK_MIN_WEIGHTS => Some(PackedRows::new(
-                w.as_slice().expect("standard layout"),
-                self.len(),
-                self.inputs,
-            )),
-            _ => None,
-        }
-    }
-
-    /// Gradients of the stored weights and the biases of the owned rows.
-    fn backward_params(
-        &self,
-        par: Par,
-        delta: &[f32],
-        x: &[f32],
-        batch: usize,
-        dw: &mut [f32],
-        db: &mut [f32],
-    ) {
-        match &self.weights {
-            Weights::Dense(_) => dense::backward_params(par, delta, x, batch, dw, db),
-            Weights::Sparse(w) => sparse::backward_params(par, w, delta, x, batch, dw, db),
-        }
-    }
-
-    /// The owned rows' part of the input gradient.
-    fn backward_input(&self, par: Par, delta: &[f32], batch: usize, dx: &mut [f32]) {
-        match &self.weights {
-            Weights::Dense(w) => dense::backward_input(
-                par,
-                w.as_slice().expect("standard layout"),
-                delta,
-                batch,
-                dx,
-            ),
-            Weights::Sparse(w) => sparse::backward_input(par, w, delta, batch, dx),
-        }
+        self.weights
+            .forward(par, packed, &self.bias, x, batch, act, y)
     }
 }
-
-/// Dense layers with at least this many weights (256 KiB) are packed for inference.
-const PACK_MIN_WEIGHTS: usize = 1 << 16;
 
 /// Gradients of the loss for every layer's shard: `weights[l]` is `[rows, in]`, `bias[l]` is
 /// `[rows]`.
@@ -245,6 +186,11 @@ impl<C: Comm> Engine<C> {
             partial: Vec::new(),
             out_delta: Vec::new(),
         }
+    }
+
+    /// How the math uses threads.
+    pub fn par(&self) -> Par {
+        self.par
     }
 
     /// The model-parallel group.
@@ -432,7 +378,7 @@ impl<C: Comm> Engine<C> {
         // changes them after every pass); matrix-vector products read them as they are.
         self.unchanged_passes += 1;
         if self.packed.is_none() && self.unchanged_passes >= 2 && batch > 1 {
-            self.packed = Some(self.layers.iter().map(ShardLayer::pack).collect());
+            self.packed = Some(self.layers.iter().map(|s| s.weights.pack()).collect());
         }
         let packed = self.packed.as_deref().filter(|_| batch > 1);
         let sharded = self.comm.size() > 1;
@@ -522,7 +468,7 @@ impl<C: Comm> Engine<C> {
             } else {
                 &self.acts[l - 1][..shard.inputs * batch]
             };
-            shard.backward_params(
+            shard.weights.backward_params(
                 self.par,
                 delta,
                 input,
@@ -537,11 +483,13 @@ impl<C: Comm> Engine<C> {
             let dx = &mut below[l - 1][..prev.len() * batch];
             if sharded {
                 let partial = &mut self.partial[..shard.inputs * batch];
-                shard.backward_input(self.par, delta, batch, partial);
+                shard
+                    .weights
+                    .backward_input(self.par, delta, batch, partial);
                 let counts = self.plan.layer(l - 1).counts_times(batch);
                 self.comm.reduce_scatter_varcount(partial, dx, &counts);
             } else {
-                shard.backward_input(self.par, delta, batch, dx);
+                shard.weights.backward_input(self.par, delta, batch, dx);
             }
             let y = &input[prev.rows.start * batch..prev.rows.end * batch];
             let z = prev

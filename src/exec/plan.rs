@@ -1,8 +1,7 @@
 //! Which rank owns which neurons of every layer, and what that costs each rank.
 
 use crate::cluster::Partition;
-use crate::kernels::sparse::balanced_rows;
-use crate::model::{Network, Weights};
+use crate::model::Network;
 use std::ops::Range;
 
 /// How a sparse layer's rows are split.
@@ -54,18 +53,18 @@ impl Plan {
     pub fn for_network(net: &Network, ranks: usize, split: Split) -> Self {
         let mut plan = Plan::new(&net.sizes(), ranks);
         for (l, layer) in net.layers().iter().enumerate() {
-            if let Weights::Sparse(csr) = layer.weights() {
-                if split == Split::Balanced {
-                    let mut offsets: Vec<usize> =
-                        balanced_rows(csr, ranks).iter().map(|r| r.start).collect();
-                    offsets.push(csr.rows());
-                    plan.layers[l] = Partition::from_offsets(offsets);
-                }
-                let offsets = (0..ranks)
-                    .map(|r| csr.row_start(plan.layers[l].range(r).start))
-                    .chain([csr.nnz()]);
-                plan.values[l] = Partition::from_offsets(offsets.collect());
+            let w = layer.weights();
+            if split == Split::Balanced
+                && let Some(blocks) = w.balanced_rows(ranks)
+            {
+                let mut offsets: Vec<usize> = blocks.iter().map(|r| r.start).collect();
+                offsets.push(w.rows());
+                plan.layers[l] = Partition::from_offsets(offsets);
             }
+            let offsets = (0..ranks)
+                .map(|r| w.stored_before(plan.layers[l].range(r).start))
+                .chain([w.stored()]);
+            plan.values[l] = Partition::from_offsets(offsets.collect());
         }
         plan
     }
@@ -152,7 +151,7 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Activation, Layer};
+    use crate::model::{Activation, Layer, Weights};
     use crate::sparse::Csr;
     use ndarray::Array1;
 

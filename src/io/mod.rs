@@ -1,8 +1,10 @@
-//! Files: checkpoints (versioned, checksummed, atomically written, size-checked on read) and
+//! Files: checkpoints (versioned, checksummed, atomically written, size-checked on read;
+//! written periodically during training) and
 //! safetensors export/import for other frameworks.
 
 mod atomic;
 mod checkpoint;
+mod periodic;
 mod records;
 pub mod safetensors;
 
@@ -10,3 +12,4 @@ pub use atomic::{check_writable, write_atomic};
 pub use checkpoint::{
     Checkpoint, FORMAT_VERSION, MAGIC, TrainingCheckpoint, decode, encode, load, save,
 };
+pub use periodic::PeriodicCheckpoints;

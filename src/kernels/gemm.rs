@@ -292,10 +292,10 @@ fn split_rows(
     }
     let threads = match par {
         Par::Seq => 1,
-        Par::Rayon if m * k * n * if n == 1 { GEMV_WEIGHT } else { 1 } >= GEMM_PAR_MIN_WORK => {
-            rayon::current_num_threads().min(m.div_ceil(micro.mr))
+        Par::Rayon(t) if m * k * n * if n == 1 { GEMV_WEIGHT } else { 1 } >= GEMM_PAR_MIN_WORK => {
+            t.get().min(m.div_ceil(micro.mr))
         }
-        Par::Rayon => 1,
+        Par::Rayon(_) => 1,
     };
     let block = |first: usize, cb: &mut [f32]| {
         product(micro, a, first, k, n, b, cb, &|r0, rows| {
@@ -1182,7 +1182,7 @@ mod tests {
                     pool.install(|| {
                         split_rows(
                             micro,
-                            Par::Rayon,
+                            Par::threads(threads),
                             ASource::Packed(&packed),
                             m,
                             k,
@@ -1218,7 +1218,7 @@ mod tests {
                 .num_threads(threads)
                 .build()
                 .unwrap();
-            pool.install(|| product(Par::Rayon, m, k, n, &a, &b, &mut par));
+            pool.install(|| product(Par::threads(threads), m, k, n, &a, &b, &mut par));
             assert_eq!(seq, par, "{threads} threads");
         }
     }
@@ -1238,7 +1238,7 @@ mod tests {
                 .unwrap();
             pool.install(|| {
                 gemm(
-                    Par::Rayon,
+                    Par::threads(2),
                     m,
                     k,
                     n,

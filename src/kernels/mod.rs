@@ -32,18 +32,47 @@ macro_rules! multiversion {
     };
 }
 
+use std::num::NonZeroUsize;
+
 pub mod activation;
 pub mod dense;
 pub mod gemm;
 pub mod sparse;
 
-/// How a kernel may use threads.
+/// How many threads a kernel may use: passed to every parallel call, never read from a
+/// global. Results are the same bits whatever the choice.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Par {
     /// On the calling thread only.
     Seq,
-    /// Split over the current rayon pool when the work is large enough to pay for it.
-    Rayon,
+    /// Split into at most this many parts, run on the current rayon pool (the global one, or
+    /// the pool the caller `install`ed), when the work is large enough to pay for it. The
+    /// pool should have at least this many threads.
+    Rayon(NonZeroUsize),
+}
+
+impl Par {
+    /// `n` threads: [`Par::Seq`] for 0 or 1.
+    pub fn threads(n: usize) -> Par {
+        match NonZeroUsize::new(n) {
+            Some(n) if n.get() > 1 => Par::Rayon(n),
+            _ => Par::Seq,
+        }
+    }
+
+    /// As many threads as the current rayon pool has (the global pool is sized by
+    /// `RAYON_NUM_THREADS`, or the number of cores).
+    pub fn current_pool() -> Par {
+        Par::threads(rayon::current_num_threads())
+    }
+
+    /// The most threads this allows (1 for [`Par::Seq`]).
+    pub fn degree(self) -> usize {
+        match self {
+            Par::Seq => 1,
+            Par::Rayon(n) => n.get(),
+        }
+    }
 }
 
 /// Deterministic test values in [-1, 1) without a random number generator.

@@ -372,33 +372,10 @@ impl DxColumns {
     }
 }
 
-/// Row ranges with about equal numbers of entries (`parts` of them, some maybe empty). A
-/// quad cut by a boundary runs row by row (the bits are the same either way).
-pub fn balanced_rows(w: &Csr, parts: usize) -> Vec<Range<usize>> {
-    let (rows, nnz) = (w.rows(), w.nnz());
-    let mut bounds = vec![0];
-    for p in 1..parts {
-        let goal = nnz * p / parts;
-        // The first row whose start reaches `goal` (row starts never decrease).
-        let (mut lo, mut hi) = (0, rows + 1);
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            if w.row_start(mid) < goal {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        bounds.push(lo.min(rows).max(*bounds.last().unwrap_or(&0)));
-    }
-    bounds.push(rows);
-    bounds.windows(2).map(|b| b[0]..b[1]).collect()
-}
-
 /// How many threads a product of `work` multiply-adds deserves.
 fn threads(par: Par, work: usize) -> usize {
     match par {
-        Par::Rayon if work >= PAR_MIN_MACS => rayon::current_num_threads(),
+        Par::Rayon(t) if work >= PAR_MIN_MACS => t.get(),
         _ => 1,
     }
 }
@@ -457,7 +434,7 @@ pub fn forward(
     if t <= 1 {
         return block(0..w.rows(), y);
     }
-    let ranges = balanced_rows(w, t);
+    let ranges = w.balanced_rows(t);
     let blocks = split_rows(y, &ranges, batch);
     ranges
         .into_par_iter()
@@ -499,7 +476,7 @@ pub fn backward_params(
     if t <= 1 {
         return entry_gradients(w, 0..w.rows(), delta, x, batch, dval, db);
     }
-    let ranges = balanced_rows(w, t);
+    let ranges = w.balanced_rows(t);
     let mut dvals = Vec::with_capacity(ranges.len());
     let mut rest = dval;
     for r in &ranges {
@@ -609,7 +586,7 @@ mod tests {
                 let b = values(rows, 4);
                 let x = values(cols * batch, 5);
                 let delta = values(rows * batch, 6);
-                for par in [Par::Seq, Par::Rayon] {
+                for par in [Par::Seq, Par::threads(2)] {
                     let (mut ys, mut yd) = (vec![0.0; rows * batch], vec![0.0; rows * batch]);
                     forward(par, &w, &b, &x, batch, Activation::Tanh, &mut ys);
                     dense::forward(par, &d, &b, &x, batch, Activation::Tanh, &mut yd);
@@ -668,7 +645,7 @@ mod tests {
             let mut threaded = vec![0.0; rows * batch];
             pool.install(|| {
                 forward(
-                    Par::Rayon,
+                    Par::threads(3),
                     &w,
                     &b,
                     &x,
@@ -722,20 +699,5 @@ mod tests {
                 k += 1;
             }
         }
-    }
-
-    #[test]
-    fn balanced_rows_split_entries_evenly() {
-        // Rows 0..50 hold 10 entries each, rows 50..100 one each: 550 entries.
-        let mut d = vec![0.0f32; 100 * 10];
-        for i in 0..100 {
-            let n = if i < 50 { 10 } else { 1 };
-            d[i * 10..i * 10 + n].fill(1.0);
-        }
-        let w = Csr::from_dense(&d, 100, 10);
-        let ranges = balanced_rows(&w, 2);
-        assert_eq!(ranges, vec![0..28, 28..100]);
-        assert_eq!(balanced_rows(&w, 1), vec![0..100]);
-        assert_eq!(balanced_rows(&Csr::from_dense(&[1.0], 1, 1), 3).len(), 3);
     }
 }

@@ -71,14 +71,6 @@ impl Layout {
     }
 }
 
-/// Calls `f(column, value)` for each connection of row `i` of `w`, in column order.
-fn row_entries(w: &Weights, i: usize, mut f: impl FnMut(usize, f32)) {
-    match w {
-        Weights::Dense(d) => d.row(i).iter().enumerate().for_each(|(j, &v)| f(j, v)),
-        Weights::Sparse(c) => c.row_entries(i).for_each(|(j, v)| f(j, v)),
-    }
-}
-
 /// The blocks of one layer that this rank owns.
 pub struct LayerBlocks {
     layout: Layout,
@@ -119,7 +111,7 @@ impl LayerBlocks {
         let (mut values, mut present) = (Vec::new(), Vec::new());
         for &g in &shared[rank] {
             let (mut v, mut p) = (vec![0.0f32; cols], vec![0u8; cols]);
-            row_entries(shard, g - mine.start, |j, w| (v[j], p[j]) = (w, 1));
+            shard.for_each_in_row(g - mine.start, |j, w| (v[j], p[j]) = (w, 1));
             values.extend(v);
             present.extend(p);
         }
@@ -154,7 +146,7 @@ impl LayerBlocks {
                     here[j] = true;
                 };
                 if mine.contains(&g) {
-                    row_entries(shard, g - mine.start, &mut add);
+                    shard.for_each_in_row(g - mine.start, &mut add);
                 } else {
                     let at = received(g) * cols;
                     for j in 0..cols {
@@ -237,7 +229,7 @@ impl LayerBlocks {
             } else {
                 head.as_deref().expect("the borrowed block's decision")
             };
-            row_entries(shard, g - mine.start, |j, _| flags.push(row[j]));
+            shard.for_each_in_row(g - mine.start, |j, _| flags.push(row[j]));
         }
         flags
     }

@@ -11,7 +11,6 @@
 use super::blocks::LayerBlocks;
 use crate::cluster::Comm;
 use crate::model::Weights;
-use crate::sparse::Csr;
 use std::ops::Range;
 
 /// Which weights compete for the connections that stay.
@@ -138,16 +137,7 @@ pub fn prune_shard<C: Comm>(comm: &C, shard: &[&Weights], rule: Pruning) -> Vec<
         .iter()
         .zip(&blocks)
         .zip(&keep)
-        .map(|((w, b), k)| {
-            let k = b.connection_flags(comm, w, k);
-            Weights::Sparse(match w {
-                Weights::Dense(d) => {
-                    let values = d.as_slice().expect("standard layout");
-                    Csr::from_dense_where(values, d.nrows(), d.ncols(), |i, _| k[i])
-                }
-                Weights::Sparse(c) => c.retain(&k),
-            })
-        })
+        .map(|((w, b), k)| w.retain(&b.connection_flags(comm, w, k)))
         .collect()
 }
 
@@ -218,7 +208,7 @@ fn keep_largest<C: Comm>(comm: &C, groups: &[&[u32]], keep: u64) -> Vec<Vec<bool
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::SelfComm;
+    use crate::cluster::{SelfComm, ThreadComm};
     use ndarray::Array2;
 
     fn dense(rows: usize, cols: usize, v: Vec<f32>) -> Weights {
@@ -325,5 +315,47 @@ mod tests {
             out[0].to_dense().into_raw_vec_and_offset().0,
             vec![0.0, 0.0, 0.0, 0.0, 0.0, 5.0, 0.0, 7.0, 8.0, 9.0]
         );
+    }
+
+    #[test]
+    fn ranks_on_threads_prune_as_one_process_does() {
+        // Two layers of 10 and 7 rows; on 3 ranks the blocks of 4 rows straddle ranks.
+        let layer = |rows: usize, cols: usize, seed: usize| {
+            let v = (0..rows * cols)
+                .map(|i| (((i + seed) * 7919) % 101) as f32 - 50.0)
+                .collect();
+            dense(rows, cols, v)
+        };
+        let whole = [layer(10, 6, 1), layer(7, 10, 2)];
+        for rule in [
+            Pruning::connections(Target::Sparsity(0.6), Scope::Global),
+            Pruning::connections(Target::Sparsity(0.5), Scope::Layer).in_blocks(4),
+            Pruning::connections(Target::Threshold(20.0), Scope::Layer).in_blocks(3),
+        ] {
+            let one = prune_shard(&SelfComm, &[&whole[0], &whole[1]], rule);
+            for ranks in [2, 3, 4] {
+                let shards = ThreadComm::run(ranks, |comm| {
+                    let mine: Vec<Weights> = whole
+                        .iter()
+                        .map(|w| {
+                            let (r, n) = (comm.rank(), w.rows());
+                            w.slice_rows(n * r / ranks..n * (r + 1) / ranks)
+                        })
+                        .collect();
+                    prune_shard(&comm, &[&mine[0], &mine[1]], rule)
+                });
+                for l in 0..2 {
+                    let rows: Vec<f32> = shards
+                        .iter()
+                        .flat_map(|s| s[l].to_dense().into_raw_vec_and_offset().0)
+                        .collect();
+                    assert_eq!(
+                        rows,
+                        one[l].to_dense().into_raw_vec_and_offset().0,
+                        "{rule:?}, {ranks} ranks, layer {l}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -14,8 +14,7 @@
 
 use crate::error::Result;
 use crate::kernels::activation::bias_activation;
-use crate::model::{Layer, Network, Weights};
-use crate::sparse::Csr;
+use crate::model::{Layer, Network};
 use ndarray::{Array1, Array2, Axis};
 
 /// Which neurons to remove besides the dead and the unread ones.
@@ -134,18 +133,11 @@ pub fn prune_neurons(net: &Network, target: NeuronTarget) -> Result<(Network, Ne
 
 /// `old`'s activation and format with new weights and biases.
 fn rebuild(old: &Layer, w: Array2<f32>, b: Vec<f32>) -> Result<Layer> {
-    let weights = match old.weights() {
-        Weights::Dense(_) => Weights::Dense(w),
-        Weights::Sparse(_) => {
-            let (rows, cols) = w.dim();
-            Weights::Sparse(Csr::from_dense(
-                w.as_standard_layout().as_slice().expect("standard layout"),
-                rows,
-                cols,
-            ))
-        }
-    };
-    Layer::from_weights(weights, Array1::from(b), old.activation())
+    Layer::from_weights(
+        old.weights().in_same_format(w),
+        Array1::from(b),
+        old.activation(),
+    )
 }
 
 #[cfg(test)]

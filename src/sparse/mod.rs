@@ -203,6 +203,29 @@ impl Csr {
         self.ptr[i * self.panels] as usize
     }
 
+    /// Row ranges with about equal numbers of entries (`parts` of them, some maybe empty). A
+    /// quad cut by a boundary runs row by row (the bits are the same either way).
+    pub fn balanced_rows(&self, parts: usize) -> Vec<Range<usize>> {
+        let (rows, nnz) = (self.rows(), self.nnz());
+        let mut bounds = vec![0];
+        for p in 1..parts {
+            let goal = nnz * p / parts;
+            // The first row whose start reaches `goal` (row starts never decrease).
+            let (mut lo, mut hi) = (0, rows + 1);
+            while lo < hi {
+                let mid = (lo + hi) / 2;
+                if self.row_start(mid) < goal {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            bounds.push(lo.min(rows).max(*bounds.last().unwrap_or(&0)));
+        }
+        bounds.push(rows);
+        bounds.windows(2).map(|b| b[0]..b[1]).collect()
+    }
+
     /// Plain CSR row offsets (`rows + 1` of them).
     pub fn row_offsets(&self) -> Vec<usize> {
         (0..=self.rows()).map(|i| self.row_start(i)).collect()
@@ -399,6 +422,21 @@ impl Csr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn balanced_rows_split_entries_evenly() {
+        // Rows 0..50 hold 10 entries each, rows 50..100 one each: 550 entries.
+        let mut d = vec![0.0f32; 100 * 10];
+        for i in 0..100 {
+            let n = if i < 50 { 10 } else { 1 };
+            d[i * 10..i * 10 + n].fill(1.0);
+        }
+        let w = Csr::from_dense(&d, 100, 10);
+        let ranges = w.balanced_rows(2);
+        assert_eq!(ranges, vec![0..28, 28..100]);
+        assert_eq!(w.balanced_rows(1), vec![0..100]);
+        assert_eq!(Csr::from_dense(&[1.0], 1, 1).balanced_rows(3).len(), 3);
+    }
 
     #[test]
     fn round_trip_slices_and_checks() {

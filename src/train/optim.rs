@@ -1,5 +1,6 @@
 //! Optimisers: SGD (momentum, weight decay) and Adam (decoupled weight decay, as AdamW).
 
+use crate::kernels::Par;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -120,7 +121,15 @@ impl Optimizer {
 
     /// Updates tensor number `tensor` (`param -= ...` from `grad`); `decay` says whether weight
     /// decay applies (weights yes, biases no).
-    pub fn update(&mut self, tensor: usize, param: &mut [f32], grad: &[f32], decay: bool) {
+    /// Splits long tensors over `par`'s threads (element-wise: the same bits either way).
+    pub fn update(
+        &mut self,
+        par: Par,
+        tensor: usize,
+        param: &mut [f32],
+        grad: &[f32],
+        decay: bool,
+    ) {
         assert_eq!(
             param.len(),
             grad.len(),
@@ -134,14 +143,14 @@ impl Optimizer {
             } => {
                 let wd = if decay { weight_decay } else { 0.0 };
                 if momentum == 0.0 {
-                    chunked2(param, grad, |p, g| {
+                    chunked2(par, param, grad, |p, g| {
                         for (w, &g) in p.iter_mut().zip(g) {
                             *w -= lr * (g + wd * *w);
                         }
                     });
                 } else {
                     let v = &mut self.state.first[tensor];
-                    chunked3(param, grad, v, |p, g, v| {
+                    chunked3(par, param, grad, v, |p, g, v| {
                         for ((w, &g), v) in p.iter_mut().zip(g).zip(v) {
                             *v = momentum * *v + g + wd * *w;
                             *w -= lr * *v;
@@ -164,7 +173,7 @@ impl Optimizer {
                     &mut self.state.first[tensor],
                     &mut self.state.second[tensor],
                 );
-                chunked4(param, grad, m, v, |p, g, m, v| {
+                chunked4(par, param, grad, m, v, |p, g, m, v| {
                     for (((w, &g), m), v) in p.iter_mut().zip(g).zip(m).zip(v) {
                         *m = beta1 * *m + (1.0 - beta1) * g;
                         *v = beta2 * *v + (1.0 - beta2) * g * g;
@@ -176,43 +185,51 @@ impl Optimizer {
     }
 }
 
-fn chunked2(p: &mut [f32], g: &[f32], f: impl Fn(&mut [f32], &[f32]) + Sync) {
-    if p.len() < PAR_MIN_LEN {
+/// The length of the parts a tensor of `len` values is updated in on `par`'s threads, or
+/// `None` when it is updated in one piece.
+fn part_len(par: Par, len: usize) -> Option<usize> {
+    (par.degree() > 1 && len >= PAR_MIN_LEN).then(|| len.div_ceil(par.degree()).max(CHUNK))
+}
+
+fn chunked2(par: Par, p: &mut [f32], g: &[f32], f: impl Fn(&mut [f32], &[f32]) + Sync) {
+    let Some(part) = part_len(par, p.len()) else {
         return f(p, g);
-    }
-    p.par_chunks_mut(CHUNK)
-        .zip(g.par_chunks(CHUNK))
+    };
+    p.par_chunks_mut(part)
+        .zip(g.par_chunks(part))
         .for_each(|(p, g)| f(p, g));
 }
 
 fn chunked3(
+    par: Par,
     p: &mut [f32],
     g: &[f32],
     a: &mut [f32],
     f: impl Fn(&mut [f32], &[f32], &mut [f32]) + Sync,
 ) {
-    if p.len() < PAR_MIN_LEN {
+    let Some(part) = part_len(par, p.len()) else {
         return f(p, g, a);
-    }
-    p.par_chunks_mut(CHUNK)
-        .zip(g.par_chunks(CHUNK))
-        .zip(a.par_chunks_mut(CHUNK))
+    };
+    p.par_chunks_mut(part)
+        .zip(g.par_chunks(part))
+        .zip(a.par_chunks_mut(part))
         .for_each(|((p, g), a)| f(p, g, a));
 }
 
 fn chunked4(
+    par: Par,
     p: &mut [f32],
     g: &[f32],
     a: &mut [f32],
     b: &mut [f32],
     f: impl Fn(&mut [f32], &[f32], &mut [f32], &mut [f32]) + Sync,
 ) {
-    if p.len() < PAR_MIN_LEN {
+    let Some(part) = part_len(par, p.len()) else {
         return f(p, g, a, b);
-    }
-    p.par_chunks_mut(CHUNK)
-        .zip(g.par_chunks(CHUNK))
-        .zip(a.par_chunks_mut(CHUNK).zip(b.par_chunks_mut(CHUNK)))
+    };
+    p.par_chunks_mut(part)
+        .zip(g.par_chunks(part))
+        .zip(a.par_chunks_mut(part).zip(b.par_chunks_mut(part)))
         .for_each(|((p, g), (a, b))| f(p, g, a, b));
 }
 
@@ -230,14 +247,14 @@ mod tests {
         let mut opt = Optimizer::new(cfg, &[2]);
         let mut w = [1.0f32, -2.0];
         opt.begin_step();
-        opt.update(0, &mut w, &[0.5, 0.25], true);
+        opt.update(Par::Seq, 0, &mut w, &[0.5, 0.25], true);
         // v = g + wd*w = [0.51, 0.23]; w = [1 - 0.051, -2 - 0.023]
         assert!(
             (w[0] - 0.949).abs() < 1e-6 && (w[1] + 2.023).abs() < 1e-6,
             "{w:?}"
         );
         opt.begin_step();
-        opt.update(0, &mut w, &[0.5, 0.25], true);
+        opt.update(Par::Seq, 0, &mut w, &[0.5, 0.25], true);
         // v = 0.5*0.51 + 0.5 + 0.01*0.949 = 0.76449; w = 0.949 - 0.076449
         assert!((w[0] - 0.872551).abs() < 1e-6, "{w:?}");
     }
@@ -248,7 +265,7 @@ mod tests {
         let mut opt = Optimizer::new(OptimizerConfig::adam(0.01), &[3]);
         let mut w = [0.0f32, 1.0, 2.0];
         opt.begin_step();
-        opt.update(0, &mut w, &[3.0, -0.2, 0.0], false);
+        opt.update(Par::Seq, 0, &mut w, &[3.0, -0.2, 0.0], false);
         assert!(
             (w[0] + 0.01).abs() < 1e-6 && (w[1] - 1.01).abs() < 1e-6 && w[2] == 2.0,
             "{w:?}"
@@ -263,11 +280,11 @@ mod tests {
         let mut b = vec![0.5f32; n];
         let mut big = Optimizer::new(OptimizerConfig::adam(0.001), &[n]);
         big.begin_step();
-        big.update(0, &mut a, &g, true);
+        big.update(Par::threads(3), 0, &mut a, &g, true);
         for (i, w) in b.iter_mut().enumerate() {
             let mut one = Optimizer::new(OptimizerConfig::adam(0.001), &[1]);
             one.begin_step();
-            one.update(0, std::slice::from_mut(w), &g[i..i + 1], true);
+            one.update(Par::Seq, 0, std::slice::from_mut(w), &g[i..i + 1], true);
         }
         assert_eq!(a, b);
     }

@@ -608,12 +608,13 @@ impl<C: Comm> Trainer<C> {
             }
         }
         self.optimizer.begin_step();
+        let par = self.engine.par();
         for (l, layer) in self.engine.layers_mut().iter_mut().enumerate() {
             let (w, bias) = layer.params_mut();
             self.optimizer
-                .update(2 * l, w, &self.grads.weights[l], true);
+                .update(par, 2 * l, w, &self.grads.weights[l], true);
             self.optimizer
-                .update(2 * l + 1, bias, &self.grads.bias[l], false);
+                .update(par, 2 * l + 1, bias, &self.grads.bias[l], false);
         }
         loss
     }
@@ -625,11 +626,10 @@ impl<C: Comm> Trainer<C> {
     /// epoch that passed.
     fn check_diverged(&self, train_loss: f64) -> Result<()> {
         let epoch = self.epoch;
-        let hint = "try a smaller learning rate, or normalised inputs (z-scores)";
         if !train_loss.is_finite() {
-            return Err(Error::Numerical(format!(
-                "training diverged: the loss is {train_loss} in epoch {epoch}; {hint}"
-            )));
+            return Err(Error::Diverged {
+                reason: format!("the loss is {train_loss} in epoch {epoch}"),
+            });
         }
         let mut bad = [self
             .engine
@@ -639,18 +639,22 @@ impl<C: Comm> Trainer<C> {
             .sum::<usize>() as f64];
         self.engine.comm().all_reduce_sum(&mut bad);
         if bad[0] > 0.0 {
-            return Err(Error::Numerical(format!(
-                "training diverged: {} weights and biases are NaN or infinite after epoch {epoch}; {hint}",
-                bad[0]
-            )));
+            return Err(Error::Diverged {
+                reason: format!(
+                    "{} weights and biases are NaN or infinite after epoch {epoch}",
+                    bad[0]
+                ),
+            });
         }
         if let Some(start) = self.start_loss
             && train_loss > BLOWN_UP * start
             && train_loss > start + 1.0
         {
-            return Err(Error::Numerical(format!(
-                "training diverged: the loss went from {start:.4} at the start to {train_loss:.4} in epoch {epoch}; {hint}"
-            )));
+            return Err(Error::Diverged {
+                reason: format!(
+                    "the loss went from {start:.4} at the start to {train_loss:.4} in epoch {epoch}"
+                ),
+            });
         }
         Ok(())
     }

@@ -98,7 +98,7 @@ pub fn run_in_job<C: Comm>(
             let inside = world.rank() < combo.ranks;
             let part = world.split(usize::from(!inside), world.rank());
             let report = if inside {
-                measure(&part, Grid::model(combo.ranks), Par::Rayon, case)?
+                measure(&part, Grid::model(combo.ranks), Par::current_pool(), case)?
             } else {
                 None
             };

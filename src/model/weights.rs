@@ -1,0 +1,336 @@
+//! A layer's weights in either storage format, and everything that differs between the
+//! formats: reading, slicing, pruning and the kernels each one runs. Code outside `model`
+//! and `sparse` asks these methods and never opens a CSR, so a new layout is added here.
+
+use crate::kernels::activation::Activation;
+use crate::kernels::gemm::PackedRows;
+use crate::kernels::{Par, dense, sparse};
+use crate::sparse::Csr;
+use ndarray::Array2;
+use std::ops::Range;
+
+/// A layer's weights `[out, in]`: all of them, or only the connections that survived pruning
+/// (the [`Csr`] structure is then the pruning mask: training changes values, never which
+/// connections exist).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Weights {
+    /// Every connection, row-major `[out, in]`.
+    Dense(Array2<f32>),
+    /// Only the present connections.
+    Sparse(Csr),
+}
+
+impl Weights {
+    /// Number of rows (neurons).
+    pub fn rows(&self) -> usize {
+        match self {
+            Weights::Dense(w) => w.nrows(),
+            Weights::Sparse(c) => c.rows(),
+        }
+    }
+
+    /// Number of columns (inputs).
+    pub fn cols(&self) -> usize {
+        match self {
+            Weights::Dense(w) => w.ncols(),
+            Weights::Sparse(c) => c.cols(),
+        }
+    }
+
+    /// Stored weights: every one for dense, the present connections for sparse.
+    pub fn stored(&self) -> usize {
+        self.values().len()
+    }
+
+    /// Weights that are not zero.
+    pub fn nonzeros(&self) -> usize {
+        self.values().iter().filter(|&&v| v != 0.0).count()
+    }
+
+    /// Whether this is the compact layout.
+    pub fn is_sparse(&self) -> bool {
+        matches!(self, Weights::Sparse(_))
+    }
+
+    /// How these weights are stored: [`Format::Sparse`] or [`Format::Dense`].
+    pub fn format(&self) -> Format {
+        if self.is_sparse() {
+            Format::Sparse
+        } else {
+            Format::Dense
+        }
+    }
+
+    /// The stored values (row-major for dense, entry order for sparse).
+    pub fn values(&self) -> &[f32] {
+        match self {
+            Weights::Dense(w) => w.as_slice().expect("weights are standard layout"),
+            Weights::Sparse(c) => c.val(),
+        }
+    }
+
+    /// The stored values, for training.
+    pub fn values_mut(&mut self) -> &mut [f32] {
+        match self {
+            Weights::Dense(w) => w.as_slice_mut().expect("weights are standard layout"),
+            Weights::Sparse(c) => c.val_mut(),
+        }
+    }
+
+    /// All weights as a dense matrix (absent connections are 0).
+    pub fn to_dense(&self) -> Array2<f32> {
+        match self {
+            Weights::Dense(w) => w.clone(),
+            Weights::Sparse(c) => Array2::from_shape_vec((c.rows(), c.cols()), c.to_dense())
+                .expect("a CSR matrix is rows x cols"),
+        }
+    }
+
+    /// Rows `rows` (a rank's shard; may be empty).
+    pub fn slice_rows(&self, rows: Range<usize>) -> Weights {
+        match self {
+            Weights::Dense(w) => Weights::Dense(w.slice(ndarray::s![rows, ..]).to_owned()),
+            Weights::Sparse(c) => Weights::Sparse(c.slice_rows(rows)),
+        }
+    }
+
+    /// Bytes the weights take in memory.
+    pub fn bytes(&self) -> usize {
+        match self {
+            Weights::Dense(w) => w.len() * 4,
+            Weights::Sparse(c) => c.bytes(),
+        }
+    }
+
+    /// Where the stored values sit, for moving or saving them without knowing the layout:
+    /// `None` for dense weights (every position, row-major), else each row's number of
+    /// entries and every entry's column. The structures of consecutive row blocks, and their
+    /// [`Weights::values`], concatenate into those of the stacked rows.
+    pub fn structure(&self) -> Option<Structure> {
+        match self {
+            Weights::Dense(_) => None,
+            Weights::Sparse(c) => Some(Structure {
+                row_lens: c.row_nnz().iter().map(|&n| n as u64).collect(),
+                cols: c.col_indices(),
+            }),
+        }
+    }
+
+    /// Weights of `rows` × `cols` from their stored `values` and their [`Weights::structure`];
+    /// an error says what does not fit (for data from files and other ranks).
+    pub fn from_structure(
+        rows: usize,
+        cols: usize,
+        values: Vec<f32>,
+        structure: Option<Structure>,
+    ) -> std::result::Result<Weights, String> {
+        match structure {
+            None => Array2::from_shape_vec((rows, cols), values)
+                .map(Weights::Dense)
+                .map_err(|_| format!("weights do not fit the shape {rows}x{cols}")),
+            Some(s) => {
+                if s.row_lens.len() != rows {
+                    return Err(format!("{} row lengths for {rows} rows", s.row_lens.len()));
+                }
+                let mut row_ptr = Vec::with_capacity(rows + 1);
+                row_ptr.push(0usize);
+                for &n in &s.row_lens {
+                    let end = usize::try_from(n)
+                        .ok()
+                        .and_then(|n| row_ptr[row_ptr.len() - 1].checked_add(n))
+                        .ok_or("row lengths overflow")?;
+                    row_ptr.push(end);
+                }
+                Csr::from_parts(cols, row_ptr, s.cols, values).map(Weights::Sparse)
+            }
+        }
+    }
+}
+
+/// What differs between the formats beyond storage: rows' entries, pruning, work balance.
+impl Weights {
+    /// Calls `f(column, value)` for each stored weight of row `i`, in column order.
+    pub fn for_each_in_row(&self, i: usize, mut f: impl FnMut(usize, f32)) {
+        match self {
+            Weights::Dense(d) => d.row(i).iter().enumerate().for_each(|(j, &v)| f(j, v)),
+            Weights::Sparse(c) => c.row_entries(i).for_each(|(j, v)| f(j, v)),
+        }
+    }
+
+    /// The compact layout with only the stored weights flagged in `keep` (one flag per
+    /// stored weight, in the order of [`Weights::values`]).
+    pub fn retain(&self, keep: &[bool]) -> Weights {
+        Weights::Sparse(match self {
+            Weights::Dense(d) => {
+                let values = d.as_slice().expect("standard layout");
+                Csr::from_dense_where(values, d.nrows(), d.ncols(), |i, _| keep[i])
+            }
+            Weights::Sparse(c) => c.retain(keep),
+        })
+    }
+
+    /// `w` stored in this format (the compact layout keeps its nonzero weights).
+    pub fn in_same_format(&self, w: Array2<f32>) -> Weights {
+        match self {
+            Weights::Dense(_) => Weights::Dense(w),
+            Weights::Sparse(_) => {
+                let (rows, cols) = w.dim();
+                let w = w.as_standard_layout();
+                Weights::Sparse(Csr::from_dense(
+                    w.as_slice().expect("standard layout"),
+                    rows,
+                    cols,
+                ))
+            }
+        }
+    }
+
+    /// Stored weights in the rows before row `i` (`i` may be `rows()`).
+    pub fn stored_before(&self, i: usize) -> usize {
+        match self {
+            Weights::Dense(d) => i * d.ncols(),
+            Weights::Sparse(c) => c.row_start(i),
+        }
+    }
+
+    /// `parts` contiguous row ranges with about equal work, or `None` when every row costs
+    /// the same (then an even split is balanced).
+    pub fn balanced_rows(&self, parts: usize) -> Option<Vec<Range<usize>>> {
+        match self {
+            Weights::Dense(_) => None,
+            Weights::Sparse(c) => Some(c.balanced_rows(parts)),
+        }
+    }
+
+    /// The share of rows the compact layout runs four at a time (rows sharing their
+    /// columns), or `None` for dense weights.
+    pub fn quad_share(&self) -> Option<f64> {
+        match self {
+            Weights::Dense(_) => None,
+            Weights::Sparse(c) => Some(c.quad_rows() as f64 / c.rows().max(1) as f64),
+        }
+    }
+}
+
+/// Dense layers with at least this many weights (256 KiB) are packed for inference.
+const PACK_MIN_WEIGHTS: usize = 1 << 16;
+
+/// The kernels each format runs (`x`, `y`, `delta` are `[_, batch]`, row-major).
+impl Weights {
+    /// These weights packed for repeated forward passes, when that pays: dense layers of at
+    /// least [`PACK_MIN_WEIGHTS`] weights (smaller ones stay in cache anyway).
+    pub fn pack(&self) -> Option<PackedRows> {
+        match self {
+            Weights::Dense(w) if w.len() >= PACK_MIN_WEIGHTS => Some(PackedRows::new(
+                w.as_slice().expect("standard layout"),
+                w.nrows(),
+                w.ncols(),
+            )),
+            _ => None,
+        }
+    }
+
+    /// `y = f(W x + b)` (`f` element-wise), from `packed` (these weights, [`Weights::pack`]ed)
+    /// when given.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(
+        &self,
+        par: Par,
+        packed: Option<&PackedRows>,
+        bias: &[f32],
+        x: &[f32],
+        batch: usize,
+        act: Activation,
+        y: &mut [f32],
+    ) {
+        match (self, packed) {
+            (Weights::Dense(_), Some(w)) => dense::forward_packed(par, w, bias, x, batch, act, y),
+            (Weights::Dense(w), None) => dense::forward(
+                par,
+                w.as_slice().expect("standard layout"),
+                bias,
+                x,
+                batch,
+                act,
+                y,
+            ),
+            (Weights::Sparse(w), _) => sparse::forward(par, w, bias, x, batch, act, y),
+        }
+    }
+
+    /// Gradients of the stored weights (`dw`, in the order of [`Weights::values`]) and of the
+    /// biases (`db`), from the output gradient `delta` and the input `x`.
+    pub fn backward_params(
+        &self,
+        par: Par,
+        delta: &[f32],
+        x: &[f32],
+        batch: usize,
+        dw: &mut [f32],
+        db: &mut [f32],
+    ) {
+        match self {
+            Weights::Dense(_) => dense::backward_params(par, delta, x, batch, dw, db),
+            Weights::Sparse(w) => sparse::backward_params(par, w, delta, x, batch, dw, db),
+        }
+    }
+
+    /// The input gradient `dx = Wᵀ delta`.
+    pub fn backward_input(&self, par: Par, delta: &[f32], batch: usize, dx: &mut [f32]) {
+        match self {
+            Weights::Dense(w) => dense::backward_input(
+                par,
+                w.as_slice().expect("standard layout"),
+                delta,
+                batch,
+                dx,
+            ),
+            Weights::Sparse(w) => sparse::backward_input(par, w, delta, batch, dx),
+        }
+    }
+}
+
+/// The positions of a sparse layer's stored values (see [`Weights::structure`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Structure {
+    /// Entries in each row.
+    pub row_lens: Vec<u64>,
+    /// Column of every entry, row by row.
+    pub cols: Vec<u32>,
+}
+
+/// How a layer's weights are stored and run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Sparse when the layer's density is below [`SPARSE_BELOW_DENSITY`] (or below
+    /// [`QUAD_SPARSE_BELOW_DENSITY`] when its rows mostly share columns in fours), else dense.
+    Auto,
+    /// Every weight (a sparse layer's absent connections become zeros, and lose the mask).
+    Dense,
+    /// Only the nonzero weights (a dense layer's zeros are dropped).
+    Sparse,
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(Format::Auto),
+            "dense" => Ok(Format::Dense),
+            "sparse" => Ok(Format::Sparse),
+            _ => Err(format!(
+                "unknown format '{s}': expected auto, dense or sparse"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Format::Auto => "auto",
+            Format::Dense => "dense",
+            Format::Sparse => "sparse",
+        })
+    }
+}
