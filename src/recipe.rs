@@ -139,12 +139,15 @@ pub fn implied_loss(output: Activation, task: &Task) -> Loss {
     }
 }
 
-/// He initialisation for the ReLU family (ReLU, leaky ReLU, GELU, SiLU), Xavier otherwise.
+/// He initialisation for the ReLU family (ReLU, leaky and capped ReLU, GELU, SiLU), Xavier
+/// otherwise.
 pub fn default_init(hidden: Activation) -> Init {
     match hidden {
-        Activation::Relu | Activation::LeakyRelu(_) | Activation::Gelu | Activation::Silu => {
-            Init::He
-        }
+        Activation::Relu
+        | Activation::LeakyRelu(_)
+        | Activation::CappedRelu(_)
+        | Activation::Gelu
+        | Activation::Silu => Init::He,
         _ => Init::Xavier,
     }
 }

@@ -36,6 +36,7 @@ fn reference_loss(net: &Network, x: &[f64], t: &[f64], batch: usize, loss: Loss)
                     .map(|z| 0.5 * z * (1.0 + libm::erf(z / 2f64.sqrt())))
                     .collect(),
                 Activation::Silu => z.iter().map(|z| z / (1.0 + (-z).exp())).collect(),
+                Activation::CappedRelu(c) => z.iter().map(|z| z.max(0.0).min(c as f64)).collect(),
                 Activation::Softmax => {
                     let m = z.iter().cloned().fold(f64::MIN, f64::max);
                     let e: Vec<f64> = z.iter().map(|z| (z - m).exp()).collect();
@@ -82,6 +83,7 @@ fn analytic_gradients_match_finite_differences_for_every_pair() {
         Activation::Identity,
         Activation::Gelu,
         Activation::Silu,
+        Activation::CappedRelu(0.5),
     ];
     let heads = [
         (Activation::Sigmoid, Loss::Mse),
@@ -89,6 +91,7 @@ fn analytic_gradients_match_finite_differences_for_every_pair() {
         (Activation::Relu, Loss::Mse),
         (Activation::LeakyRelu(0.1), Loss::Mse),
         (Activation::Identity, Loss::Mse),
+        (Activation::CappedRelu(0.5), Loss::Mse),
         (Activation::Softmax, Loss::Mse),
         (Activation::Sigmoid, Loss::BinaryCrossEntropy),
         (Activation::Softmax, Loss::SoftmaxCrossEntropy),

@@ -615,3 +615,33 @@ fn pruning_on_several_ranks_gives_the_mask_of_one_process() {
         structure(&load(&pruned).unwrap().model.network)
     );
 }
+
+#[test]
+fn the_graphchallenge_subset_passes_with_its_inputs_dealt_over_3_ranks() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/graphchallenge");
+    if !dir.join("neuron1024/n1024-l14.tsv.gz").exists() {
+        eprintln!("SKIPPED: ../shared/data/graphchallenge is absent");
+        return;
+    }
+    let d = |p: &str| dir.join(p).to_string_lossy().into_owned();
+    let out = run(
+        3,
+        &[
+            "sdnn",
+            "--weights",
+            &d("neuron1024"),
+            "--neurons",
+            "1024",
+            "--layers",
+            "14",
+            "--inputs",
+            &d("sparse-images-1024_subset.mtx.gz"),
+            "--truth",
+            &d("neuron1024-l120-categories_subset.mtx.gz"),
+        ],
+    );
+    assert!(
+        out.contains("categories: 19 - PASS") && out.contains("on 3 rank(s)"),
+        "{out}"
+    );
+}

@@ -9,6 +9,7 @@ mod predict;
 mod progress;
 mod prune;
 mod ranges;
+mod sdnn;
 mod train;
 
 use anyhow::Result;
@@ -73,6 +74,8 @@ pub enum Command {
     Export(convert::ExportArgs),
     /// Read a safetensors model (as written by export) into an nnmpi checkpoint.
     Import(convert::ImportArgs),
+    /// Run the GraphChallenge sparse deep neural network benchmark: read its files, time inference, check the categories.
+    Sdnn(sdnn::SdnnArgs),
 }
 
 impl Cli {
@@ -226,5 +229,6 @@ fn run<C: Comm>(cli: &Cli, matches: &ArgMatches, world: C) -> Result<()> {
         Command::Bench(args) => bench::run(&ctx, args),
         Command::Export(args) => convert::run_export(&ctx, args),
         Command::Import(args) => convert::run_import(&ctx, args),
+        Command::Sdnn(args) => sdnn::run(&ctx, args),
     }
 }

@@ -45,7 +45,7 @@ pub struct TrainArgs {
     /// Hidden layer sizes, comma-separated (e.g. 128,64); --hidden with no value for none (logistic regression).
     #[arg(long, default_value = "60", value_delimiter = ',', num_args = 0.., value_parser = super::ranges::at_least_one)]
     pub hidden: Vec<usize>,
-    /// Hidden activation: sigmoid, tanh, relu, leaky-relu[:alpha], gelu, silu, identity.
+    /// Hidden activation: sigmoid, tanh, relu, leaky-relu[:alpha], relu-cap:cap, gelu, silu, identity.
     #[arg(long, default_value = "relu")]
     pub activation: Activation,
     /// Output activation [default: sigmoid for 2 classes, softmax for more, identity for regression].

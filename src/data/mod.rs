@@ -6,11 +6,13 @@
 mod csv;
 mod idx;
 mod normalize;
+mod sparse_samples;
 mod split;
 
 pub use csv::{CsvOptions, HeaderMode, LabelColumn, load_csv};
 pub use idx::{is_idx, load_idx};
 pub use normalize::{NormKind, Normalizer, Overflow};
+pub use sparse_samples::SparseSamples;
 pub use split::{kfold, train_val_split};
 
 use crate::error::{Error, Result};

@@ -3,9 +3,11 @@
 //! communication pattern of `src/cluster/README.md`. On one rank ([`SelfComm`]) it is the plain
 //! single-process engine and never communicates.
 
+mod distinct;
 mod plan;
 mod share;
 
+pub use distinct::{Distinct, DistinctColumns, forward_distinct, nonzero_samples_dealt};
 pub use plan::{Plan, Split};
 pub use share::broadcast_dataset;
 

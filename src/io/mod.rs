@@ -3,6 +3,7 @@
 //! safetensors export/import for other frameworks.
 
 mod atomic;
+pub mod challenge;
 mod checkpoint;
 mod periodic;
 mod records;

@@ -24,6 +24,7 @@ pub(super) enum ActivationRecord {
     Softmax,
     Gelu,
     Silu,
+    CappedRelu(f32),
 }
 
 impl From<Activation> for ActivationRecord {
@@ -37,6 +38,7 @@ impl From<Activation> for ActivationRecord {
             Activation::Softmax => ActivationRecord::Softmax,
             Activation::Gelu => ActivationRecord::Gelu,
             Activation::Silu => ActivationRecord::Silu,
+            Activation::CappedRelu(cap) => ActivationRecord::CappedRelu(cap),
         }
     }
 }
@@ -52,6 +54,7 @@ impl From<ActivationRecord> for Activation {
             ActivationRecord::Softmax => Activation::Softmax,
             ActivationRecord::Gelu => Activation::Gelu,
             ActivationRecord::Silu => Activation::Silu,
+            ActivationRecord::CappedRelu(cap) => Activation::CappedRelu(cap),
         }
     }
 }
@@ -282,6 +285,7 @@ mod tests {
         assert_eq!(act(Activation::Gelu), [6]);
         assert_eq!(act(Activation::Silu), [7]);
         assert_eq!(act(Activation::LeakyRelu(0.5)), [3, 0, 0, 0, 0x3f]);
+        assert_eq!(act(Activation::CappedRelu(2.0)), [8, 0, 0, 0, 0x40]);
         assert_eq!(bytes(&LossRecord::from(Loss::SoftmaxCrossEntropy)), [2]);
         // Had the file followed the live enum, Tanh would now read as 2.
         assert_eq!(bytes(&Inserted::Tanh), [2]);
@@ -295,6 +299,7 @@ mod tests {
             Activation::Softmax,
             Activation::Gelu,
             Activation::Silu,
+            Activation::CappedRelu(32.0),
         ] {
             assert_eq!(Activation::from(ActivationRecord::from(a)), a);
         }

@@ -35,6 +35,7 @@ macro_rules! multiversion {
 use std::num::NonZeroUsize;
 
 pub mod activation;
+pub mod columns;
 pub mod dense;
 pub mod gemm;
 pub mod sparse;

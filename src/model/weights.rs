@@ -290,6 +290,89 @@ impl Weights {
     }
 }
 
+/// Plain CSR parts (offsets, 32-bit indices, values).
+#[derive(Clone, Debug, PartialEq)]
+struct PlainParts {
+    offsets: Vec<usize>,
+    index: Vec<u32>,
+    values: Vec<f32>,
+    cols: usize,
+}
+
+impl PlainParts {
+    fn of(c: &Csr) -> Self {
+        PlainParts {
+            offsets: c.row_offsets(),
+            index: c.col_indices(),
+            values: c.val().to_vec(),
+            cols: c.cols(),
+        }
+    }
+
+    fn view(&self) -> sparse::Plain<'_> {
+        sparse::Plain {
+            offsets: &self.offsets,
+            index: &self.index,
+            values: &self.values,
+            cols: self.cols,
+        }
+    }
+}
+
+/// Compact weights unpacked for sparse inference: by row with plain column indices (for
+/// narrow batches) and by input (`Wᵀ`, for inputs that are mostly zero). Built once per
+/// network; the kernels give the values [`Weights::forward`] gives.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Unpacked {
+    by_row: PlainParts,
+    by_input: PlainParts,
+}
+
+impl Unpacked {
+    /// `y = f(W x + b)` for a narrow features-major batch (`1 <= batch <= 64`; `x` is
+    /// `[in, batch]`, `y` is `[out, batch]`), sums held in registers.
+    pub fn forward_narrow(
+        &self,
+        par: Par,
+        bias: &[f32],
+        x: &[f32],
+        batch: usize,
+        act: Activation,
+        y: &mut [f32],
+    ) {
+        sparse::forward_narrow(par, self.by_row.view(), bias, x, batch, act, y)
+    }
+
+    /// `y_s = f(W x_s + b)` for each sample of a samples-major batch (`x` is `[batch, in]`,
+    /// `y` is `[batch, out]`), visiting only nonzero inputs (see
+    /// `kernels::sparse::forward_by_sample` for the one difference: the sign of a zero sum).
+    pub fn forward_by_sample(
+        &self,
+        par: Par,
+        bias: &[f32],
+        x: &[f32],
+        batch: usize,
+        act: Activation,
+        y: &mut [f32],
+    ) {
+        sparse::forward_by_sample(par, self.by_input.view(), bias, x, batch, act, y)
+    }
+}
+
+impl Weights {
+    /// These weights unpacked for sparse inference; `None` for dense weights (every input
+    /// feeds every neuron: nothing to skip).
+    pub fn unpacked(&self) -> Option<Unpacked> {
+        match self {
+            Weights::Dense(_) => None,
+            Weights::Sparse(c) => Some(Unpacked {
+                by_row: PlainParts::of(c),
+                by_input: PlainParts::of(&c.transpose()),
+            }),
+        }
+    }
+}
+
 /// The positions of a sparse layer's stored values (see [`Weights::structure`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Structure {

@@ -52,7 +52,7 @@ impl Loss {
     pub fn check(self, output: Activation) -> Result<()> {
         if output.needs_pre_activation() {
             return Err(Error::config(format!(
-                "{output} is an activation for hidden layers: the output layer's gradient is computed from its outputs, so it needs identity, sigmoid or softmax (or tanh, relu, leaky-relu)"
+                "{output} is an activation for hidden layers: the output layer's gradient is computed from its outputs, so it needs identity, sigmoid or softmax (or tanh, relu, leaky-relu, relu-cap)"
             )));
         }
         let ok = match self {

@@ -23,6 +23,9 @@ pub enum Activation {
     Gelu,
     /// `z · σ(z)` (SiLU, also called swish; PyTorch's `nn.SiLU()`).
     Silu,
+    /// `min(max(z, 0), cap)`: ReLU clipped at `cap > 0` (the GraphChallenge sparse networks
+    /// use 32; ReLU6 is `relu-cap:6`).
+    CappedRelu(f32),
 }
 
 impl Activation {
@@ -53,6 +56,7 @@ impl fmt::Display for Activation {
             Activation::Softmax => write!(f, "softmax"),
             Activation::Gelu => write!(f, "gelu"),
             Activation::Silu => write!(f, "silu"),
+            Activation::CappedRelu(cap) => write!(f, "relu-cap:{cap}"),
         }
     }
 }
@@ -60,8 +64,8 @@ impl fmt::Display for Activation {
 impl FromStr for Activation {
     type Err = String;
 
-    /// Parses `sigmoid`, `tanh`, `relu`, `leaky-relu[:alpha]`, `gelu`, `silu` (or `swish`),
-    /// `identity` (or `linear`), `softmax`.
+    /// Parses `sigmoid`, `tanh`, `relu`, `leaky-relu[:alpha]`, `relu-cap:cap`, `gelu`, `silu`
+    /// (or `swish`), `identity` (or `linear`), `softmax`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let lower = s.trim().to_ascii_lowercase();
         let (name, arg) = match lower.split_once(':') {
@@ -85,13 +89,22 @@ impl FromStr for Activation {
                 };
                 return Ok(Activation::LeakyRelu(alpha));
             }
+            "relu-cap" | "relu_cap" | "capped-relu" => {
+                let cap = arg
+                    .and_then(|c| c.parse::<f32>().ok())
+                    .filter(|c| c.is_finite() && *c > 0.0)
+                    .ok_or_else(|| {
+                        format!("relu-cap needs a cap above 0, e.g. relu-cap:32 (got '{s}')")
+                    })?;
+                return Ok(Activation::CappedRelu(cap));
+            }
             "identity" | "linear" | "none" => Activation::Identity,
             "softmax" => Activation::Softmax,
             "gelu" => Activation::Gelu,
             "silu" | "swish" => Activation::Silu,
             _ => {
                 return Err(format!(
-                    "unknown activation '{s}': expected sigmoid, tanh, relu, leaky-relu[:alpha], gelu, silu, identity or softmax"
+                    "unknown activation '{s}': expected sigmoid, tanh, relu, leaky-relu[:alpha], relu-cap:cap, gelu, silu, identity or softmax"
                 ));
             }
         };
@@ -120,9 +133,14 @@ mod tests {
             Activation::Softmax,
             Activation::Gelu,
             Activation::Silu,
+            Activation::CappedRelu(32.0),
+            Activation::CappedRelu(0.5),
         ] {
             assert_eq!(act.to_string().parse::<Activation>().unwrap(), act);
         }
+        assert!("relu-cap".parse::<Activation>().is_err());
+        assert!("relu-cap:0".parse::<Activation>().is_err());
+        assert!("relu-cap:inf".parse::<Activation>().is_err());
         assert_eq!("swish".parse::<Activation>(), Ok(Activation::Silu));
         assert!("mish".parse::<Activation>().is_err());
         assert!("relu:3".parse::<Activation>().is_err());

@@ -26,6 +26,9 @@ pub fn bias_activation(y: &mut [f32], bias: &[f32], batch: usize, act: Activatio
             Activation::Sigmoid => row.iter_mut().for_each(|v| *v = sigmoid(*v + b)),
             Activation::Tanh => row.iter_mut().for_each(|v| *v = (*v + b).tanh()),
             Activation::Relu => row.iter_mut().for_each(|v| *v = (*v + b).max(0.0)),
+            Activation::CappedRelu(cap) => {
+                row.iter_mut().for_each(|v| *v = capped_relu(*v + b, cap))
+            }
             Activation::LeakyRelu(a) => row.iter_mut().for_each(|v| {
                 let z = *v + b;
                 *v = if z > 0.0 { z } else { a * z };
@@ -37,6 +40,43 @@ pub fn bias_activation(y: &mut [f32], bias: &[f32], batch: usize, act: Activatio
     }
     if act == Activation::Softmax {
         softmax_columns(y, bias.len(), batch);
+    }
+}
+
+/// `y[s, j] = f(y[s, j] + bias[j])` for every sample `s` of a **samples-major** block `y`
+/// (`[batch, bias.len()]`), an element-wise `act`: the same values as [`bias_activation`]
+/// gives the features-major block.
+///
+/// # Panics
+/// If `act` is softmax or `y.len()` is not a multiple of `bias.len()`.
+pub fn bias_activation_by_sample(y: &mut [f32], bias: &[f32], act: Activation) {
+    assert!(act.is_elementwise(), "bias_activation_by_sample: softmax");
+    assert!(
+        !bias.is_empty() && y.len().is_multiple_of(bias.len()),
+        "bias_activation_by_sample: shape mismatch"
+    );
+    match act {
+        // The common sparse-network activations get loops the compiler can vectorise.
+        Activation::Relu => y.chunks_exact_mut(bias.len()).for_each(|ys| {
+            ys.iter_mut()
+                .zip(bias)
+                .for_each(|(v, &b)| *v = (*v + b).max(0.0))
+        }),
+        Activation::CappedRelu(cap) => y.chunks_exact_mut(bias.len()).for_each(|ys| {
+            ys.iter_mut()
+                .zip(bias)
+                .for_each(|(v, &b)| *v = capped_relu(*v + b, cap))
+        }),
+        Activation::Identity => y
+            .chunks_exact_mut(bias.len())
+            .for_each(|ys| ys.iter_mut().zip(bias).for_each(|(v, &b)| *v += b)),
+        _ => y.chunks_exact_mut(bias.len()).for_each(|ys| {
+            for (v, &b) in ys.iter_mut().zip(bias) {
+                let mut one = [*v];
+                bias_activation(&mut one, &[b], 1, act);
+                *v = one[0];
+            }
+        }),
     }
 }
 
@@ -85,6 +125,12 @@ pub fn gelu(z: f32) -> f32 {
     0.5 * z * (1.0 + libm::erff(z * std::f32::consts::FRAC_1_SQRT_2))
 }
 
+/// `min(max(z, 0), cap)`.
+#[inline]
+pub fn capped_relu(z: f32, cap: f32) -> f32 {
+    z.max(0.0).min(cap)
+}
+
 /// `z · σ(z)`.
 #[inline]
 pub fn silu(z: f32) -> f32 {
@@ -128,6 +174,10 @@ pub fn activation_backward(
         Activation::Tanh => zip_apply(y, g, |y| 1.0 - y * y),
         Activation::Relu => zip_apply(y, g, |y| if y > 0.0 { 1.0 } else { 0.0 }),
         Activation::LeakyRelu(a) => zip_apply(y, g, |y| if y > 0.0 { 1.0 } else { a }),
+        // Flat at both ends: an output at the cap (or at 0) passes no gradient.
+        Activation::CappedRelu(cap) => {
+            zip_apply(y, g, |y| if y > 0.0 && y < cap { 1.0 } else { 0.0 })
+        }
         Activation::Identity => {}
         Activation::Softmax => {
             assert!(
@@ -179,12 +229,13 @@ mod tests {
                 .map(|z| 0.5 * z * (1.0 + libm::erf(z / 2f64.sqrt())))
                 .collect(),
             Activation::Silu => z.iter().map(|z| z / (1.0 + (-z).exp())).collect(),
+            Activation::CappedRelu(c) => z.iter().map(|z| z.max(0.0).min(c as f64)).collect(),
         }
     }
 
     /// The battery every activation passes: forward against an f64 definition, backward
     /// against central finite differences of it.
-    const ALL: [Activation; 8] = [
+    const ALL: [Activation; 9] = [
         Activation::Sigmoid,
         Activation::Tanh,
         Activation::Relu,
@@ -193,6 +244,7 @@ mod tests {
         Activation::Softmax,
         Activation::Gelu,
         Activation::Silu,
+        Activation::CappedRelu(1.0),
     ];
 
     #[test]
@@ -240,6 +292,29 @@ mod tests {
                 };
                 let fd = (l(1e-6) - l(-1e-6)) / 2e-6;
                 assert!((got as f64 - fd).abs() < 1e-5, "{act} [{k}]: {got} vs {fd}");
+            }
+        }
+    }
+
+    #[test]
+    fn by_sample_equals_by_feature_bit_for_bit() {
+        // 3 neurons x 4 samples, with zeros of both signs.
+        let by_feature = [
+            0.5f32, -0.0, 1.5, 0.25, -0.75, 3.0, 0.0, -2.5, 40.0, -0.3, 0.3, 1e-3,
+        ];
+        let bias = [0.1f32, -0.2, 0.3];
+        for act in ALL.into_iter().filter(|a| a.is_elementwise()) {
+            let mut want = by_feature;
+            bias_activation(&mut want, &bias, 4, act);
+            let mut by_sample: Vec<f32> =
+                (0..12).map(|k| by_feature[(k % 3) * 4 + k / 3]).collect();
+            bias_activation_by_sample(&mut by_sample, &bias, act);
+            for k in 0..12 {
+                assert_eq!(
+                    by_sample[k].to_bits(),
+                    want[(k % 3) * 4 + k / 3].to_bits(),
+                    "{act}"
+                );
             }
         }
     }

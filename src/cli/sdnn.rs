@@ -1,0 +1,201 @@
+//! `nnmpi sdnn`: the GraphChallenge sparse deep neural network benchmark, end to end.
+
+use super::context::{Ctx, say};
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use nnmpi::cluster::Comm;
+use nnmpi::data::Normalizer;
+use nnmpi::exec::{Distinct, nonzero_samples_dealt};
+use nnmpi::io::challenge::{challenge_bias, read_inputs, read_network, read_truth};
+use nnmpi::model::{Activation, Model, Network, Task};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Flags of `nnmpi sdnn`.
+#[derive(Args, Debug)]
+pub struct SdnnArgs {
+    /// Folder of the challenge's weight layers, n{N}-l{k}.tsv (or .tsv.gz, .mtx, .mtx.gz) for k = 1..L.
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "model",
+        conflicts_with = "model"
+    )]
+    pub weights: Option<PathBuf>,
+    /// Neurons per layer (N: 1024, 4096, 16384 or 65536 in the challenge).
+    #[arg(long, value_name = "N", requires = "weights", value_parser = super::ranges::at_least_one)]
+    pub neurons: Option<usize>,
+    /// Layers to read (L: 120, 480 or 1920 in the challenge; fewer runs the first L).
+    #[arg(long, value_name = "L", requires = "weights", value_parser = super::ranges::at_least_one)]
+    pub layers: Option<usize>,
+    /// Bias of every neuron [default: the challenge's for N: -0.3, -0.35, -0.4, -0.45].
+    #[arg(long, allow_negative_numbers = true, requires = "weights")]
+    pub bias: Option<f32>,
+    /// The activation's cap: min(max(x, 0), cap).
+    #[arg(long, default_value_t = 32.0, requires = "weights")]
+    pub cap: f32,
+    /// A network saved by --save instead of --weights (an ordinary nnmpi checkpoint).
+    #[arg(long, value_name = "PATH")]
+    pub model: Option<PathBuf>,
+    /// Input images: TSV triples (sample feature [value]) or MatrixMarket, plain or gzipped.
+    #[arg(long, value_name = "FILE")]
+    pub inputs: PathBuf,
+    /// Truth categories (TSV list of 1-based sample indices, or MatrixMarket) to check the answer against.
+    #[arg(long, value_name = "FILE")]
+    pub truth: Option<PathBuf>,
+    /// Save the network read from --weights as an nnmpi checkpoint (sparse layers, compact).
+    #[arg(long, value_name = "PATH")]
+    pub save: Option<PathBuf>,
+    /// Time inference this many times and report the median.
+    #[arg(long, default_value_t = 1, value_parser = super::ranges::at_least_one)]
+    pub reps: usize,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl SdnnArgs {
+    /// The network: read from the challenge's files (by every rank) or a checkpoint.
+    fn network<C: Comm>(&self, ctx: &Ctx<C>) -> Result<Network> {
+        if let Some(path) = &self.model {
+            return Ok(ctx.load_checkpoint(path)?.model.network);
+        }
+        let (Some(dir), Some(neurons), Some(layers)) = (&self.weights, self.neurons, self.layers)
+        else {
+            bail!("--weights needs --neurons and --layers");
+        };
+        let bias = match self.bias.or(challenge_bias(neurons)) {
+            Some(b) => b,
+            None => bail!(
+                "--neurons {neurons} is not a challenge size (1024, 4096, 16384, 65536): give --bias"
+            ),
+        };
+        if !(self.cap.is_finite() && self.cap > 0.0) {
+            bail!("--cap {} must be a number above 0", self.cap);
+        }
+        let act = Activation::CappedRelu(self.cap);
+        Ok(read_network(dir, neurons, layers, bias, act, ctx.par)?)
+    }
+}
+
+/// Runs `nnmpi sdnn`: every rank holds the whole network and a round-robin share of the
+/// inputs; rank 0 prints.
+pub fn run<C: Comm>(ctx: &Ctx<C>, args: &SdnnArgs) -> Result<()> {
+    ctx.check_outputs(&[("--save", args.save.as_deref())])?;
+    let started = Instant::now();
+    let net = args.network(ctx)?;
+    let prepared = Distinct::new(&net, ctx.par);
+    let load_seconds = started.elapsed().as_secs_f64();
+    if let Some(path) = &args.save
+        && ctx.is_root()
+    {
+        let model = Model {
+            network: net.clone(),
+            normalizer: Normalizer::identity(),
+            task: Task::Regression,
+        };
+        let checkpoint = nnmpi::io::Checkpoint {
+            model,
+            training: None,
+        };
+        nnmpi::io::save(path, &checkpoint)
+            .with_context(|| format!("saving the network to {}", path.display()))?;
+    }
+    let inputs = read_inputs(&args.inputs, net.inputs())?;
+    let truth = args.truth.as_deref().map(read_truth).transpose()?;
+    let mut times = Vec::with_capacity(args.reps);
+    let mut answer = (Vec::new(), Vec::new());
+    for _ in 0..args.reps {
+        ctx.world().barrier();
+        let t = Instant::now();
+        answer = nonzero_samples_dealt(ctx.world(), &prepared, &inputs, ctx.par);
+        times.push(t.elapsed().as_secs_f64());
+    }
+    // Every rank's time counts: the job is done when the slowest rank is.
+    let ranks = ctx.world().size();
+    let mut all = vec![0.0f64; ranks * args.reps];
+    ctx.world()
+        .all_gather_varcount(&times, &mut all, &vec![args.reps; ranks]);
+    let mut slowest: Vec<f64> = (0..args.reps)
+        .map(|i| {
+            (0..ranks)
+                .map(|r| all[r * args.reps + i])
+                .fold(0.0, f64::max)
+        })
+        .collect();
+    slowest.sort_by(f64::total_cmp);
+    let seconds = slowest[slowest.len() / 2];
+    let (categories, per_layer) = answer;
+    let edges: usize = net.layers().iter().map(|l| l.weights().stored()).sum();
+    let rate = inputs.len() as f64 * edges as f64 / seconds;
+    let verdict = truth.as_ref().map(|t| *t == categories);
+    if !ctx.is_root() {
+        return Ok(());
+    }
+    if args.json {
+        println!(
+            "{{\"layers\":{},\"neurons\":{},\"edges\":{edges},\"inputs\":{},\"input_nonzeros\":{},\"ranks\":{},\"threads_per_rank\":{},\"load_seconds\":{load_seconds:.4},\"seconds\":{seconds:.6},\"edges_per_second\":{rate:.4e},\"categories\":{},\"pass\":{}}}",
+            net.layers().len(),
+            net.inputs(),
+            inputs.len(),
+            inputs.value.len(),
+            ctx.world().size(),
+            ctx.par.degree(),
+            categories.len(),
+            verdict.map_or("null".to_string(), |v| v.to_string())
+        );
+    } else {
+        say!(
+            ctx,
+            "network: {} layers of {} neurons, {edges} connections (read and prepared in {load_seconds:.3} s)",
+            net.layers().len(),
+            net.inputs()
+        );
+        say!(
+            ctx,
+            "inputs: {} samples, {} nonzeros ({})",
+            inputs.len(),
+            inputs.value.len(),
+            args.inputs.display()
+        );
+        say!(
+            ctx,
+            "inference: {seconds:.4} s (median of {}), {rate:.3e} edges/s on {} rank(s) x {} thread(s)",
+            args.reps,
+            ctx.world().size(),
+            ctx.par.degree()
+        );
+        let shown: Vec<String> = per_layer.iter().take(16).map(usize::to_string).collect();
+        say!(
+            ctx,
+            "distinct columns per layer (rank 0): {}{}",
+            shown.join(" "),
+            if per_layer.len() > 16 { " ..." } else { "" }
+        );
+        match (&truth, verdict) {
+            (Some(t), Some(true)) => say!(
+                ctx,
+                "categories: {} - PASS (the truth has {})",
+                categories.len(),
+                t.len()
+            ),
+            (Some(t), _) => say!(
+                ctx,
+                "categories: {} - FAIL (the truth has {})",
+                categories.len(),
+                t.len()
+            ),
+            _ => say!(ctx, "categories: {}", categories.len()),
+        }
+    }
+    if verdict == Some(false) {
+        bail!(
+            "the categories differ from the truth in {}",
+            args.truth
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
