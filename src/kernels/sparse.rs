@@ -69,7 +69,7 @@ multiversion! {
         let per_row = w.nnz() as f64 / w.rows().max(1) as f64;
         let per_block = per_row * (block_panels * PANEL) as f64 / w.cols().max(1) as f64;
         if per_block < MIN_ENTRIES_PER_BLOCK {
-            if batch.is_multiple_of(STRIP) && x.len() * 4 <= STRIP_MAJOR_MIN_X_BYTES {
+            if batch.is_multiple_of(STRIP) || x.len() * 4 <= STRIP_MAJOR_MIN_X_BYTES {
                 return rows_in_pairs(w, rows, x, batch, y);
             }
             return strips_of_rows(w, rows, x, batch, y);
@@ -90,9 +90,10 @@ multiversion! {
     }
 }
 
-/// Inputs `x` larger than this are read a strip of batch columns at a time by every row
-/// ([`strips_of_rows`]), so that only one strip of `x` (`in × STRIP` floats) competes for the
-/// cache. Below it, all of `x` stays in L2 and rows go in pairs over whole rows.
+/// Inputs `x` larger than this, in batches that are not whole strips, are read a strip of
+/// batch columns at a time by every row ([`strips_of_rows`]), so that only one strip of `x`
+/// (`in × STRIP` floats) competes for the cache. Whole strips go in pairs of rows (measured
+/// on 4096x4096 at 99% sparsity, batch 256: 6.4 ms in pairs, 7.2 ms strip by strip).
 const STRIP_MAJOR_MIN_X_BYTES: usize = 1 << 20;
 
 /// Strip by strip of batch columns, every row for each: a strip's sums stay in registers

@@ -309,6 +309,33 @@ impl PlainParts {
         }
     }
 
+    /// The transpose (`[cols, rows]`): row `j` lists the rows that have column `j`, in order.
+    fn transpose(&self) -> Self {
+        let rows = self.offsets.len() - 1;
+        let mut offsets = vec![0usize; self.cols + 1];
+        for &j in &self.index {
+            offsets[j as usize + 1] += 1;
+        }
+        for j in 0..self.cols {
+            offsets[j + 1] += offsets[j];
+        }
+        let mut next = offsets.clone();
+        let (mut index, mut values) = (vec![0u32; self.index.len()], vec![0.0; self.values.len()]);
+        for i in 0..rows {
+            for k in self.offsets[i]..self.offsets[i + 1] {
+                let j = self.index[k] as usize;
+                (index[next[j]], values[next[j]]) = (i as u32, self.values[k]);
+                next[j] += 1;
+            }
+        }
+        PlainParts {
+            offsets,
+            index,
+            values,
+            cols: rows,
+        }
+    }
+
     fn view(&self) -> sparse::Plain<'_> {
         sparse::Plain {
             offsets: &self.offsets,
@@ -320,12 +347,13 @@ impl PlainParts {
 }
 
 /// Compact weights unpacked for sparse inference: by row with plain column indices (for
-/// narrow batches) and by input (`Wᵀ`, for inputs that are mostly zero). Built once per
-/// network; the kernels give the values [`Weights::forward`] gives.
-#[derive(Clone, Debug, PartialEq)]
+/// narrow batches) and, built on first use, by input (`Wᵀ`, for inputs that are mostly zero;
+/// only the first layers of a sparse network need it). The kernels give the values
+/// [`Weights::forward`] gives.
+#[derive(Clone, Debug)]
 pub struct Unpacked {
     by_row: PlainParts,
-    by_input: PlainParts,
+    by_input: std::sync::OnceLock<PlainParts>,
 }
 
 impl Unpacked {
@@ -355,7 +383,8 @@ impl Unpacked {
         act: Activation,
         y: &mut [f32],
     ) {
-        sparse::forward_by_sample(par, self.by_input.view(), bias, x, batch, act, y)
+        let by_input = self.by_input.get_or_init(|| self.by_row.transpose());
+        sparse::forward_by_sample(par, by_input.view(), bias, x, batch, act, y)
     }
 }
 
@@ -367,7 +396,7 @@ impl Weights {
             Weights::Dense(_) => None,
             Weights::Sparse(c) => Some(Unpacked {
                 by_row: PlainParts::of(c),
-                by_input: PlainParts::of(&c.transpose()),
+                by_input: std::sync::OnceLock::new(),
             }),
         }
     }

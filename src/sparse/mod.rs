@@ -226,30 +226,6 @@ impl Csr {
         bounds.windows(2).map(|b| b[0]..b[1]).collect()
     }
 
-    /// The transpose (`[cols, rows]`): row `j` lists the rows that have column `j`, in order.
-    pub fn transpose(&self) -> Csr {
-        let rows = self.rows();
-        let mut count = vec![0usize; self.cols + 1];
-        for i in 0..rows {
-            for (j, _) in self.row_entries(i) {
-                count[j + 1] += 1;
-            }
-        }
-        for j in 0..self.cols {
-            count[j + 1] += count[j];
-        }
-        let mut next = count.clone();
-        let (mut col, mut val) = (vec![0u32; self.nnz()], vec![0.0f32; self.nnz()]);
-        for i in 0..rows {
-            for (j, v) in self.row_entries(i) {
-                col[next[j]] = i as u32;
-                val[next[j]] = v;
-                next[j] += 1;
-            }
-        }
-        Csr::from_parts(rows, count, col, val).expect("a transpose is a valid matrix")
-    }
-
     /// Plain CSR row offsets (`rows + 1` of them).
     pub fn row_offsets(&self) -> Vec<usize> {
         (0..=self.rows()).map(|i| self.row_start(i)).collect()
