@@ -90,6 +90,35 @@ multiversion! {
     }
 }
 
+/// The shape rules of the forward kernels: an element-wise `act`, a batch of at least one,
+/// `b` of `out`, `x` of `inputs × batch` and `y` of `out × batch` values (in either layout).
+fn check_forward(
+    kernel: &str,
+    act: Activation,
+    batch: usize,
+    (inputs, out): (usize, usize),
+    b: &[f32],
+    x: &[f32],
+    y: &[f32],
+) {
+    assert!(
+        act.is_elementwise(),
+        "sparse::{kernel}: softmax is applied by the caller"
+    );
+    assert!(batch > 0, "sparse::{kernel}: empty batch");
+    assert_eq!(b.len(), out, "sparse::{kernel}: bias is not [out]");
+    assert_eq!(
+        x.len(),
+        inputs * batch,
+        "sparse::{kernel}: x is not in x batch"
+    );
+    assert_eq!(
+        y.len(),
+        out * batch,
+        "sparse::{kernel}: y is not out x batch"
+    );
+}
+
 /// Inputs `x` larger than this, in batches that are not whole strips, are read a strip of
 /// batch columns at a time by every row ([`strips_of_rows`]), so that only one strip of `x`
 /// (`in × STRIP` floats) competes for the cache. Whole strips go in pairs of rows (measured
@@ -446,22 +475,7 @@ pub fn forward(
     act: Activation,
     y: &mut [f32],
 ) {
-    assert!(
-        act.is_elementwise(),
-        "sparse::forward: softmax is applied by the caller"
-    );
-    assert!(batch > 0, "sparse::forward: empty batch");
-    assert_eq!(b.len(), w.rows(), "sparse::forward: bias is not [out]");
-    assert_eq!(
-        x.len(),
-        w.cols() * batch,
-        "sparse::forward: x is not [in, batch]"
-    );
-    assert_eq!(
-        y.len(),
-        w.rows() * batch,
-        "sparse::forward: y is not [out, batch]"
-    );
+    check_forward("forward", act, batch, (w.cols(), w.rows()), b, x, y);
     let t = threads(par, w.nnz() * batch);
     let block = |rows: Range<usize>, yb: &mut [f32]| {
         rows_times(w, rows.clone(), x, batch, yb);
@@ -524,29 +538,8 @@ pub fn forward_narrow(
     act: Activation,
     y: &mut [f32],
 ) {
-    assert!(
-        act.is_elementwise(),
-        "sparse::forward_narrow: softmax is applied by the caller"
-    );
-    assert!(
-        (1..=NARROW_MAX).contains(&batch),
-        "sparse::forward_narrow: batch {batch}"
-    );
-    assert_eq!(
-        b.len(),
-        w.rows(),
-        "sparse::forward_narrow: bias is not [out]"
-    );
-    assert_eq!(
-        x.len(),
-        w.cols * batch,
-        "sparse::forward_narrow: x is not [in, batch]"
-    );
-    assert_eq!(
-        y.len(),
-        w.rows() * batch,
-        "sparse::forward_narrow: y is not [out, batch]"
-    );
+    check_forward("forward_narrow", act, batch, (w.cols, w.rows()), b, x, y);
+    assert!(batch <= NARROW_MAX, "sparse::forward_narrow: batch {batch}");
     // Every entry loads a whole vector of lanes from its input row; zeros after the last row
     // keep those loads inside the buffer.
     let mut padded = Vec::with_capacity(x.len() + NARROW_MAX);
@@ -705,7 +698,8 @@ fn narrow_sums<const L: usize, const R: usize>(
 /// for finite weights.
 ///
 /// # Panics
-/// If `act` is softmax, the shapes do not match or a neuron index is out of range.
+/// If `act` is softmax, the batch is 0, the shapes do not match or a neuron index is out of
+/// range.
 pub fn forward_by_sample(
     par: Par,
     wt: Plain,
@@ -715,25 +709,8 @@ pub fn forward_by_sample(
     act: Activation,
     y: &mut [f32],
 ) {
-    assert!(
-        act.is_elementwise(),
-        "sparse::forward_by_sample: softmax is applied by the caller"
-    );
     let (inputs, out) = (wt.rows(), wt.cols);
-    assert_eq!(b.len(), out, "sparse::forward_by_sample: bias is not [out]");
-    assert_eq!(
-        x.len(),
-        batch * inputs,
-        "sparse::forward_by_sample: x is not [batch, in]"
-    );
-    assert_eq!(
-        y.len(),
-        batch * out,
-        "sparse::forward_by_sample: y is not [batch, out]"
-    );
-    if batch == 0 {
-        return;
-    }
+    check_forward("forward_by_sample", act, batch, (inputs, out), b, x, y);
     let t = threads(par, wt.values.len() * batch / 4);
     if t <= 1 {
         return samples_by_input(wt, b, x, act, y);
