@@ -5,8 +5,11 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use nnmpi::cluster::Comm;
 use nnmpi::data::Normalizer;
+use nnmpi::data::SparseSamples;
 use nnmpi::exec::{Distinct, nonzero_samples_dealt};
-use nnmpi::io::challenge::{challenge_bias, read_inputs, read_network, read_truth};
+use nnmpi::io::challenge::{
+    challenge_bias, generate_inputs, generate_network, read_inputs, read_network, read_truth,
+};
 use nnmpi::model::{Activation, Model, Network, Task};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -18,32 +21,46 @@ pub struct SdnnArgs {
     #[arg(
         long,
         value_name = "DIR",
-        required_unless_present = "model",
-        conflicts_with = "model"
+        required_unless_present_any = ["model", "generate"],
+        conflicts_with_all = ["model", "generate"]
     )]
     pub weights: Option<PathBuf>,
+    /// Instead of files: a generated stand-in network of the challenge's shape (N neurons, L
+    /// layers, exactly 32 connections in and out of every neuron, weights 1/16) and --samples
+    /// random binary inputs, for sizes that cannot be downloaded here.
+    #[arg(long, conflicts_with_all = ["model", "inputs", "truth"])]
+    pub generate: bool,
     /// Neurons per layer (N: 1024, 4096, 16384 or 65536 in the challenge).
-    #[arg(long, value_name = "N", requires = "weights", value_parser = super::ranges::at_least_one)]
+    #[arg(long, value_name = "N", value_parser = super::ranges::at_least_one)]
     pub neurons: Option<usize>,
-    /// Layers to read (L: 120, 480 or 1920 in the challenge; fewer runs the first L).
-    #[arg(long, value_name = "L", requires = "weights", value_parser = super::ranges::at_least_one)]
+    /// Layers (L: 120, 480 or 1920 in the challenge; with --weights, fewer runs the first L).
+    #[arg(long, value_name = "L", value_parser = super::ranges::at_least_one)]
     pub layers: Option<usize>,
     /// Bias of every neuron [default: the challenge's for N: -0.3, -0.35, -0.4, -0.45].
-    #[arg(long, allow_negative_numbers = true, requires = "weights")]
+    #[arg(long, allow_negative_numbers = true)]
     pub bias: Option<f32>,
     /// The activation's cap: min(max(x, 0), cap).
-    #[arg(long, default_value_t = 32.0, requires = "weights")]
+    #[arg(long, default_value_t = 32.0)]
     pub cap: f32,
+    /// With --generate: the number of inputs.
+    #[arg(long, default_value_t = 10000, requires = "generate", value_parser = super::ranges::at_least_one)]
+    pub samples: usize,
+    /// With --generate: the share of each input's features that are on.
+    #[arg(long, default_value_t = 0.1, requires = "generate")]
+    pub density: f64,
+    /// With --generate: the seed of the network and inputs.
+    #[arg(long, default_value_t = 1, requires = "generate")]
+    pub seed: u64,
     /// A network saved by --save instead of --weights (an ordinary nnmpi checkpoint).
     #[arg(long, value_name = "PATH")]
     pub model: Option<PathBuf>,
     /// Input images: TSV triples (sample feature [value]) or MatrixMarket, plain or gzipped.
-    #[arg(long, value_name = "FILE")]
-    pub inputs: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "generate")]
+    pub inputs: Option<PathBuf>,
     /// Truth categories (TSV list of 1-based sample indices, or MatrixMarket) to check the answer against.
     #[arg(long, value_name = "FILE")]
     pub truth: Option<PathBuf>,
-    /// Save the network read from --weights as an nnmpi checkpoint (sparse layers, compact).
+    /// Save the network (read or generated) as an nnmpi checkpoint (sparse layers, compact).
     #[arg(long, value_name = "PATH")]
     pub save: Option<PathBuf>,
     /// Time inference this many times and report the median.
@@ -60,9 +77,8 @@ impl SdnnArgs {
         if let Some(path) = &self.model {
             return Ok(ctx.load_checkpoint(path)?.model.network);
         }
-        let (Some(dir), Some(neurons), Some(layers)) = (&self.weights, self.neurons, self.layers)
-        else {
-            bail!("--weights needs --neurons and --layers");
+        let (Some(neurons), Some(layers)) = (self.neurons, self.layers) else {
+            bail!("--weights and --generate need --neurons and --layers");
         };
         let bias = match self.bias.or(challenge_bias(neurons)) {
             Some(b) => b,
@@ -74,7 +90,24 @@ impl SdnnArgs {
             bail!("--cap {} must be a number above 0", self.cap);
         }
         let act = Activation::CappedRelu(self.cap);
-        Ok(read_network(dir, neurons, layers, bias, act, ctx.par)?)
+        Ok(match &self.weights {
+            Some(dir) => read_network(dir, neurons, layers, bias, act, ctx.par)?,
+            None => generate_network(neurons, layers, bias, act, self.seed)?,
+        })
+    }
+
+    /// The inputs: read from --inputs, or generated.
+    fn inputs(&self, features: usize) -> Result<SparseSamples> {
+        match &self.inputs {
+            Some(path) => Ok(read_inputs(path, features)?),
+            None => {
+                if !(0.0..=1.0).contains(&self.density) {
+                    bail!("--density {} must be in [0, 1]", self.density);
+                }
+                let seed = self.seed.wrapping_add(1);
+                Ok(generate_inputs(self.samples, features, self.density, seed))
+            }
+        }
     }
 }
 
@@ -101,7 +134,7 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &SdnnArgs) -> Result<()> {
         nnmpi::io::save(path, &checkpoint)
             .with_context(|| format!("saving the network to {}", path.display()))?;
     }
-    let inputs = read_inputs(&args.inputs, net.inputs())?;
+    let inputs = args.inputs(net.inputs())?;
     let truth = args.truth.as_deref().map(read_truth).transpose()?;
     let mut times = Vec::with_capacity(args.reps);
     let mut answer = (Vec::new(), Vec::new());
@@ -156,7 +189,9 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &SdnnArgs) -> Result<()> {
             "inputs: {} samples, {} nonzeros ({})",
             inputs.len(),
             inputs.value.len(),
-            args.inputs.display()
+            args.inputs
+                .as_ref()
+                .map_or("generated".into(), |p| p.display().to_string())
         );
         say!(
             ctx,

@@ -11,6 +11,7 @@ use crate::data::{SparseSamples, read_maybe_gz};
 use crate::error::{Error, Result};
 use crate::kernels::Par;
 use crate::model::{Activation, Layer, Network, Weights};
+use crate::rng::UniformStream;
 use crate::sparse::Csr;
 use ndarray::Array1;
 use rayon::prelude::*;
@@ -297,6 +298,91 @@ pub fn read_network(
     Network::from_layers(layers)
 }
 
+/// Connections in and out of every neuron of the challenge's networks.
+pub const CHALLENGE_FAN: usize = 32;
+
+/// A stand-in for a challenge network that cannot be downloaded here: `layers` layers of
+/// `neurons` neurons, every neuron with exactly [`CHALLENGE_FAN`] inputs and outputs, every
+/// weight 1/16, bias `bias` and activation `act`, drawn from `seed`. Layer `l` connects
+/// input `i` to neurons `σ((π(i) + d_m) mod N)` for 32 distinct offsets `d_m` and random
+/// permutations `π`, `σ` (so no edge repeats and every in- and out-degree is exactly 32). The
+/// real networks come from a different generator (RadiX-Net); these have their size, degree
+/// and weights, not their structure.
+pub fn generate_network(
+    neurons: usize,
+    layers: usize,
+    bias: f32,
+    act: Activation,
+    seed: u64,
+) -> Result<Network> {
+    if neurons < CHALLENGE_FAN {
+        return Err(Error::parameter(
+            "neurons",
+            format!("must be at least {CHALLENGE_FAN} (got {neurons})"),
+        ));
+    }
+    let layers = (0..layers)
+        .map(|l| {
+            let mut rng = UniformStream::new(seed, l as u64);
+            let mut pi: Vec<usize> = (0..neurons).collect();
+            let mut sigma = pi.clone();
+            rng.shuffle(&mut pi);
+            rng.shuffle(&mut sigma);
+            let mut offsets: Vec<usize> = (0..neurons).collect();
+            rng.shuffle(&mut offsets);
+            offsets.truncate(CHALLENGE_FAN);
+            // Row j (a neuron) lists the inputs i with σ((π(i) + d) mod N) = j for some d.
+            let mut inverse_pi = vec![0usize; neurons];
+            for (i, &p) in pi.iter().enumerate() {
+                inverse_pi[p] = i;
+            }
+            let mut row_ptr = Vec::with_capacity(neurons + 1);
+            let (mut cols, mut vals) = (Vec::with_capacity(neurons * CHALLENGE_FAN), Vec::new());
+            row_ptr.push(0);
+            let mut inverse_sigma = vec![0usize; neurons];
+            for (k, &s) in sigma.iter().enumerate() {
+                inverse_sigma[s] = k;
+            }
+            // Neuron j = σ(t) reads the inputs i with π(i) = t - d.
+            for &t in &inverse_sigma {
+                let mut row: Vec<u32> = offsets
+                    .iter()
+                    .map(|&d| inverse_pi[(t + neurons - d) % neurons] as u32)
+                    .collect();
+                row.sort_unstable();
+                cols.extend_from_slice(&row);
+                vals.resize(cols.len(), 1.0 / 16.0);
+                row_ptr.push(cols.len());
+            }
+            let csr = Csr::from_parts(neurons, row_ptr, cols, vals).map_err(Error::config)?;
+            Layer::from_weights(Weights::Sparse(csr), Array1::from_elem(neurons, bias), act)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Network::from_layers(layers)
+}
+
+/// Stand-in inputs: `samples` binary samples of `features` features, each feature on with
+/// probability `density`, drawn from `seed` (the challenge's images are binary, about 10%
+/// on; these have their density, not their structure).
+pub fn generate_inputs(samples: usize, features: usize, density: f64, seed: u64) -> SparseSamples {
+    let mut rng = UniformStream::new(seed, u64::MAX);
+    let (mut offsets, mut feature) = (vec![0usize], Vec::new());
+    for _ in 0..samples {
+        for f in 0..features {
+            if f64::from(rng.next_unit()) < density {
+                feature.push(f as u32);
+            }
+        }
+        offsets.push(feature.len());
+    }
+    SparseSamples {
+        features,
+        offsets,
+        value: vec![1.0; feature.len()],
+        feature,
+    }
+}
+
 /// Challenge inputs (one row per sample, `features` columns): TSV triples or MatrixMarket,
 /// binary or valued. Samples are numbered by the largest index seen (TSV) or the declared
 /// rows (MatrixMarket); a sample without entries is an all-zero input.
@@ -500,5 +586,27 @@ mod tests {
             message(read_inputs(&feature, 4).unwrap_err())
                 .contains("column index 5 is outside 1..=4")
         );
+    }
+
+    #[test]
+    fn generated_networks_have_the_challenge_degrees() {
+        let net = generate_network(256, 3, -0.3, Activation::CappedRelu(32.0), 7).unwrap();
+        for layer in net.layers() {
+            let w = layer.weights().to_dense();
+            for i in 0..256 {
+                let row = w.row(i).iter().filter(|v| **v != 0.0).count();
+                let col = w.column(i).iter().filter(|v| **v != 0.0).count();
+                assert_eq!((row, col), (CHALLENGE_FAN, CHALLENGE_FAN));
+            }
+            assert!(w.iter().all(|&v| v == 0.0 || v == 0.0625));
+        }
+        assert_eq!(
+            net,
+            generate_network(256, 3, -0.3, Activation::CappedRelu(32.0), 7).unwrap()
+        );
+        assert_ne!(net.layers()[0], net.layers()[1]);
+        let x = generate_inputs(50, 256, 0.1, 3);
+        let on = x.value.len() as f64 / (50.0 * 256.0);
+        assert!((0.07..0.13).contains(&on), "{on}");
     }
 }
