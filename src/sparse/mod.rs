@@ -62,14 +62,21 @@ struct Builder {
 
 impl Builder {
     fn new(cols: usize) -> Self {
+        Builder::with_capacity(cols, 0, 0)
+    }
+
+    /// A builder with room for `rows` rows and `entries` entries (no reallocation on the way).
+    fn with_capacity(cols: usize, rows: usize, entries: usize) -> Self {
         let panels = cols.div_ceil(PANEL).max(1);
+        let mut ptr = Vec::with_capacity(rows * panels + 1);
+        ptr.push(0);
         Builder {
             m: Csr {
                 cols,
                 panels,
-                ptr: vec![0],
-                col: Vec::new(),
-                val: Vec::new(),
+                ptr,
+                col: Vec::with_capacity(entries),
+                val: Vec::with_capacity(entries),
                 quad_phase: 0,
                 quads: Vec::new(),
             },
@@ -157,7 +164,7 @@ impl Csr {
         if row_ptr.windows(2).any(|w| w[1] < w[0]) {
             return Err("row offsets decrease".into());
         }
-        let mut b = Builder::new(cols);
+        let mut b = Builder::with_capacity(cols, row_ptr.len() - 1, col.len());
         for w in row_ptr.windows(2) {
             let row = &col[w[0]..w[1]];
             if row.windows(2).any(|c| c[1] <= c[0]) || row.iter().any(|&c| c as usize >= cols) {
