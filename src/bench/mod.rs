@@ -287,7 +287,7 @@ pub fn measure<C: Comm>(world: &C, grid: Grid, par: Par, case: &Case) -> Result<
     let clock = timed.world.clone();
     let mut work: Box<dyn Work> = match case.mode {
         Mode::Predict => Box::new(Predict {
-            engine: Engine::sharded(&net, timed.model.clone(), par),
+            engine: Engine::sharded(&net, timed.model.clone(), par).for_inference(),
             x: random(inputs * b),
             b,
         }),

@@ -54,7 +54,8 @@ impl ModelInput {
         let model = ctx.load_checkpoint(&self.model)?.model;
         let mut data = ctx.load_data(|| self.data.load_for(&model))?;
         data.normalize(&model.normalizer)?;
-        let engine = Engine::sharded(&model.network, ctx.topology.model.clone(), ctx.par);
+        let engine =
+            Engine::sharded(&model.network, ctx.topology.model.clone(), ctx.par).for_inference();
         let loss = nnmpi::recipe::implied_loss(model.network.output_activation(), &model.task);
         Ok((model.task, loss, data, engine))
     }

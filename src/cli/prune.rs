@@ -219,7 +219,7 @@ fn finish_on_root<C: Comm>(
         );
     }
     if let (Some(d), true) = (shown, shrunk) {
-        let mut engine = nnmpi::exec::Engine::new(network.clone(), ctx.par);
+        let mut engine = nnmpi::exec::Engine::new(network.clone(), ctx.par).for_inference();
         let eval =
             nnmpi::train::evaluate(&mut engine, &nnmpi::cluster::SelfComm, d, config.loss, 1024)?;
         say!(ctx, "after removing neurons: {}", describe(&eval));

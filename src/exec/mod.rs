@@ -125,6 +125,9 @@ impl Gradients {
 /// rank has it after the layer's all-gather), `own[l]` this rank's rows of it before the
 /// gather, `deltas[l]` the loss gradient with respect to the pre-activation of the owned rows.
 ///
+/// An engine made [`Engine::for_inference`] keeps two activation buffers instead (layer `l`
+/// writes buffer `l mod 2`), so its memory grows with the widest layer, not with the depth.
+///
 /// Weights that serve several forward passes unchanged (prediction, evaluation) are packed for
 /// the dense kernel on the second such pass (a copy of each large dense layer, kept until the
 /// layers change: [`Engine::layers_mut`], [`Engine::set_layers`]); results are the same bits.
@@ -139,6 +142,8 @@ pub struct Engine<C: Comm = SelfComm> {
     unchanged_passes: usize,
     par: Par,
     capacity: usize,
+    /// Forward passes only: two activation buffers, no gradients.
+    inference_only: bool,
     acts: Vec<Vec<f32>>,
     /// Pre-activations of the owned rows, for layers whose activation's derivative needs
     /// them (GELU, SiLU); empty for the others.
@@ -181,6 +186,7 @@ impl<C: Comm> Engine<C> {
             unchanged_passes: 0,
             par,
             capacity: 0,
+            inference_only: false,
             acts: vec![Vec::new(); depth],
             pre: vec![Vec::new(); depth],
             own: vec![Vec::new(); depth],
@@ -336,6 +342,34 @@ impl<C: Comm> Engine<C> {
         self.gather_layers(&self.layers)
     }
 
+    /// This engine for forward passes only (prediction, evaluation): two activation buffers
+    /// of the widest layer instead of one per layer, no gradient buffers;
+    /// [`Engine::backward`] then panics. Results are the same bits.
+    pub fn for_inference(mut self) -> Self {
+        self.inference_only = true;
+        self.capacity = 0;
+        // Two buffers even for a single layer (`slot` alternates between them).
+        let two = self.acts.len().max(2);
+        self.acts.resize(two, Vec::new());
+        self.own.resize(two, Vec::new());
+        for buffers in [
+            &mut self.acts,
+            &mut self.pre,
+            &mut self.own,
+            &mut self.deltas,
+        ] {
+            buffers.iter_mut().for_each(|b| *b = Vec::new());
+        }
+        self.partial = Vec::new();
+        self.out_delta = Vec::new();
+        self
+    }
+
+    /// The activation buffer layer `l` writes.
+    fn slot(&self, l: usize) -> usize {
+        if self.inference_only { l % 2 } else { l }
+    }
+
     /// Grows the buffers to hold `batch` samples (no-op when they already can).
     pub fn reserve(&mut self, batch: usize) {
         if batch <= self.capacity {
@@ -344,14 +378,24 @@ impl<C: Comm> Engine<C> {
         let sharded = self.comm.size() > 1;
         for (l, shard) in self.layers.iter().enumerate() {
             let out = self.plan.layer(l).total();
-            self.acts[l].resize(out * batch, 0.0);
+            let slot = if self.inference_only { l % 2 } else { l };
+            if self.acts[slot].len() < out * batch {
+                self.acts[slot].resize(out * batch, 0.0);
+            }
+            if sharded && self.own[slot].len() < shard.len() * batch {
+                self.own[slot].resize(shard.len() * batch, 0.0);
+            }
+            if self.inference_only {
+                continue;
+            }
             self.deltas[l].resize(shard.len() * batch, 0.0);
             if shard.activation.needs_pre_activation() {
                 self.pre[l].resize(shard.len() * batch, 0.0);
             }
-            if sharded {
-                self.own[l].resize(shard.len() * batch, 0.0);
-            }
+        }
+        if self.inference_only {
+            self.capacity = batch;
+            return;
         }
         if sharded {
             let widest_input = self.plan.sizes()[1..self.plan.depth()].iter().max();
@@ -384,14 +428,24 @@ impl<C: Comm> Engine<C> {
         }
         let packed = self.packed.as_deref().filter(|_| batch > 1);
         let sharded = self.comm.size() > 1;
+        let inference_only = self.inference_only;
         for (l, shard) in self.layers.iter().enumerate() {
             let out = self.plan.layer(l).total();
-            let (done, rest) = self.acts.split_at_mut(l);
+            // Layer l reads the buffer of layer l - 1 and writes its own (in inference, the
+            // two alternate).
+            let (input_buf, rest): (&[f32], _) = if inference_only {
+                let (a, b) = self.acts.split_at_mut(1);
+                if l % 2 == 0 { (&b[0], a) } else { (&a[0], b) }
+            } else {
+                let (done, rest) = self.acts.split_at_mut(l);
+                (done.last().map_or(&[][..], |v| &v[..]), rest)
+            };
             let input = if l == 0 {
                 x
             } else {
-                &done[l - 1][..shard.inputs * batch]
+                &input_buf[..shard.inputs * batch]
             };
+            let own = if inference_only { l % 2 } else { l };
             // Softmax spans the whole layer, and GELU/SiLU keep `z`: both are applied after
             // the product; the other activations are fused into it.
             let keeps_pre = shard.activation.needs_pre_activation();
@@ -403,21 +457,23 @@ impl<C: Comm> Engine<C> {
             // Alone, the rank writes the whole layer in place; in a group, its own rows first.
             let rows = shard.len() * batch;
             let y = if sharded {
-                &mut self.own[l][..rows]
+                &mut self.own[own][..rows]
             } else {
                 &mut rest[0][..out * batch]
             };
             let packed = packed.and_then(|p| p[l].as_ref());
             shard.forward(self.par, packed, input, batch, fused, y);
             if keeps_pre {
-                self.pre[l][..rows].copy_from_slice(&y[..rows]);
+                if !inference_only {
+                    self.pre[l][..rows].copy_from_slice(&y[..rows]);
+                }
                 apply_activation(&mut y[..rows], shard.activation);
             }
             let whole = &mut rest[0][..out * batch];
             if sharded {
                 let counts = self.plan.layer(l).counts_times(batch);
                 self.comm
-                    .all_gather_varcount(&self.own[l][..rows], whole, &counts);
+                    .all_gather_varcount(&self.own[own][..rows], whole, &counts);
             }
             if shard.activation == Activation::Softmax {
                 softmax_columns(whole, out, batch);
@@ -428,13 +484,17 @@ impl<C: Comm> Engine<C> {
 
     /// The last forward pass's output `[outputs, batch]`.
     pub fn output(&self, batch: usize) -> &[f32] {
-        let last = self.acts.len() - 1;
+        let last = self.slot(self.layers.len() - 1);
         &self.acts[last][..self.outputs() * batch]
     }
 
     /// The last output and the buffer for `dL/dz` of the whole output layer, which the loss
     /// fills (on every rank) before [`Engine::backward`].
     pub fn output_and_delta(&mut self, batch: usize) -> (&[f32], &mut [f32]) {
+        assert!(
+            !self.inference_only,
+            "Engine::output_and_delta: this engine is for inference only"
+        );
         let last = self.acts.len() - 1;
         let n = self.outputs() * batch;
         (&self.acts[last][..n], &mut self.out_delta[..n])
@@ -451,6 +511,10 @@ impl<C: Comm> Engine<C> {
     /// # Panics
     /// If `x` or `grads` do not match the network and batch.
     pub fn backward(&mut self, x: &[f32], batch: usize, grads: &mut Gradients) {
+        assert!(
+            !self.inference_only,
+            "Engine::backward: this engine is for inference only"
+        );
         assert!(batch > 0, "Engine::backward: empty batch");
         assert_eq!(
             x.len(),
@@ -566,6 +630,34 @@ mod tests {
 
     fn batch_of(inputs: usize, batch: usize) -> Vec<f32> {
         crate::kernels::test_values(inputs * batch, 7)
+    }
+
+    #[test]
+    fn inference_buffers_give_the_bits_of_the_training_engine() {
+        for (sizes, hidden, out) in [
+            (&[6, 4][..], Activation::Tanh, Activation::Softmax),
+            (&[6, 9, 5][..], Activation::Gelu, Activation::Sigmoid),
+            (&[6, 9, 12, 5, 3][..], Activation::Relu, Activation::Softmax),
+        ] {
+            let net = Network::new(sizes, hidden, out, Init::Xavier, 4).unwrap();
+            let batch = 5;
+            let x: Vec<f32> = (0..6 * batch).map(|i| (i as f32 * 0.37).sin()).collect();
+            for ranks in [1, 2, 3] {
+                let got = ThreadComm::run(ranks, |comm| {
+                    let mut full = Engine::sharded(&net, comm.clone(), Par::Seq);
+                    let mut lean = Engine::sharded(&net, comm, Par::Seq).for_inference();
+                    let want = full.forward(&x, batch).to_vec();
+                    // Twice, at two batch sizes: the buffers alternate and regrow.
+                    let small = lean.forward(&x[..6 * 2], 2).to_vec();
+                    let y = lean.forward(&x, batch).to_vec();
+                    (want, y, small, full.forward(&x[..6 * 2], 2).to_vec())
+                });
+                for (want, y, small, want_small) in got {
+                    assert_eq!(y, want, "{sizes:?} on {ranks} ranks");
+                    assert_eq!(small, want_small, "{sizes:?} on {ranks} ranks, batch 2");
+                }
+            }
+        }
     }
 
     #[test]
