@@ -19,8 +19,8 @@ pub struct ExportArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Format of the output: safetensors (tensors `layers.{i}.weight` [out, in] and
-    /// `layers.{i}.bias`, activations, normaliser and classes in the metadata; sparse layers
-    /// are written dense, pruned connections as 0).
+    /// `layers.{i}.bias`, activations, normaliser and classes in the metadata; a compact layer
+    /// as CSR: `layers.{i}.weight.size`, `.crow_indices`, `.col_indices`, `.values`).
     #[arg(long, default_value = "safetensors", value_parser = ["safetensors"])]
     pub format: String,
 }

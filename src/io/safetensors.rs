@@ -1,16 +1,25 @@
 //! Export to and import from [safetensors](https://huggingface.co/docs/safetensors), so a
 //! PyTorch, NumPy or JAX user can load an nnmpi model (and nnmpi can load theirs).
 //!
-//! Tensors (all `F32`, little-endian, row-major):
+//! Tensors (`F32` unless said, little-endian, row-major):
 //!
 //! | name                 | shape             | meaning                                    |
 //! |----------------------|-------------------|--------------------------------------------|
-//! | `layers.{i}.weight`  | `[out_i, in_i]`   | layer `i`'s weights (`torch.nn.Linear`'s layout) |
+//! | `layers.{i}.weight`  | `[out_i, in_i]`   | layer `i`'s weights (`torch.nn.Linear`'s layout), a dense layer |
+//! | `layers.{i}.weight.size` | `[2]`, `I64`  | a compact layer's `[out_i, in_i]`            |
+//! | `layers.{i}.weight.crow_indices` | `[out_i + 1]`, `I64` | its row offsets (CSR)   |
+//! | `layers.{i}.weight.col_indices` | `[nnz_i]`, `I64` | each connection's input          |
+//! | `layers.{i}.weight.values` | `[nnz_i]`  | each connection's weight                     |
 //! | `layers.{i}.bias`    | `[out_i]`         | layer `i`'s biases                         |
 //! | `normalizer.offset`  | `[inputs]`        | subtracted from raw features (if any)      |
 //! | `normalizer.scale`   | `[inputs]`        | then multiplied (if any)                   |
 //!
-//! Metadata (strings): `nnmpi.version` (this layout, "1"), `nnmpi.writer`,
+//! A compact (pruned) layer is stored compressed, so the file's size follows its connections:
+//! `torch.sparse_csr_tensor(crow_indices, col_indices, values, size)` rebuilds it in PyTorch,
+//! `scipy.sparse.csr_matrix((values, col_indices, crow_indices), shape=size)` in SciPy.
+//!
+//! Metadata (strings): `nnmpi.version` (this layout, "2"; version 1, which stored every layer
+//! dense, still reads), `nnmpi.writer`,
 //! `nnmpi.activations` (comma-separated, e.g. `relu,relu,sigmoid`; `leaky-relu:0.1` carries its
 //! slope), `nnmpi.normalizer` (`none`, `minmax` or `zscore`: `x' = (x - offset) · scale`),
 //! `nnmpi.task` (`classification` or `regression`), `nnmpi.classes` (a JSON array of names)
@@ -24,9 +33,9 @@
 //! file with nnmpi metadata) a tensor the layout does not name is an error. Metadata that a
 //! file written by other tools leaves out is taken at its default, and the defaults taken are
 //! returned to be stated ([`Imported::assumed`]).
-//! Sparse layers are exported dense, a pruned connection as 0; importing stores them sparse
-//! again with the nonzero weights as connections (a connection that training had moved to
-//! exactly 0 becomes a pruned one: the only change the round trip can make).
+//! Compact layers round-trip exactly, their connections included (a connection whose weight
+//! is 0 stays one). A version-1 file's layers listed in `nnmpi.sparse_layers` were written
+//! dense; they are stored compact again with their nonzero weights as connections.
 
 use super::atomic::write_atomic;
 use crate::data::{NormKind, Normalizer};
@@ -38,7 +47,21 @@ use std::collections::HashMap;
 use std::path::Path;
 
 /// Version of the names and metadata above.
-pub const LAYOUT_VERSION: &str = "1";
+pub const LAYOUT_VERSION: &str = "2";
+
+/// The layouts this nnmpi reads.
+const READABLE_VERSIONS: [&str; 2] = ["1", "2"];
+
+/// The names of compact layer `i`'s tensors: size, row offsets, columns, values.
+pub fn sparse_weight_names(i: usize) -> [String; 4] {
+    ["size", "crow_indices", "col_indices", "values"].map(|t| format!("layers.{i}.weight.{t}"))
+}
+
+fn i64_bytes(v: impl IntoIterator<Item = u64>) -> Vec<u8> {
+    v.into_iter()
+        .flat_map(|x| (x as i64).to_le_bytes())
+        .collect()
+}
 
 /// The metadata keys nnmpi writes; any other `nnmpi.*` key is an error on import.
 const KEYS: [&str; 8] = [
@@ -141,23 +164,45 @@ fn join<T: ToString>(items: impl IntoIterator<Item = T>) -> String {
 /// The model as safetensors bytes.
 pub fn to_bytes(model: &Model) -> Result<Vec<u8>> {
     let net = &model.network;
-    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     for (i, l) in net.layers().iter().enumerate() {
-        let w = l.dense_weights();
-        let w = w.as_standard_layout();
-        let values = w.as_slice().expect("standard layout");
+        match l.weights().structure() {
+            None => {
+                let w = l.dense_weights();
+                let w = w.as_standard_layout();
+                let values = w.as_slice().expect("standard layout");
+                let shape = vec![l.outputs(), l.inputs()];
+                tensors.push((weight_name(i), Dtype::F32, shape, le_bytes(values)));
+            }
+            Some(s) => {
+                let [size, crow, col, values] = sparse_weight_names(i);
+                let dims = [l.outputs() as u64, l.inputs() as u64];
+                tensors.push((size, Dtype::I64, vec![2], i64_bytes(dims)));
+                let offsets = std::iter::once(0).chain(s.row_lens.iter().scan(0, |at, &n| {
+                    *at += n;
+                    Some(*at)
+                }));
+                tensors.push((crow, Dtype::I64, vec![l.outputs() + 1], i64_bytes(offsets)));
+                let cols = s.cols.iter().map(|&c| u64::from(c));
+                tensors.push((col, Dtype::I64, vec![s.cols.len()], i64_bytes(cols)));
+                let v = l.weights().values();
+                tensors.push((values, Dtype::F32, vec![v.len()], le_bytes(v)));
+            }
+        }
         tensors.push((
-            weight_name(i),
-            vec![l.outputs(), l.inputs()],
-            le_bytes(values),
+            bias_name(i),
+            Dtype::F32,
+            vec![l.outputs()],
+            le_bytes(l.bias()),
         ));
-        tensors.push((bias_name(i), vec![l.outputs()], le_bytes(l.bias())));
     }
     let norm = &model.normalizer;
     if !norm.is_identity() {
         let n = norm.features();
-        tensors.push(("normalizer.offset".into(), vec![n], le_bytes(norm.offset())));
-        tensors.push(("normalizer.scale".into(), vec![n], le_bytes(norm.scale())));
+        let offset = le_bytes(norm.offset());
+        tensors.push(("normalizer.offset".into(), Dtype::F32, vec![n], offset));
+        let scale = le_bytes(norm.scale());
+        tensors.push(("normalizer.scale".into(), Dtype::F32, vec![n], scale));
     }
     let (task, classes) = match &model.task {
         Task::Classification { classes } => ("classification", classes.clone()),
@@ -193,8 +238,8 @@ pub fn to_bytes(model: &Model) -> Result<Vec<u8>> {
     meta.insert(CRC_KEY.to_string(), metadata_crc(&meta));
     let views = tensors
         .iter()
-        .map(|(name, shape, data)| {
-            TensorView::new(Dtype::F32, shape.clone(), data).map(|v| (name.clone(), v))
+        .map(|(name, dtype, shape, data)| {
+            TensorView::new(*dtype, shape.clone(), data).map(|v| (name.clone(), v))
         })
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| Error::config(format!("cannot build a safetensors tensor: {e}")))?;
@@ -256,9 +301,10 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Imported> {
     let meta = header.metadata().as_ref().unwrap_or(&empty);
     let ours = check_metadata(meta).map_err(bad)?;
     let get = |key: &str| meta.get(key).map(String::as_str);
-    if let Some(v) = get("nnmpi.version").filter(|v| *v != LAYOUT_VERSION) {
+    if let Some(v) = get("nnmpi.version").filter(|v| !READABLE_VERSIONS.contains(v)) {
         return Err(bad(format!(
-            "layout version {v} is not supported (this nnmpi reads version {LAYOUT_VERSION})"
+            "layout version {v} is not supported (this nnmpi reads versions {})",
+            READABLE_VERSIONS.join(" and ")
         )));
     }
     let tensor = |name: &str, shape: Option<&[usize]>| -> Result<(Vec<usize>, Vec<f32>)> {
@@ -284,9 +330,32 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Imported> {
             .collect();
         Ok((t.shape().to_vec(), values))
     };
+    let has = |name: &str| st.names().contains(&name);
     let count = (0..)
-        .take_while(|&i| st.names().contains(&weight_name(i).as_str()))
+        .take_while(|&i| has(&weight_name(i)) || has(&sparse_weight_names(i)[0]))
         .count();
+    // A compact layer's integer tensors, as non-negative integers.
+    let integers = |name: &str, len: Option<usize>| -> Result<Vec<u64>> {
+        let t = st
+            .tensor(name)
+            .map_err(|_| bad(format!("no tensor '{name}'")))?;
+        if t.dtype() != Dtype::I64 || t.shape().len() != 1 || len.is_some_and(|n| t.shape()[0] != n)
+        {
+            return Err(bad(format!(
+                "tensor '{name}' is {:?} of shape {:?}, expected I64 of shape [{}]",
+                t.dtype(),
+                t.shape(),
+                len.map_or("n".into(), |n| n.to_string())
+            )));
+        }
+        t.data()
+            .chunks_exact(8)
+            .map(|b| {
+                let v = i64::from_le_bytes(b.try_into().expect("8 bytes"));
+                u64::try_from(v).map_err(|_| bad(format!("tensor '{name}' holds {v}, below 0")))
+            })
+            .collect()
+    };
     if count == 0 {
         return Err(bad(
             "no tensor 'layers.0.weight': not an nnmpi-layout model".into(),
@@ -321,7 +390,46 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Imported> {
     })
     .map_err(bad)?;
     let mut layers = Vec::with_capacity(count);
+    let mut names: Vec<String> = Vec::new();
     for (i, act) in activations.into_iter().enumerate() {
+        names.push(bias_name(i));
+        if !has(&weight_name(i)) {
+            let [size, crow, col, values] = sparse_weight_names(i);
+            let dims = integers(&size, Some(2))?;
+            let (out, inp) = (usize::try_from(dims[0]), usize::try_from(dims[1]));
+            let (Ok(out), Ok(inp)) = (out, inp) else {
+                return Err(bad(format!("tensor '{size}' is out of range")));
+            };
+            let offsets = integers(&crow, Some(out.saturating_add(1)))?;
+            let cols = integers(&col, None)?;
+            let (_, v) = tensor(&values, Some(&[cols.len()]))?;
+            let cols = cols
+                .into_iter()
+                .map(|c| u32::try_from(c).ok().filter(|&c| (c as usize) < inp))
+                .collect::<Option<Vec<u32>>>()
+                .ok_or_else(|| bad(format!("tensor '{col}' names an input past {inp}")))?;
+            let row_lens = offsets
+                .windows(2)
+                .map(|w| w[1].checked_sub(w[0]))
+                .collect::<Option<Vec<u64>>>()
+                .filter(|_| offsets.first() == Some(&0))
+                .ok_or_else(|| {
+                    bad(format!(
+                        "tensor '{crow}' must start at 0 and never decrease"
+                    ))
+                })?;
+            let structure = crate::model::Structure { row_lens, cols };
+            let weights = crate::model::Weights::from_structure(out, inp, v, Some(structure))
+                .map_err(|e| bad(format!("layer {i}: compact weights: {e}")))?;
+            let (_, b) = tensor(&bias_name(i), Some(&[out]))?;
+            layers.push(
+                Layer::from_weights(weights, Array1::from(b), act)
+                    .map_err(|e| bad(format!("layer {i}: {e}")))?,
+            );
+            names.extend([size, crow, col, values]);
+            continue;
+        }
+        names.push(weight_name(i));
         let (shape, w) = tensor(&weight_name(i), None)?;
         if shape.len() != 2 {
             return Err(bad(format!(
@@ -354,9 +462,6 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Imported> {
             )));
         }
     };
-    let mut names: Vec<String> = (0..count)
-        .flat_map(|i| [weight_name(i), bias_name(i)])
-        .collect();
     let normalizer = if kind == NormKind::None {
         Normalizer::identity()
     } else {
@@ -487,19 +592,140 @@ mod tests {
             let st = SafeTensors::deserialize(&bytes).expect("valid safetensors");
             let mut names = st.names();
             names.sort();
-            assert_eq!(
-                names,
-                [
-                    "layers.0.bias",
-                    "layers.0.weight",
-                    "layers.1.bias",
-                    "layers.1.weight",
-                    "normalizer.offset",
-                    "normalizer.scale"
-                ]
-            );
-            assert_eq!(st.tensor("layers.0.weight").expect("w").shape(), &[4, 5]);
+            let weights: Vec<String> = (0..2)
+                .flat_map(|i| match format {
+                    Format::Sparse => {
+                        let mut n = sparse_weight_names(i).to_vec();
+                        n.sort();
+                        n
+                    }
+                    _ => vec![weight_name(i)],
+                })
+                .collect();
+            let mut want = vec!["layers.0.bias", "layers.1.bias"];
+            want.extend(weights.iter().map(String::as_str));
+            want.extend(["normalizer.offset", "normalizer.scale"]);
+            want.sort();
+            assert_eq!(names, want);
+            if format == Format::Sparse {
+                let size = st.tensor("layers.0.weight.size").expect("size");
+                assert_eq!(
+                    (size.dtype(), size.data()),
+                    (Dtype::I64, &i64_bytes([4, 5])[..])
+                );
+            } else {
+                assert_eq!(st.tensor("layers.0.weight").expect("w").shape(), &[4, 5]);
+            }
         }
+    }
+
+    #[test]
+    fn compact_layers_stay_compact_and_keep_zero_connections() {
+        // A 200 x 300 layer with 5% of its connections, one of them at exactly 0.
+        let dense = Array2::from_shape_fn((200, 300), |(i, j)| {
+            if (i * 300 + j) % 20 == 0 {
+                ((i + j) % 7) as f32 - 3.0
+            } else {
+                0.0
+            }
+        });
+        let layer = Layer::new(dense, Array1::zeros(200), Activation::CappedRelu(32.0))
+            .unwrap()
+            .to_format(Format::Sparse);
+        let mut m = Model {
+            network: Network::from_layers(vec![layer]).unwrap(),
+            normalizer: Normalizer::identity(),
+            task: Task::Regression,
+        };
+        m.network.layers_mut()[0].params_mut().0[0] = 0.0;
+        let bytes = to_bytes(&m).unwrap();
+        assert!(bytes.len() < 200 * 300 * 4 / 5, "{} bytes", bytes.len());
+        let back = from_bytes(Path::new("m.safetensors"), &bytes)
+            .unwrap()
+            .model;
+        assert_eq!(back, m);
+        // The connection set to 0 is still one.
+        let stored = |m: &Model| m.network.layers()[0].weights().stored();
+        assert_eq!(stored(&back), stored(&m));
+    }
+
+    #[test]
+    fn crafted_compact_tensors_are_refused() {
+        let tensors = |crow: Vec<u64>, col: Vec<u64>| {
+            let (out, nnz) = (crow.len() - 1, col.len());
+            let views = [
+                (
+                    "layers.0.weight.size",
+                    Dtype::I64,
+                    vec![2],
+                    i64_bytes([out as u64, 5]),
+                ),
+                (
+                    "layers.0.weight.crow_indices",
+                    Dtype::I64,
+                    vec![out + 1],
+                    i64_bytes(crow),
+                ),
+                (
+                    "layers.0.weight.col_indices",
+                    Dtype::I64,
+                    vec![nnz],
+                    i64_bytes(col),
+                ),
+                (
+                    "layers.0.weight.values",
+                    Dtype::F32,
+                    vec![nnz],
+                    le_bytes(&vec![1.0; nnz]),
+                ),
+                (
+                    "layers.0.bias",
+                    Dtype::F32,
+                    vec![out],
+                    le_bytes(&vec![0.0; out]),
+                ),
+            ];
+            let views: Vec<_> = views
+                .iter()
+                .map(|(n, d, s, b)| (n.to_string(), TensorView::new(*d, s.clone(), b).unwrap()))
+                .collect();
+            let bytes = safetensors::serialize(views, None).unwrap();
+            from_bytes(Path::new("x.safetensors"), &bytes)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(tensors(vec![0, 1, 2], vec![0, 4]), Ok(()));
+        let err = tensors(vec![0, 2, 1], vec![0, 4]).unwrap_err();
+        assert!(err.contains("must start at 0 and never decrease"), "{err}");
+        let err = tensors(vec![0, 1, 2], vec![0, 5]).unwrap_err();
+        assert!(err.contains("names an input past 5"), "{err}");
+        let err = tensors(vec![0, 1, 3], vec![0, 4]).unwrap_err();
+        assert!(err.contains("end at the number of entries"), "{err}");
+        let err = tensors(vec![0, 2, 2], vec![3, 1]).unwrap_err();
+        assert!(err.contains("compact weights"), "{err}");
+    }
+
+    #[test]
+    fn a_version_1_file_with_layers_written_dense_reads_them_compact() {
+        // Version 1 wrote every layer dense and listed the compact ones.
+        let sparse = model(Format::Sparse);
+        let dense = Model {
+            network: sparse.network.with_format(Format::Dense),
+            ..sparse.clone()
+        };
+        let st_bytes = to_bytes(&dense).unwrap();
+        let st = SafeTensors::deserialize(&st_bytes).unwrap();
+        let (_, header) = SafeTensors::read_metadata(&st_bytes).unwrap();
+        let mut meta = header.metadata().clone().unwrap();
+        meta.insert("nnmpi.version".into(), "1".into());
+        meta.insert("nnmpi.sparse_layers".into(), "0,1".into());
+        meta.insert(CRC_KEY.into(), metadata_crc(&meta));
+        let views: Vec<_> = st.tensors().into_iter().collect();
+        let bytes = safetensors::serialize(views, Some(meta)).unwrap();
+        let back = from_bytes(Path::new("v1.safetensors"), &bytes)
+            .unwrap()
+            .model;
+        assert_eq!(back, sparse);
     }
 
     #[test]
