@@ -136,28 +136,60 @@ impl<'a> Distinct<'a> {
             inputs * samples,
             "forward_distinct: x is not [samples, inputs]"
         );
-        let threads = par.degree().min(samples / DEAL_MIN_SAMPLES).max(1);
-        if threads == 1 {
+        if dealt_threads(samples, par) == 1 {
             return self.run_on_one_thread(x, samples, par);
         }
-        // Samples dealt round-robin to the threads, each running the whole network on its
-        // share alone: no step waits for another thread, as with ranks. (Splitting every
-        // layer's product over the threads instead ran 1.2x faster than one thread on the
-        // GraphChallenge subset; dealing, as 2 ranks do, 1.4x: 30.4 -> 21.6 ms on 2 threads.)
+        self.dealt(samples, par, |group| {
+            let mut xg = Vec::with_capacity(group.len() * inputs);
+            for &s in group {
+                xg.extend_from_slice(&x[s * inputs..(s + 1) * inputs]);
+            }
+            xg
+        })
+    }
+
+    /// The outputs for samples `which` of `inputs` (sparse rows, made dense by the thread
+    /// that runs them).
+    ///
+    /// # Panics
+    /// If `inputs` has another feature count than the network's inputs, or a sample index
+    /// is out of range.
+    pub fn run_sparse(&self, inputs: &SparseSamples, which: &[usize], par: Par) -> DistinctColumns {
+        assert_eq!(
+            inputs.features,
+            self.net.inputs(),
+            "Distinct::run_sparse: the inputs do not fit the network"
+        );
+        self.dealt(which.len(), par, |group| {
+            let samples: Vec<usize> = group.iter().map(|&k| which[k]).collect();
+            inputs.dense_rows(&samples)
+        })
+    }
+
+    /// Runs `samples` samples, `rows(group)` giving the samples-major rows of a group of them
+    /// (indices into `0..samples`). On several threads the samples are dealt round-robin to
+    /// the threads, each running the whole network on its share alone: no step waits for
+    /// another thread, as with ranks. (Splitting every layer's product over the threads
+    /// instead ran 1.2x faster than one thread on the GraphChallenge subset; dealing, as 2
+    /// ranks do, 1.4x: 30.4 -> 21.6 ms on 2 threads.)
+    fn dealt(
+        &self,
+        samples: usize,
+        par: Par,
+        rows: impl Fn(&[usize]) -> Vec<f32> + Sync,
+    ) -> DistinctColumns {
+        let threads = dealt_threads(samples, par);
+        if threads == 1 {
+            let all: Vec<usize> = (0..samples).collect();
+            return self.run_on_one_thread(rows(&all), samples, par);
+        }
         let groups: Vec<Vec<usize>> = (0..threads)
             .map(|t| (t..samples).step_by(threads).collect())
             .collect();
         let parts: Vec<DistinctColumns> = groups
             .par_iter()
-            .map(|g| {
-                let mut xg = Vec::with_capacity(g.len() * inputs);
-                for &s in g {
-                    xg.extend_from_slice(&x[s * inputs..(s + 1) * inputs]);
-                }
-                self.run_on_one_thread(xg, g.len(), Par::Seq)
-            })
+            .map(|g| self.run_on_one_thread(rows(g), g.len(), Par::Seq))
             .collect();
-        drop(x);
         merge(&parts, &groups, samples)
     }
 
@@ -229,6 +261,11 @@ impl<'a> Distinct<'a> {
 /// splits each product over the threads instead.
 const DEAL_MIN_SAMPLES: usize = 2 * NARROW_MAX;
 
+/// The threads `samples` samples are dealt to (1: they stay together).
+fn dealt_threads(samples: usize, par: Par) -> usize {
+    par.degree().min(samples / DEAL_MIN_SAMPLES).max(1)
+}
+
 /// The results of disjoint groups of samples (`groups[g]` lists group `g`'s sample indices)
 /// as one: their columns side by side.
 fn merge(parts: &[DistinctColumns], groups: &[Vec<usize>], samples: usize) -> DistinctColumns {
@@ -273,8 +310,7 @@ pub fn nonzero_samples_dealt<C: Comm>(
     par: Par,
 ) -> (Vec<usize>, Vec<usize>) {
     let mine: Vec<usize> = (comm.rank()..inputs.len()).step_by(comm.size()).collect();
-    let x = inputs.dense_rows(&mine);
-    let out = net.run(x, mine.len(), par);
+    let out = net.run_sparse(inputs, &mine, par);
     let found: Vec<u64> = out
         .nonzero_samples()
         .into_iter()
