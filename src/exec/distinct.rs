@@ -201,6 +201,7 @@ impl<'a> Distinct<'a> {
         let (mut x, mut n, mut density) = keep_distinct(x, layout, rows, samples, &mut of_sample);
         let mut per_layer = Vec::with_capacity(net.layers().len());
         let mut y = Vec::new();
+        let mut scratch = Vec::new();
         for (layer, unpacked) in net.layers().iter().zip(&self.unpacked) {
             per_layer.push(n);
             let out = layer.outputs();
@@ -228,7 +229,9 @@ impl<'a> Distinct<'a> {
                     }
                     match unpacked {
                         _ if n == 0 => {}
-                        Some(u) if n <= NARROW_MAX => u.forward_narrow(par, b, &x, n, f, &mut y),
+                        Some(u) if n <= NARROW_MAX => {
+                            u.forward_narrow(par, b, &x, n, f, &mut y, &mut scratch)
+                        }
                         _ => layer.weights().forward(par, None, b, &x, n, f, &mut y),
                     }
                 }
@@ -368,20 +371,29 @@ fn keep_distinct(
         prints.nonzero[a] == prints.nonzero[b]
             && (0..rows).all(|i| x[at(i, a)].to_bits() == x[at(i, b)].to_bits())
     };
-    // For each hash, the kept columns with it (almost always one).
-    let mut kept_by_hash: HashMap<u64, Vec<u32>> = HashMap::with_capacity(n);
+    // The first kept column of each hash, and after each kept column the next one with its
+    // hash (almost never any): no allocation per column.
+    const NONE: u32 = u32::MAX;
+    let mut first_by_hash: HashMap<u64, u32> = HashMap::with_capacity(n);
+    let mut next_same_hash: Vec<u32> = Vec::new();
     let mut kept: Vec<usize> = Vec::new();
     let new_index: Vec<u32> = (0..n)
         .map(|c| {
-            let group = kept_by_hash.entry(prints.hash[c]).or_default();
-            match group.iter().find(|&&k| same(kept[k as usize], c)) {
-                Some(&k) => k,
-                None => {
-                    group.push(kept.len() as u32);
-                    kept.push(c);
-                    kept.len() as u32 - 1
+            let new = kept.len() as u32;
+            let mut k = *first_by_hash.entry(prints.hash[c]).or_insert(new);
+            let mut last = NONE;
+            while k != new && k != NONE {
+                if same(kept[k as usize], c) {
+                    return k;
                 }
+                (last, k) = (k, next_same_hash[k as usize]);
             }
+            if last != NONE {
+                next_same_hash[last as usize] = new;
+            }
+            next_same_hash.push(NONE);
+            kept.push(c);
+            new
         })
         .collect();
     let m = kept.len();

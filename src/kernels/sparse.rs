@@ -526,9 +526,14 @@ pub const NARROW_MAX: usize = 64;
 /// rows at a time so that their chains of multiply-adds overlap. Every output value is the
 /// same chain of fused multiply-adds, in column order, as in [`forward`].
 ///
+/// `scratch` holds a copy of `x` followed by zeros (every entry loads a whole vector of
+/// lanes from its input row; the zeros keep those loads inside the buffer); pass the same
+/// one to every call, so it is allocated once.
+///
 /// # Panics
 /// If `act` is softmax, the batch is 0 or wider than [`NARROW_MAX`], or the shapes do not
 /// match.
+#[allow(clippy::too_many_arguments)]
 pub fn forward_narrow(
     par: Par,
     w: Plain,
@@ -537,15 +542,14 @@ pub fn forward_narrow(
     batch: usize,
     act: Activation,
     y: &mut [f32],
+    scratch: &mut Vec<f32>,
 ) {
     check_forward("forward_narrow", act, batch, (w.cols, w.rows()), b, x, y);
     assert!(batch <= NARROW_MAX, "sparse::forward_narrow: batch {batch}");
-    // Every entry loads a whole vector of lanes from its input row; zeros after the last row
-    // keep those loads inside the buffer.
-    let mut padded = Vec::with_capacity(x.len() + NARROW_MAX);
-    padded.extend_from_slice(x);
-    padded.resize(x.len() + NARROW_MAX, 0.0);
-    let x = &padded[..];
+    scratch.clear();
+    scratch.extend_from_slice(x);
+    scratch.resize(x.len() + NARROW_MAX, 0.0);
+    let x = &scratch[..];
     let block = |first: usize, yb: &mut [f32]| {
         rows_narrow(w, first, x, batch, yb);
         let rows = yb.len() / batch;

@@ -358,7 +358,9 @@ pub struct Unpacked {
 
 impl Unpacked {
     /// `y = f(W x + b)` for a narrow features-major batch (`1 <= batch <= 64`; `x` is
-    /// `[in, batch]`, `y` is `[out, batch]`), sums held in registers.
+    /// `[in, batch]`, `y` is `[out, batch]`), sums held in registers; `scratch` is reused
+    /// from call to call (see `kernels::sparse::forward_narrow`).
+    #[allow(clippy::too_many_arguments)]
     pub fn forward_narrow(
         &self,
         par: Par,
@@ -367,8 +369,9 @@ impl Unpacked {
         batch: usize,
         act: Activation,
         y: &mut [f32],
+        scratch: &mut Vec<f32>,
     ) {
-        sparse::forward_narrow(par, self.by_row.view(), bias, x, batch, act, y)
+        sparse::forward_narrow(par, self.by_row.view(), bias, x, batch, act, y, scratch)
     }
 
     /// `y_s = f(W x_s + b)` for each sample of a samples-major batch (`x` is `[batch, in]`,

@@ -6,6 +6,49 @@ mod kind;
 
 pub use kind::Activation;
 
+/// Runs `$body` with `$f` bound to `$act`'s element-wise function (the identity for softmax,
+/// whose normalisation over a column is the caller's): one copy of the body per activation,
+/// so every loop is compiled, and vectorised, for its own function. The one list of the
+/// formulas that every layout shares.
+macro_rules! with_function {
+    ($act:expr, $f:ident => $body:block) => {
+        match $act {
+            Activation::Sigmoid => {
+                let $f = sigmoid;
+                $body
+            }
+            Activation::Tanh => {
+                let $f = f32::tanh;
+                $body
+            }
+            Activation::Relu => {
+                let $f = |z: f32| z.max(0.0);
+                $body
+            }
+            Activation::CappedRelu(cap) => {
+                let $f = |z: f32| capped_relu(z, cap);
+                $body
+            }
+            Activation::LeakyRelu(a) => {
+                let $f = |z: f32| if z > 0.0 { z } else { a * z };
+                $body
+            }
+            Activation::Gelu => {
+                let $f = gelu;
+                $body
+            }
+            Activation::Silu => {
+                let $f = silu;
+                $body
+            }
+            Activation::Identity | Activation::Softmax => {
+                let $f = |z: f32| z;
+                $body
+            }
+        }
+    };
+}
+
 /// `y[i, :] = f(y[i, :] + bias[i])` for every row of the block `y` (`[bias.len(), batch]`).
 /// Softmax is taken over the rows of each column (one sample's neurons), so it must be given
 /// the whole layer.
@@ -21,23 +64,11 @@ pub fn bias_activation(y: &mut [f32], bias: &[f32], batch: usize, act: Activatio
     if batch == 0 {
         return;
     }
-    for (row, &b) in y.chunks_exact_mut(batch).zip(bias) {
-        match act {
-            Activation::Sigmoid => row.iter_mut().for_each(|v| *v = sigmoid(*v + b)),
-            Activation::Tanh => row.iter_mut().for_each(|v| *v = (*v + b).tanh()),
-            Activation::Relu => row.iter_mut().for_each(|v| *v = (*v + b).max(0.0)),
-            Activation::CappedRelu(cap) => {
-                row.iter_mut().for_each(|v| *v = capped_relu(*v + b, cap))
-            }
-            Activation::LeakyRelu(a) => row.iter_mut().for_each(|v| {
-                let z = *v + b;
-                *v = if z > 0.0 { z } else { a * z };
-            }),
-            Activation::Gelu => row.iter_mut().for_each(|v| *v = gelu(*v + b)),
-            Activation::Silu => row.iter_mut().for_each(|v| *v = silu(*v + b)),
-            Activation::Identity | Activation::Softmax => row.iter_mut().for_each(|v| *v += b),
+    with_function!(act, f => {
+        for (row, &b) in y.chunks_exact_mut(batch).zip(bias) {
+            row.iter_mut().for_each(|v| *v = f(*v + b));
         }
-    }
+    });
     if act == Activation::Softmax {
         softmax_columns(y, bias.len(), batch);
     }
@@ -55,29 +86,11 @@ pub fn bias_activation_by_sample(y: &mut [f32], bias: &[f32], act: Activation) {
         !bias.is_empty() && y.len().is_multiple_of(bias.len()),
         "bias_activation_by_sample: shape mismatch"
     );
-    match act {
-        // The common sparse-network activations get loops the compiler can vectorise.
-        Activation::Relu => y.chunks_exact_mut(bias.len()).for_each(|ys| {
-            ys.iter_mut()
-                .zip(bias)
-                .for_each(|(v, &b)| *v = (*v + b).max(0.0))
-        }),
-        Activation::CappedRelu(cap) => y.chunks_exact_mut(bias.len()).for_each(|ys| {
-            ys.iter_mut()
-                .zip(bias)
-                .for_each(|(v, &b)| *v = capped_relu(*v + b, cap))
-        }),
-        Activation::Identity => y
-            .chunks_exact_mut(bias.len())
-            .for_each(|ys| ys.iter_mut().zip(bias).for_each(|(v, &b)| *v += b)),
-        _ => y.chunks_exact_mut(bias.len()).for_each(|ys| {
-            for (v, &b) in ys.iter_mut().zip(bias) {
-                let mut one = [*v];
-                bias_activation(&mut one, &[b], 1, act);
-                *v = one[0];
-            }
-        }),
-    }
+    with_function!(act, f => {
+        for ys in y.chunks_exact_mut(bias.len()) {
+            ys.iter_mut().zip(bias).for_each(|(v, &b)| *v = f(*v + b));
+        }
+    });
 }
 
 /// `y = f(y)` element-wise, for an element-wise activation `act` applied after the product.
