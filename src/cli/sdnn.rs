@@ -117,8 +117,9 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &SdnnArgs) -> Result<()> {
     ctx.check_outputs(&[("--save", args.save.as_deref())])?;
     let started = Instant::now();
     let net = args.network(ctx)?;
+    let read_seconds = started.elapsed().as_secs_f64();
     let prepared = Distinct::new(&net, ctx.par);
-    let load_seconds = started.elapsed().as_secs_f64();
+    let prepare_seconds = started.elapsed().as_secs_f64() - read_seconds;
     if let Some(path) = &args.save
         && ctx.is_root()
     {
@@ -167,7 +168,7 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &SdnnArgs) -> Result<()> {
     }
     if args.json {
         println!(
-            "{{\"layers\":{},\"neurons\":{},\"edges\":{edges},\"inputs\":{},\"input_nonzeros\":{},\"ranks\":{},\"threads_per_rank\":{},\"load_seconds\":{load_seconds:.4},\"seconds\":{seconds:.6},\"edges_per_second\":{rate:.4e},\"categories\":{},\"pass\":{}}}",
+            "{{\"layers\":{},\"neurons\":{},\"edges\":{edges},\"inputs\":{},\"input_nonzeros\":{},\"ranks\":{},\"threads_per_rank\":{},\"read_seconds\":{read_seconds:.4},\"prepare_seconds\":{prepare_seconds:.4},\"seconds\":{seconds:.6},\"edges_per_second\":{rate:.4e},\"categories\":{},\"pass\":{}}}",
             net.layers().len(),
             net.inputs(),
             inputs.len(),
@@ -180,7 +181,7 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &SdnnArgs) -> Result<()> {
     } else {
         say!(
             ctx,
-            "network: {} layers of {} neurons, {edges} connections (read and prepared in {load_seconds:.3} s)",
+            "network: {} layers of {} neurons, {edges} connections (read in {read_seconds:.3} s, prepared in {prepare_seconds:.3} s)",
             net.layers().len(),
             net.inputs()
         );

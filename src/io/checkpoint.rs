@@ -9,13 +9,16 @@
 //! 24      n     payload: bincode (standard config) of the records below
 //! ```
 //! The payload holds the writer's crate version, the model (layers — a sparse layer as its
-//! row offsets, columns and values, so its size follows its connections — normaliser, task) and,
+//! row offsets, columns and values, so its size follows its connections; weights and columns
+//! as blocks of little-endian bytes, read in one pass — normaliser, task) and,
 //! optionally, the training state for an exact `--resume`. Nothing in it depends on the
 //! number of processes. Reading checks magic, version, length and checksum before decoding,
 //! decodes with a size limit, and validates every shape before building the model.
 
 use super::atomic::write_atomic;
-use super::records::{ActivationRecord, OptimizerStateRecord, StreamRecord, TrainConfigRecord};
+use super::records::{
+    ActivationRecord, LeVec, OptimizerStateRecord, StreamRecord, TrainConfigRecord,
+};
 use crate::data::{NormKind, Normalizer};
 use crate::error::{Error, Result};
 use crate::model::{Layer, Model, Network, Structure, Task, Weights};
@@ -27,8 +30,9 @@ use std::path::Path;
 /// First bytes of every checkpoint.
 pub const MAGIC: [u8; 8] = *b"NNMPI\x00CK";
 /// Version of the layout above and of the records in the payload. Version 2 added sparse
-/// layers; version 1 files (dense only) are still read.
-pub const FORMAT_VERSION: u32 = 2;
+/// layers; version 3 stores a layer's weights and columns as byte blocks. Files of versions 1
+/// (dense only) and 2 are still read.
+pub const FORMAT_VERSION: u32 = 3;
 const HEADER_LEN: usize = 24;
 /// Largest payload a checkpoint may declare (64 GiB).
 const MAX_PAYLOAD: u64 = 1 << 36;
@@ -53,14 +57,14 @@ pub struct TrainingCheckpoint {
     pub state: TrainState,
 }
 
-/// A layer in format version 2: `weights` are the stored values (all of them row-major, or
+/// A layer in format version 3: `weights` are the stored values (all of them row-major, or
 /// the present connections when `sparse` gives their positions).
 #[derive(Serialize, Deserialize)]
 struct LayerRecord {
     outputs: u64,
     inputs: u64,
     activation: ActivationRecord,
-    weights: Vec<f32>,
+    weights: LeVec<f32>,
     bias: Vec<f32>,
     sparse: Option<SparseRecord>,
 }
@@ -69,7 +73,66 @@ struct LayerRecord {
 #[derive(Serialize, Deserialize)]
 struct SparseRecord {
     row_ptr: Vec<u64>,
+    col: Columns,
+}
+
+/// A sparse layer's column indices, in 2 bytes each when the layer has at most 65536 inputs.
+#[derive(Serialize, Deserialize)]
+enum Columns {
+    Narrow(LeVec<u16>),
+    Wide(LeVec<u32>),
+}
+
+impl Columns {
+    /// The narrowest form that holds every index below `inputs`.
+    fn new(cols: Vec<u32>, inputs: usize) -> Columns {
+        if inputs <= 1 << 16 {
+            Columns::Narrow(LeVec(cols.into_iter().map(|j| j as u16).collect()))
+        } else {
+            Columns::Wide(LeVec(cols))
+        }
+    }
+
+    fn into_u32(self) -> Vec<u32> {
+        match self {
+            Columns::Narrow(c) => c.0.into_iter().map(u32::from).collect(),
+            Columns::Wide(c) => c.0,
+        }
+    }
+}
+
+/// A layer in format version 2: as version 3, with weights and columns element by element.
+#[derive(Serialize, Deserialize)]
+struct LayerRecordV2 {
+    outputs: u64,
+    inputs: u64,
+    activation: ActivationRecord,
+    weights: Vec<f32>,
+    bias: Vec<f32>,
+    sparse: Option<SparseRecordV2>,
+}
+
+/// [`SparseRecord`] in format version 2.
+#[derive(Serialize, Deserialize)]
+struct SparseRecordV2 {
+    row_ptr: Vec<u64>,
     col: Vec<u32>,
+}
+
+impl From<LayerRecordV2> for LayerRecord {
+    fn from(r: LayerRecordV2) -> Self {
+        LayerRecord {
+            outputs: r.outputs,
+            inputs: r.inputs,
+            activation: r.activation,
+            weights: LeVec(r.weights),
+            bias: r.bias,
+            sparse: r.sparse.map(|s| SparseRecord {
+                row_ptr: s.row_ptr,
+                col: Columns::Wide(LeVec(s.col)),
+            }),
+        }
+    }
 }
 
 /// A layer in format version 1 (always dense).
@@ -88,7 +151,7 @@ impl From<LayerRecordV1> for LayerRecord {
             outputs: r.outputs,
             inputs: r.inputs,
             activation: r.activation,
-            weights: r.weights,
+            weights: LeVec(r.weights),
             bias: r.bias,
             sparse: None,
         }
@@ -136,10 +199,10 @@ struct Payload<L> {
     training: Option<TrainingRecord<L>>,
 }
 
-impl Payload<LayerRecordV1> {
+impl<L: Into<LayerRecord>> Payload<L> {
     /// The same payload in today's records.
     fn upgrade(self) -> Payload<LayerRecord> {
-        let layers = |v: Vec<LayerRecordV1>| v.into_iter().map(LayerRecord::from).collect();
+        let layers = |v: Vec<L>| v.into_iter().map(L::into).collect();
         Payload {
             writer: self.writer,
             layers: layers(self.layers),
@@ -169,7 +232,7 @@ fn layer_records(net: &Network) -> Vec<LayerRecord> {
             outputs: l.outputs() as u64,
             inputs: l.inputs() as u64,
             activation: l.activation().into(),
-            weights: l.weight_slice().to_vec(),
+            weights: LeVec(l.weight_slice().to_vec()),
             bias: l.bias().to_vec(),
             // The format stores a sparse layer's row offsets: the running sum of its row
             // lengths, from 0.
@@ -180,7 +243,7 @@ fn layer_records(net: &Network) -> Vec<LayerRecord> {
                         Some(*at)
                     }))
                     .collect(),
-                col: s.cols,
+                col: Columns::new(s.cols, l.inputs()),
             }),
         })
         .collect()
@@ -202,14 +265,14 @@ fn network_from(
                 let expected = out
                     .checked_mul(inp)
                     .ok_or_else(|| bad(format!("layer {i}: shape {out}x{inp} overflows")))?;
-                if r.weights.len() != expected || r.bias.len() != out {
+                if r.weights.0.len() != expected || r.bias.len() != out {
                     return Err(bad(format!(
                         "layer {i}: {} weights and {} biases do not fit its shape {out}x{inp}",
-                        r.weights.len(),
+                        r.weights.0.len(),
                         r.bias.len()
                     )));
                 }
-                Weights::from_structure(out, inp, r.weights, None)
+                Weights::from_structure(out, inp, r.weights.0, None)
                     .map_err(|e| bad(format!("layer {i}: {e}")))?
             }
             Some(sp) => {
@@ -238,9 +301,9 @@ fn network_from(
                     .ok_or_else(|| sparse_error("row offsets decrease".into()))?;
                 let structure = Structure {
                     row_lens,
-                    cols: sp.col,
+                    cols: sp.col.into_u32(),
                 };
-                Weights::from_structure(out, inp, r.weights, Some(structure))
+                Weights::from_structure(out, inp, r.weights.0, Some(structure))
                     .map_err(sparse_error)?
             }
         };
@@ -323,7 +386,7 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
         return Err(bad("not an nnmpi checkpoint (wrong magic bytes)".into()));
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-    if version != FORMAT_VERSION && version != 1 {
+    if !(1..=FORMAT_VERSION).contains(&version) {
         return Err(bad(format!(
             "format version {version} is not supported (this nnmpi reads versions 1 to {FORMAT_VERSION})"
         )));
@@ -346,12 +409,12 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
         return Err(bad("checksum mismatch: the file is corrupt".into()));
     }
     let cannot = |e: bincode::error::DecodeError| bad(format!("cannot decode payload: {e}"));
-    let (p, used): (Payload<LayerRecord>, usize) = if version == 1 {
-        let (p, used): (Payload<LayerRecordV1>, usize) = decode_bounded(body).map_err(cannot)?;
-        (p.upgrade(), used)
-    } else {
-        decode_bounded(body).map_err(cannot)?
-    };
+    let (p, used) = match version {
+        1 => decode_bounded::<Payload<LayerRecordV1>>(body).map(|(p, n)| (p.upgrade(), n)),
+        2 => decode_bounded::<Payload<LayerRecordV2>>(body).map(|(p, n)| (p.upgrade(), n)),
+        _ => decode_bounded::<Payload<LayerRecord>>(body),
+    }
+    .map_err(cannot)?;
     if used != body.len() {
         return Err(bad(format!(
             "{} trailing bytes after the payload",
@@ -368,15 +431,15 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
 /// limit tied to the payload a crafted length in a small file asks for gigabytes. bincode's
 /// limit is a type parameter: the smallest of the powers of 4 from 1 MiB that is at least 8×
 /// the payload is taken, so loading needs at most 32× the file size.
-fn decode_bounded<T: serde::de::DeserializeOwned>(
-    body: &[u8],
+fn decode_bounded<'a, T: Deserialize<'a>>(
+    body: &'a [u8],
 ) -> std::result::Result<(T, usize), bincode::error::DecodeError> {
     macro_rules! ladder {
         ($($shift:literal)*) => {
             $(
                 if body.len().saturating_mul(8) <= 1usize << $shift {
                     let config = bincode::config::standard().with_limit::<{ 1usize << $shift }>();
-                    return bincode::serde::decode_from_slice(body, config);
+                    return bincode::serde::borrow_decode_from_slice(body, config);
                 }
             )*
         };
@@ -451,19 +514,20 @@ pub fn save(path: &Path, ckpt: &Checkpoint) -> Result<()> {
 }
 
 /// Reads and validates the checkpoint at `path`. The header is checked against the file size
-/// before the payload is read.
+/// before the payload is read; the file is mapped, not copied, while it is decoded.
 pub fn load(path: &Path) -> Result<Checkpoint> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let size = f.metadata().map_err(|e| Error::io(path, e))?.len();
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
     if size > MAX_PAYLOAD + HEADER_LEN as u64 {
         return Err(Error::checkpoint(
             path,
             format!("{size} bytes is larger than any checkpoint may be"),
         ));
     }
-    let mut bytes = Vec::with_capacity(size as usize);
-    f.read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
+    if size == 0 {
+        return decode(path, &[]);
+    }
+    let bytes = super::mapped::map(&file).map_err(|e| Error::io(path, e))?;
     decode(path, &bytes)
 }
 
@@ -549,5 +613,24 @@ mod tests {
             ratio < 0.2,
             "a 90%-sparse checkpoint is {ratio:.2} of the dense one"
         );
+    }
+
+    #[test]
+    fn columns_past_65536_inputs_round_trip() {
+        // Rows of a 70000-input layer with connections on both sides of 2^16.
+        let (rows, cols) = (3, 70_000);
+        let mut dense = vec![0.0f32; rows * cols];
+        for (k, &j) in [0usize, 65_535, 65_536, 69_999].iter().enumerate() {
+            dense[(k % rows) * cols + j] = 0.5 + k as f32;
+        }
+        let layer = Layer::from_weights(
+            Weights::Sparse(Csr::from_dense(&dense, rows, cols)),
+            Array1::from(vec![0.1, -0.2, 0.3]),
+            Activation::Relu,
+        )
+        .unwrap();
+        let net = model(Network::from_layers(vec![layer]).unwrap());
+        let bytes = encode(&net).unwrap();
+        assert_eq!(decode(Path::new("wide.nnmpi"), &bytes).unwrap(), net);
     }
 }

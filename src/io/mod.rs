@@ -5,6 +5,7 @@
 mod atomic;
 pub mod challenge;
 mod checkpoint;
+mod mapped;
 mod periodic;
 mod records;
 pub mod safetensors;

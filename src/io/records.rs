@@ -7,11 +7,70 @@
 //!
 //! The records encode exactly as format version 2 encoded the live types of its day, so every
 //! version-2 file still reads (tested with a file kept from then,
-//! `tests/fixtures/v2-sonar-sparse-adam.nnmpi`).
+//! `tests/fixtures/v2-sonar-sparse-adam.nnmpi`). Version 3 changed only how a layer's weights
+//! and columns are stored ([`LeVec`]).
 
 use crate::model::{Activation, StreamPosition};
 use crate::train::{Loss, OptimizerConfig, OptimizerState, TrainConfig};
 use serde::{Deserialize, Serialize};
+
+/// A vector stored as one block of little-endian bytes (its length in bytes, then the bytes).
+/// A layer's weights and columns are read in one pass over the block this way, instead of
+/// element by element (a column also takes a fixed 4 bytes instead of a varint).
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct LeVec<T>(pub Vec<T>);
+
+/// A fixed-size number as little-endian bytes.
+pub(super) trait LeWord: Copy {
+    /// Bytes of one value.
+    const SIZE: usize;
+    /// Appends the value's bytes to `out`.
+    fn put(self, out: &mut Vec<u8>);
+    /// The value of exactly [`LeWord::SIZE`] bytes.
+    fn get(bytes: &[u8]) -> Self;
+}
+
+macro_rules! le_word {
+    ($($t:ty),*) => {$(
+        impl LeWord for $t {
+            const SIZE: usize = std::mem::size_of::<$t>();
+            fn put(self, out: &mut Vec<u8>) {
+                out.extend_from_slice(&self.to_le_bytes());
+            }
+            fn get(bytes: &[u8]) -> Self {
+                <$t>::from_le_bytes(bytes.try_into().expect("LeWord::SIZE bytes"))
+            }
+        }
+    )*};
+}
+le_word!(f32, u32, u16);
+
+impl<T: LeWord> Serialize for LeVec<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut bytes = Vec::with_capacity(self.0.len() * T::SIZE);
+        self.0.iter().for_each(|v| v.put(&mut bytes));
+        s.serialize_bytes(&bytes)
+    }
+}
+
+impl<'de, T: LeWord> Deserialize<'de> for LeVec<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Block<T>(std::marker::PhantomData<T>);
+        impl<T: LeWord> serde::de::Visitor<'_> for Block<T> {
+            type Value = LeVec<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(f, "a block of {}-byte little-endian values", T::SIZE)
+            }
+            fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<LeVec<T>, E> {
+                if !bytes.len().is_multiple_of(T::SIZE) {
+                    return Err(E::invalid_length(bytes.len(), &self));
+                }
+                Ok(LeVec(bytes.chunks_exact(T::SIZE).map(T::get).collect()))
+            }
+        }
+        d.deserialize_bytes(Block(std::marker::PhantomData))
+    }
+}
 
 /// An activation. Append only.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]

@@ -62,21 +62,13 @@ struct Builder {
 
 impl Builder {
     fn new(cols: usize) -> Self {
-        Builder::with_capacity(cols, 0, 0)
-    }
-
-    /// A builder with room for `rows` rows and `entries` entries (no reallocation on the way).
-    fn with_capacity(cols: usize, rows: usize, entries: usize) -> Self {
-        let panels = cols.div_ceil(PANEL).max(1);
-        let mut ptr = Vec::with_capacity(rows * panels + 1);
-        ptr.push(0);
         Builder {
             m: Csr {
                 cols,
-                panels,
-                ptr,
-                col: Vec::with_capacity(entries),
-                val: Vec::with_capacity(entries),
+                panels: cols.div_ceil(PANEL).max(1),
+                ptr: vec![0],
+                col: Vec::new(),
+                val: Vec::new(),
                 quad_phase: 0,
                 quads: Vec::new(),
             },
@@ -164,20 +156,36 @@ impl Csr {
         if row_ptr.windows(2).any(|w| w[1] < w[0]) {
             return Err("row offsets decrease".into());
         }
-        let mut b = Builder::with_capacity(cols, row_ptr.len() - 1, col.len());
+        // One pass: check each row, narrow its columns to their panel offsets and close the
+        // panels it skips; the values are taken as they are.
+        let panels = cols.div_ceil(PANEL).max(1);
+        let mut ptr = Vec::with_capacity((row_ptr.len() - 1) * panels + 1);
+        let mut offsets = Vec::with_capacity(col.len());
+        ptr.push(0u32);
         for w in row_ptr.windows(2) {
             let row = &col[w[0]..w[1]];
-            if row.windows(2).any(|c| c[1] <= c[0]) || row.iter().any(|&c| c as usize >= cols) {
+            let increasing = row.windows(2).all(|c| c[0] < c[1]);
+            if !increasing || row.last().is_some_and(|&j| j as usize >= cols) {
                 return Err(format!(
                     "a row's columns must increase and stay below {cols}"
                 ));
             }
-            for (&j, &v) in row.iter().zip(&val[w[0]..w[1]]) {
-                b.push(j as usize, v);
+            for p in 1..=panels {
+                let starts = row.partition_point(|&j| (j as usize) < p * PANEL);
+                ptr.push((w[0] + starts) as u32);
             }
-            b.end_row();
+            offsets.extend(row.iter().map(|&j| (j as usize % PANEL) as u8));
         }
-        Ok(b.finish())
+        let m = Csr {
+            cols,
+            panels,
+            ptr,
+            col: offsets,
+            val,
+            quad_phase: 0,
+            quads: Vec::new(),
+        };
+        Ok(m.with_quads())
     }
 
     /// Number of rows.
