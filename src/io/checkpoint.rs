@@ -513,22 +513,10 @@ pub fn save(path: &Path, ckpt: &Checkpoint) -> Result<()> {
     write_atomic(path, &encode(ckpt)?)
 }
 
-/// Reads and validates the checkpoint at `path`. The header is checked against the file size
-/// before the payload is read; the file is mapped, not copied, while it is decoded.
+/// Reads and validates the checkpoint at `path`. The file is mapped, not copied, while it is
+/// decoded; the header is checked against the file size before the payload is touched.
 pub fn load(path: &Path) -> Result<Checkpoint> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
-    if size > MAX_PAYLOAD + HEADER_LEN as u64 {
-        return Err(Error::checkpoint(
-            path,
-            format!("{size} bytes is larger than any checkpoint may be"),
-        ));
-    }
-    if size == 0 {
-        return decode(path, &[]);
-    }
-    let bytes = super::mapped::map(&file).map_err(|e| Error::io(path, e))?;
-    decode(path, &bytes)
+    decode(path, &super::mapped::map_file(path)?)
 }
 
 #[cfg(test)]

@@ -518,10 +518,10 @@ pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Imported> {
     Ok(Imported { model, assumed })
 }
 
-/// Reads a safetensors model from `path`.
+/// Reads a safetensors model from `path`. The file is mapped, not read whole: only the
+/// tensors the model needs are touched, once, as they are converted.
 pub fn import(path: &Path) -> Result<Imported> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    from_bytes(path, &bytes)
+    from_bytes(path, &super::mapped::map_file(path)?)
 }
 
 #[cfg(test)]
