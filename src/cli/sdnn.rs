@@ -45,9 +45,11 @@ pub struct SdnnArgs {
     /// With --generate: the number of inputs.
     #[arg(long, default_value_t = 10000, requires = "generate", value_parser = super::ranges::at_least_one)]
     pub samples: usize,
-    /// With --generate: the share of each input's features that are on.
-    #[arg(long, default_value_t = 0.1, requires = "generate")]
-    pub density: f64,
+    /// With --generate: the share of each input's features that are on, or a range LO:HI from
+    /// which each input draws its own share (so inputs die out at different layers)
+    /// [default: -bias-0.1 : -bias, e.g. 0.2:0.3 for N = 1024].
+    #[arg(long, requires = "generate", value_parser = density_range)]
+    pub density: Option<(f64, f64)>,
     /// With --generate: the seed of the network and inputs.
     #[arg(long, default_value_t = 1, requires = "generate")]
     pub seed: u64,
@@ -80,12 +82,7 @@ impl SdnnArgs {
         let (Some(neurons), Some(layers)) = (self.neurons, self.layers) else {
             bail!("--weights and --generate need --neurons and --layers");
         };
-        let bias = match self.bias.or(challenge_bias(neurons)) {
-            Some(b) => b,
-            None => bail!(
-                "--neurons {neurons} is not a challenge size (1024, 4096, 16384, 65536): give --bias"
-            ),
-        };
+        let bias = self.bias(neurons)?;
         if !(self.cap.is_finite() && self.cap > 0.0) {
             bail!("--cap {} must be a number above 0", self.cap);
         }
@@ -96,19 +93,56 @@ impl SdnnArgs {
         })
     }
 
+    /// The neurons' bias: --bias, or the challenge's for `neurons`.
+    fn bias(&self, neurons: usize) -> Result<f32> {
+        match self.bias.or(challenge_bias(neurons)) {
+            Some(b) => Ok(b),
+            None => bail!(
+                "--neurons {neurons} is not a challenge size (1024, 4096, 16384, 65536): give --bias"
+            ),
+        }
+    }
+
     /// The inputs: read from --inputs, or generated.
     fn inputs(&self, features: usize) -> Result<SparseSamples> {
         match &self.inputs {
             Some(path) => Ok(read_inputs(path, features)?),
             None => {
-                if !(0.0..=1.0).contains(&self.density) {
-                    bail!("--density {} must be in [0, 1]", self.density);
-                }
                 let seed = self.seed.wrapping_add(1);
-                Ok(generate_inputs(self.samples, features, self.density, seed))
+                let density = match self.density {
+                    Some(d) => d,
+                    None => default_density(self.bias(features)?),
+                };
+                Ok(generate_inputs(self.samples, features, density, seed))
             }
         }
     }
+}
+
+/// The generated inputs' densities when --density is not given, for neurons of bias `bias`:
+/// a neuron of a generated network turns on when more than 16·|bias| of its 32 inputs are on,
+/// and inputs with densities in [|bias| - 0.1, |bias|] then die out over the first layers at
+/// about the rate the challenge's images do on the real 1024-neuron network (measured; see
+/// BENCHMARKS.md).
+fn default_density(bias: f32) -> (f64, f64) {
+    let b = f64::from(bias).abs();
+    ((b - 0.1).clamp(0.0, 1.0), b.clamp(0.0, 1.0))
+}
+
+/// Parses `--density`: a share in [0, 1], or `LO:HI` with 0 <= LO <= HI <= 1.
+fn density_range(text: &str) -> std::result::Result<(f64, f64), String> {
+    let share = |t: &str| match t.trim().parse::<f64>() {
+        Ok(d) if (0.0..=1.0).contains(&d) => Ok(d),
+        _ => Err(format!("'{t}' is not a share between 0 and 1")),
+    };
+    let (lo, hi) = match text.split_once(':') {
+        Some((lo, hi)) => (share(lo)?, share(hi)?),
+        None => (share(text)?, share(text)?),
+    };
+    if lo > hi {
+        return Err(format!("the range {text} goes down (expected LO:HI with LO <= HI)"));
+    }
+    Ok((lo, hi))
 }
 
 /// Runs `nnmpi sdnn`: every rank holds the whole network and a round-robin share of the
@@ -168,7 +202,7 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &SdnnArgs) -> Result<()> {
     }
     if args.json {
         println!(
-            "{{\"layers\":{},\"neurons\":{},\"edges\":{edges},\"inputs\":{},\"input_nonzeros\":{},\"ranks\":{},\"threads_per_rank\":{},\"read_seconds\":{read_seconds:.4},\"prepare_seconds\":{prepare_seconds:.4},\"seconds\":{seconds:.6},\"edges_per_second\":{rate:.4e},\"categories\":{},\"pass\":{}}}",
+            "{{\"layers\":{},\"neurons\":{},\"edges\":{edges},\"inputs\":{},\"input_nonzeros\":{},\"ranks\":{},\"threads_per_rank\":{},\"read_seconds\":{read_seconds:.4},\"prepare_seconds\":{prepare_seconds:.4},\"seconds\":{seconds:.6},\"edges_per_second\":{rate:.4e},\"categories\":{},\"pass\":{},\"distinct\":[{}]}}",
             net.layers().len(),
             net.inputs(),
             inputs.len(),
@@ -176,7 +210,12 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &SdnnArgs) -> Result<()> {
             ctx.world().size(),
             ctx.par.degree(),
             categories.len(),
-            verdict.map_or("null".to_string(), |v| v.to_string())
+            verdict.map_or("null".to_string(), |v| v.to_string()),
+            per_layer
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
         );
     } else {
         say!(
@@ -234,4 +273,20 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &SdnnArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn density_is_a_share_or_a_range_of_shares() {
+        assert_eq!(density_range("0.1"), Ok((0.1, 0.1)));
+        assert_eq!(density_range("0.2:0.3"), Ok((0.2, 0.3)));
+        assert!(density_range("0.3:0.2").unwrap_err().contains("goes down"));
+        assert!(density_range("1.5").unwrap_err().contains("between 0 and 1"));
+        assert!(density_range("a:0.2").unwrap_err().contains("'a'"));
+        let (lo, hi) = default_density(-0.3);
+        assert!((lo - 0.2).abs() < 1e-6 && (hi - 0.3).abs() < 1e-6);
+    }
 }

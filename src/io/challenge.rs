@@ -361,13 +361,23 @@ pub fn generate_network(
     Network::from_layers(layers)
 }
 
-/// Stand-in inputs: `samples` binary samples of `features` features, each feature on with
-/// probability `density`, drawn from `seed` (the challenge's images are binary, about 10%
-/// on; these have their density, not their structure).
-pub fn generate_inputs(samples: usize, features: usize, density: f64, seed: u64) -> SparseSamples {
+/// Stand-in inputs: `samples` binary samples of `features` features, drawn from `seed`.
+/// Sample `s` has its own density `d_s`, uniform in `density` (`lo..=hi`), and each of its
+/// features is on with probability `d_s`. The challenge's images are binary and about 10% on;
+/// these have a density, not the images' structure. A spread of densities makes samples die
+/// out at different layers, as the challenge's do (the densities that do so depend on the
+/// network).
+pub fn generate_inputs(
+    samples: usize,
+    features: usize,
+    density: (f64, f64),
+    seed: u64,
+) -> SparseSamples {
     let mut rng = UniformStream::new(seed, u64::MAX);
     let (mut offsets, mut feature) = (vec![0usize], Vec::new());
+    let (lo, hi) = density;
     for _ in 0..samples {
+        let density = lo + (hi - lo) * f64::from(rng.next_unit());
         for f in 0..features {
             if f64::from(rng.next_unit()) < density {
                 feature.push(f as u32);
@@ -605,8 +615,20 @@ mod tests {
             generate_network(256, 3, -0.3, Activation::CappedRelu(32.0), 7).unwrap()
         );
         assert_ne!(net.layers()[0], net.layers()[1]);
-        let x = generate_inputs(50, 256, 0.1, 3);
+        let x = generate_inputs(50, 256, (0.1, 0.1), 3);
         let on = x.value.len() as f64 / (50.0 * 256.0);
         assert!((0.07..0.13).contains(&on), "{on}");
+        // A range: each sample has its own density, inside the range.
+        let x = generate_inputs(400, 1000, (0.1, 0.3), 4);
+        let per_sample: Vec<f64> = x
+            .offsets
+            .windows(2)
+            .map(|w| (w[1] - w[0]) as f64 / 1000.0)
+            .collect();
+        assert!(per_sample.iter().all(|d| (0.06..0.34).contains(d)));
+        let (min, max) = per_sample
+            .iter()
+            .fold((1.0f64, 0.0f64), |(a, b), &d| (a.min(d), b.max(d)));
+        assert!(min < 0.13 && max > 0.27, "{min} {max}");
     }
 }
