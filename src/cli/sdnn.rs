@@ -140,7 +140,9 @@ fn density_range(text: &str) -> std::result::Result<(f64, f64), String> {
         None => (share(text)?, share(text)?),
     };
     if lo > hi {
-        return Err(format!("the range {text} goes down (expected LO:HI with LO <= HI)"));
+        return Err(format!(
+            "the range {text} goes down (expected LO:HI with LO <= HI)"
+        ));
     }
     Ok((lo, hi))
 }
@@ -284,7 +286,11 @@ mod tests {
         assert_eq!(density_range("0.1"), Ok((0.1, 0.1)));
         assert_eq!(density_range("0.2:0.3"), Ok((0.2, 0.3)));
         assert!(density_range("0.3:0.2").unwrap_err().contains("goes down"));
-        assert!(density_range("1.5").unwrap_err().contains("between 0 and 1"));
+        assert!(
+            density_range("1.5")
+                .unwrap_err()
+                .contains("between 0 and 1")
+        );
         assert!(density_range("a:0.2").unwrap_err().contains("'a'"));
         let (lo, hi) = default_density(-0.3);
         assert!((lo - 0.2).abs() < 1e-6 && (hi - 0.3).abs() < 1e-6);

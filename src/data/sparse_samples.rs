@@ -30,12 +30,22 @@ impl SparseSamples {
     /// # Panics
     /// If a sample index is out of range.
     pub fn dense_rows(&self, which: &[usize]) -> Vec<f32> {
-        let mut x = vec![0.0; self.features * which.len()];
+        let mut x = Vec::new();
+        self.dense_rows_into(which, &mut x);
+        x
+    }
+
+    /// [`SparseSamples::dense_rows`] into `x` (its old contents are dropped, its memory kept).
+    ///
+    /// # Panics
+    /// If a sample index is out of range.
+    pub fn dense_rows_into(&self, which: &[usize], x: &mut Vec<f32>) {
+        x.clear();
+        x.resize(self.features * which.len(), 0.0);
         for (row, &s) in x.chunks_exact_mut(self.features).zip(which) {
             for k in self.offsets[s]..self.offsets[s + 1] {
                 row[self.feature[k] as usize] = self.value[k];
             }
         }
-        x
     }
 }

@@ -16,7 +16,7 @@ use crate::data::SparseSamples;
 use crate::kernels::activation::{Activation, softmax_columns};
 use crate::kernels::sparse::NARROW_MAX;
 use crate::kernels::{Par, columns};
-use crate::model::{Layer, Network, Unpacked};
+use crate::model::{Layer, Network, Unpacked, Weights};
 use rayon::prelude::*;
 use std::collections::HashMap;
 
@@ -111,18 +111,94 @@ pub fn forward_distinct(net: &Network, x: Vec<f32>, samples: usize, par: Par) ->
 /// narrow and the by-sample kernels, once, so that every run goes straight to the products.
 pub struct Distinct<'a> {
     net: &'a Network,
-    unpacked: Vec<Option<Unpacked>>,
+    prepared: Vec<Prepared>,
+    /// Buffers of finished runs, for the next ones: a run that allocated its activations
+    /// afresh spent a third of its time in page faults (GraphChallenge subset, 1 thread).
+    pool: std::sync::Mutex<Vec<Buffers>>,
+}
+
+/// What one thread's run writes, kept from run to run: the activations, the next layer's,
+/// a spare for transposes and compactions, the narrow kernel's scratch.
+#[derive(Default)]
+struct Buffers {
+    x: Vec<f32>,
+    y: Vec<f32>,
+    spare: Vec<f32>,
+    scratch: Vec<f32>,
+}
+
+/// A layer ready for [`Distinct`]: what runs, and how its outputs become the layer's.
+struct Prepared {
+    /// The layer that runs: the network's own, or its distinct neurons only.
+    layer: Option<Layer>,
+    /// That layer unpacked (sparse layers only).
+    unpacked: Option<Unpacked>,
+    /// With distinct neurons only: each neuron's row among them.
+    of_row: Option<Vec<u32>>,
+}
+
+/// A layer's neurons are computed once per group of equal neurons when at most this share of
+/// them (`NUM / DEN`) is distinct, as for columns.
+const SHARE_ROWS_BELOW_NUM: usize = 7;
+const SHARE_ROWS_BELOW_DEN: usize = 8;
+
+impl Prepared {
+    /// Unpacks `layer` and, for a sparse layer with an elementwise activation whose neurons
+    /// repeat (same inputs, weights and bias; [`Unpacked::shared_rows`]), keeps one of each.
+    fn of(layer: &Layer) -> Prepared {
+        let whole = Prepared {
+            layer: None,
+            unpacked: layer.weights().unpacked(),
+            of_row: None,
+        };
+        let Some(u) = whole.unpacked.as_ref() else {
+            return whole;
+        };
+        if !layer.activation().is_elementwise() {
+            return whole;
+        }
+        let shared = u.shared_rows(layer.bias());
+        let rows = layer.outputs();
+        if shared.distinct.len() * SHARE_ROWS_BELOW_DEN > rows * SHARE_ROWS_BELOW_NUM {
+            return whole;
+        }
+        let weights: Weights = u.select_rows(&shared.distinct);
+        let bias = shared.distinct.iter().map(|&i| layer.bias()[i]).collect();
+        let few = Layer::from_weights(weights, ndarray::Array1::from_vec(bias), layer.activation())
+            .expect("a layer's own rows, biases and activation form a layer");
+        Prepared {
+            unpacked: few.weights().unpacked(),
+            layer: Some(few),
+            of_row: Some(shared.of_row),
+        }
+    }
 }
 
 impl<'a> Distinct<'a> {
     /// Prepares `net` (its layers in parallel over `par`'s threads).
     pub fn new(net: &'a Network, par: Par) -> Self {
-        let unpack = |l: &Layer| l.weights().unpacked();
-        let unpacked = match par {
-            Par::Seq => net.layers().iter().map(unpack).collect(),
-            Par::Rayon(_) => net.layers().par_iter().map(unpack).collect(),
+        let prepared = match par {
+            Par::Seq => net.layers().iter().map(Prepared::of).collect(),
+            Par::Rayon(_) => net.layers().par_iter().map(Prepared::of).collect(),
         };
-        Distinct { net, unpacked }
+        Distinct {
+            net,
+            prepared,
+            pool: Default::default(),
+        }
+    }
+
+    /// Neurons the prepared network computes per column, against the network's neurons: less
+    /// when layers have groups of equal neurons.
+    pub fn neurons_computed(&self) -> (usize, usize) {
+        let all = self.net.layers().iter().map(Layer::outputs).sum();
+        let run = self
+            .prepared
+            .iter()
+            .zip(self.net.layers())
+            .map(|(p, l)| p.layer.as_ref().unwrap_or(l).outputs())
+            .sum();
+        (run, all)
     }
 
     /// The outputs for the `samples` rows of `x` (samples-major `[samples, inputs]`).
@@ -137,14 +213,13 @@ impl<'a> Distinct<'a> {
             "forward_distinct: x is not [samples, inputs]"
         );
         if dealt_threads(samples, par) == 1 {
-            return self.run_on_one_thread(x, samples, par);
+            return self.run_on_one_thread(|buf| *buf = x, samples, par);
         }
-        self.dealt(samples, par, |group| {
-            let mut xg = Vec::with_capacity(group.len() * inputs);
+        self.dealt(samples, par, |group, xg| {
+            xg.clear();
             for &s in group {
                 xg.extend_from_slice(&x[s * inputs..(s + 1) * inputs]);
             }
-            xg
         })
     }
 
@@ -160,14 +235,14 @@ impl<'a> Distinct<'a> {
             self.net.inputs(),
             "Distinct::run_sparse: the inputs do not fit the network"
         );
-        self.dealt(which.len(), par, |group| {
+        self.dealt(which.len(), par, |group, x| {
             let samples: Vec<usize> = group.iter().map(|&k| which[k]).collect();
-            inputs.dense_rows(&samples)
+            inputs.dense_rows_into(&samples, x)
         })
     }
 
-    /// Runs `samples` samples, `rows(group)` giving the samples-major rows of a group of them
-    /// (indices into `0..samples`). On several threads the samples are dealt round-robin to
+    /// Runs `samples` samples, `rows(group, x)` writing into `x` the samples-major rows of a
+    /// group of them (indices into `0..samples`). On several threads the samples are dealt round-robin to
     /// the threads, each running the whole network on its share alone: no step waits for
     /// another thread, as with ranks. (Splitting every layer's product over the threads
     /// instead ran 1.2x faster than one thread on the GraphChallenge subset; dealing, as 2
@@ -176,34 +251,58 @@ impl<'a> Distinct<'a> {
         &self,
         samples: usize,
         par: Par,
-        rows: impl Fn(&[usize]) -> Vec<f32> + Sync,
+        rows: impl Fn(&[usize], &mut Vec<f32>) + Sync,
     ) -> DistinctColumns {
         let threads = dealt_threads(samples, par);
         if threads == 1 {
             let all: Vec<usize> = (0..samples).collect();
-            return self.run_on_one_thread(rows(&all), samples, par);
+            return self.run_on_one_thread(|x| rows(&all, x), samples, par);
         }
         let groups: Vec<Vec<usize>> = (0..threads)
             .map(|t| (t..samples).step_by(threads).collect())
             .collect();
         let parts: Vec<DistinctColumns> = groups
             .par_iter()
-            .map(|g| self.run_on_one_thread(rows(g), g.len(), Par::Seq))
+            .map(|g| self.run_on_one_thread(|x| rows(g, x), g.len(), Par::Seq))
             .collect();
         merge(&parts, &groups, samples)
     }
 
-    fn run_on_one_thread(&self, x: Vec<f32>, samples: usize, par: Par) -> DistinctColumns {
+    /// Runs the samples-major rows that `fill` writes (`samples` of them) through the
+    /// network, with buffers from the pool (returned to it after).
+    fn run_on_one_thread(
+        &self,
+        fill: impl FnOnce(&mut Vec<f32>),
+        samples: usize,
+        par: Par,
+    ) -> DistinctColumns {
+        let taken = self.pool.lock().map(|mut p| p.pop()).unwrap_or(None);
+        let mut buffers = taken.unwrap_or_default();
+        fill(&mut buffers.x);
+        let out = self.run_in(&mut buffers, samples, par);
+        if let Ok(mut pool) = self.pool.lock() {
+            pool.push(buffers);
+        }
+        out
+    }
+
+    fn run_in(&self, buffers: &mut Buffers, samples: usize, par: Par) -> DistinctColumns {
+        let Buffers {
+            x,
+            y,
+            spare,
+            scratch,
+        } = buffers;
         let net = self.net;
         let mut of_sample: Vec<u32> = (0..samples as u32).collect();
         let mut rows = net.inputs();
         let mut layout = Layout::BySample;
-        let (mut x, mut n, mut density) = keep_distinct(x, layout, rows, samples, &mut of_sample);
+        let (mut n, mut density) = keep_distinct(x, spare, layout, rows, samples, &mut of_sample);
         let mut per_layer = Vec::with_capacity(net.layers().len());
-        let mut y = Vec::new();
-        let mut scratch = Vec::new();
-        for (layer, unpacked) in net.layers().iter().zip(&self.unpacked) {
+        for (whole, prepared) in net.layers().iter().zip(&self.prepared) {
             per_layer.push(n);
+            let layer = prepared.layer.as_ref().unwrap_or(whole);
+            let unpacked = &prepared.unpacked;
             let out = layer.outputs();
             y.clear();
             y.resize(out * n, 0.0);
@@ -220,19 +319,18 @@ impl<'a> Distinct<'a> {
                         && n > NARROW_MAX
                         && density <= BY_SAMPLE_MAX_DENSITY =>
                 {
-                    u.forward_by_sample(par, b, &x, n, f, &mut y)
+                    u.forward_by_sample(par, b, x, n, f, y)
                 }
                 _ => {
                     if layout == Layout::BySample {
-                        x = transpose(&x, n, rows);
+                        transpose_into(x, n, rows, spare);
+                        std::mem::swap(x, spare);
                         layout = Layout::ByFeature;
                     }
                     match unpacked {
                         _ if n == 0 => {}
-                        Some(u) if n <= NARROW_MAX => {
-                            u.forward_narrow(par, b, &x, n, f, &mut y, &mut scratch)
-                        }
-                        _ => layer.weights().forward(par, None, b, &x, n, f, &mut y),
+                        Some(u) if n <= NARROW_MAX => u.forward_narrow(par, b, x, n, f, y, scratch),
+                        _ => layer.weights().forward(par, None, b, x, n, f, y),
                     }
                 }
             }
@@ -241,19 +339,29 @@ impl<'a> Distinct<'a> {
                     y.chunks_exact_mut(out)
                         .for_each(|col| softmax_columns(col, out, 1));
                 } else {
-                    softmax_columns(&mut y, out, n);
+                    softmax_columns(y, out, n);
                 }
             }
-            std::mem::swap(&mut x, &mut y);
+            std::mem::swap(x, y);
             rows = out;
-            (x, n, density) = keep_distinct(x, layout, rows, n, &mut of_sample);
+            (n, density) = keep_distinct(x, spare, layout, rows, n, &mut of_sample);
+            if let Some(of_row) = &prepared.of_row {
+                // Each neuron's outputs are those of its group's first (the density of the
+                // distinct neurons stands for the layer's: it only picks the next kernel).
+                expand_rows(x, rows, n, layout, of_row, y);
+                std::mem::swap(x, y);
+                rows = of_row.len();
+            }
         }
-        if layout == Layout::BySample {
-            x = transpose(&x, n, rows);
-        }
+        let values = if layout == Layout::BySample {
+            transpose_into(x, n, rows, spare);
+            spare.to_vec()
+        } else {
+            x.to_vec()
+        };
         DistinctColumns {
             rows,
-            values: x,
+            values,
             of_sample,
             per_layer,
         }
@@ -329,11 +437,32 @@ pub fn nonzero_samples_dealt<C: Comm>(
     (all, out.per_layer)
 }
 
+/// Writes into `y` the `of_row.len()` rows whose row `i` is row `of_row[i]` of `x` (`rows` ×
+/// `n`, laid out as `layout` says).
+fn expand_rows(x: &[f32], rows: usize, n: usize, layout: Layout, of_row: &[u32], y: &mut Vec<f32>) {
+    let out = of_row.len();
+    y.clear();
+    match layout {
+        Layout::ByFeature => {
+            for &r in of_row {
+                y.extend_from_slice(&x[r as usize * n..(r as usize + 1) * n]);
+            }
+        }
+        Layout::BySample => {
+            y.reserve(out * n);
+            for column in x.chunks_exact(rows).take(n) {
+                y.extend(of_row.iter().map(|&r| column[r as usize]));
+            }
+        }
+    }
+}
+
 /// `[a, b]` to `[b, a]`, in tiles that stay in cache (element by element, the strided writes
 /// missed the cache on every one: 1200 x 1024 took milliseconds).
-fn transpose(x: &[f32], a: usize, b: usize) -> Vec<f32> {
+fn transpose_into(x: &[f32], a: usize, b: usize, t: &mut Vec<f32>) {
     const TILE: usize = 32;
-    let mut t = vec![0.0; x.len()];
+    t.clear();
+    t.resize(a * b, 0.0);
     for i0 in (0..a).step_by(TILE) {
         for j0 in (0..b).step_by(TILE) {
             for i in i0..(i0 + TILE).min(a) {
@@ -343,21 +472,22 @@ fn transpose(x: &[f32], a: usize, b: usize) -> Vec<f32> {
             }
         }
     }
-    t
 }
 
 /// Keeps one of each group of equal columns of `x` (`rows` × `n`, laid out as `layout`
-/// says), in order of first appearance, and points `of_sample` at the kept ones. Returns the
-/// columns, their count and the share of nonzero values.
+/// says), in order of first appearance, and points `of_sample` at the kept ones; `spare` is
+/// the room the kept columns are moved through. Returns their count and the share of nonzero
+/// values.
 fn keep_distinct(
-    x: Vec<f32>,
+    x: &mut Vec<f32>,
+    spare: &mut Vec<f32>,
     layout: Layout,
     rows: usize,
     n: usize,
     of_sample: &mut [u32],
-) -> (Vec<f32>, usize, f64) {
+) -> (usize, f64) {
     if n == 0 || rows == 0 {
-        return (x, n, 0.0);
+        return (n, 0.0);
     }
     let prints = match layout {
         Layout::ByFeature => columns::by_feature(&x, n),
@@ -400,32 +530,29 @@ fn keep_distinct(
     if m * COMPACT_BELOW_DEN > n * COMPACT_BELOW_NUM {
         // Too few repeats to pay for moving the columns: keep computing them all.
         let nonzero: u64 = prints.nonzero.iter().map(|&z| u64::from(z)).sum();
-        return (x, n, nonzero as f64 / (rows * n) as f64);
+        return (n, nonzero as f64 / (rows * n) as f64);
     }
     for s in of_sample.iter_mut() {
         *s = new_index[*s as usize];
     }
     let nonzero: u64 = kept.iter().map(|&c| u64::from(prints.nonzero[c])).sum();
     let density = nonzero as f64 / (rows * m) as f64;
-    let out = match layout {
+    spare.clear();
+    match layout {
         Layout::ByFeature => {
-            let mut out = vec![0.0; rows * m];
-            for (dst, src) in out.chunks_exact_mut(m).zip(x.chunks_exact(n)) {
-                for (d, &c) in dst.iter_mut().zip(&kept) {
-                    *d = src[c];
-                }
+            spare.reserve(rows * m);
+            for src in x.chunks_exact(n) {
+                spare.extend(kept.iter().map(|&c| src[c]));
             }
-            out
         }
         Layout::BySample => {
-            let mut out = Vec::with_capacity(rows * m);
             for &c in &kept {
-                out.extend_from_slice(&x[c * rows..(c + 1) * rows]);
+                spare.extend_from_slice(&x[c * rows..(c + 1) * rows]);
             }
-            out
         }
-    };
-    (out, m, density)
+    }
+    std::mem::swap(x, spare);
+    (m, density)
 }
 
 #[cfg(test)]
@@ -474,7 +601,9 @@ mod tests {
 
     /// Samples-major `[samples, 40]` to the engine's features-major `[40, samples]`.
     fn by_feature(x: &[f32], samples: usize) -> Vec<f32> {
-        transpose(x, samples, 40)
+        let mut t = Vec::new();
+        transpose_into(x, samples, 40, &mut t);
+        t
     }
 
     /// The plain forward pass, features-major `[outputs, samples]`.

@@ -8,7 +8,7 @@ mod weights;
 pub use crate::kernels::activation::Activation;
 pub use crate::rng::{StreamPosition, UniformStream};
 pub use init::{Init, fill_layer};
-pub use weights::{Format, Structure, Unpacked, Weights};
+pub use weights::{Format, SharedRows, Structure, Unpacked, Weights};
 
 use crate::data::Normalizer;
 use crate::error::{Error, Result};

@@ -391,6 +391,74 @@ impl Unpacked {
     }
 }
 
+/// The neurons of a layer that repeat an earlier one: the same inputs, the same weights in
+/// the same order and the same bias, so the same output bit for bit whatever the input.
+/// (RadiX-Net layers, like the GraphChallenge's, come in groups of 16 or 32 such neurons.)
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SharedRows {
+    /// The first neuron of each group, increasing.
+    pub distinct: Vec<usize>,
+    /// Each neuron's group: its output is that of neuron `distinct[of_row[i]]`.
+    pub of_row: Vec<u32>,
+}
+
+impl Unpacked {
+    /// Groups the rows that equal an earlier one (columns, weights and `bias` bit for bit).
+    pub fn shared_rows(&self, bias: &[f32]) -> SharedRows {
+        let p = &self.by_row;
+        let rows = p.offsets.len() - 1;
+        assert_eq!(bias.len(), rows, "Unpacked::shared_rows: one bias per row");
+        let entries = |i: usize| p.offsets[i]..p.offsets[i + 1];
+        let same = |a: usize, b: usize| {
+            bias[a].to_bits() == bias[b].to_bits()
+                && p.index[entries(a)] == p.index[entries(b)]
+                && p.values[entries(a)]
+                    .iter()
+                    .zip(&p.values[entries(b)])
+                    .all(|(u, v)| u.to_bits() == v.to_bits())
+        };
+        let hash = |i: usize| {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            bias[i].to_bits().hash(&mut h);
+            p.index[entries(i)].hash(&mut h);
+            p.values[entries(i)]
+                .iter()
+                .for_each(|v| v.to_bits().hash(&mut h));
+            h.finish()
+        };
+        let mut groups: std::collections::HashMap<u64, Vec<u32>> = Default::default();
+        let mut distinct = Vec::new();
+        let of_row = (0..rows)
+            .map(|i| {
+                let candidates = groups.entry(hash(i)).or_default();
+                if let Some(&g) = candidates.iter().find(|&&g| same(distinct[g as usize], i)) {
+                    return g;
+                }
+                candidates.push(distinct.len() as u32);
+                distinct.push(i);
+                distinct.len() as u32 - 1
+            })
+            .collect();
+        SharedRows { distinct, of_row }
+    }
+
+    /// The compact weights of rows `rows` only, in that order.
+    pub fn select_rows(&self, rows: &[usize]) -> Weights {
+        let p = &self.by_row;
+        let mut offsets = vec![0usize];
+        let (mut index, mut values) = (Vec::new(), Vec::new());
+        for &i in rows {
+            index.extend_from_slice(&p.index[p.offsets[i]..p.offsets[i + 1]]);
+            values.extend_from_slice(&p.values[p.offsets[i]..p.offsets[i + 1]]);
+            offsets.push(index.len());
+        }
+        let csr = Csr::from_parts(p.cols, offsets, index, values)
+            .expect("rows of a valid matrix form a valid matrix");
+        Weights::Sparse(csr)
+    }
+}
+
 impl Weights {
     /// These weights unpacked for sparse inference; `None` for dense weights (every input
     /// feeds every neuron: nothing to skip).
