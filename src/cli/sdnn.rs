@@ -65,6 +65,11 @@ pub struct SdnnArgs {
     /// Save the network (read or generated) as an nnmpi checkpoint (sparse layers, compact).
     #[arg(long, value_name = "PATH")]
     pub save: Option<PathBuf>,
+    /// Compute every neuron, even where a layer's neurons come in groups with the same inputs,
+    /// weights and bias (which are otherwise computed once per group): same answer, to measure
+    /// what sharing saves.
+    #[arg(long)]
+    pub every_neuron: bool,
     /// Time inference this many times and report the median.
     #[arg(long, default_value_t = 1, value_parser = super::ranges::at_least_one)]
     pub reps: usize,
@@ -154,7 +159,12 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &SdnnArgs) -> Result<()> {
     let started = Instant::now();
     let net = args.network(ctx)?;
     let read_seconds = started.elapsed().as_secs_f64();
-    let prepared = Distinct::new(&net, ctx.par);
+    let prepared = if args.every_neuron {
+        Distinct::every_neuron(&net, ctx.par)
+    } else {
+        Distinct::new(&net, ctx.par)
+    };
+    let (neurons_run, neurons) = prepared.neurons_computed();
     let prepare_seconds = started.elapsed().as_secs_f64() - read_seconds;
     if let Some(path) = &args.save
         && ctx.is_root()
@@ -204,7 +214,7 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &SdnnArgs) -> Result<()> {
     }
     if args.json {
         println!(
-            "{{\"layers\":{},\"neurons\":{},\"edges\":{edges},\"inputs\":{},\"input_nonzeros\":{},\"ranks\":{},\"threads_per_rank\":{},\"read_seconds\":{read_seconds:.4},\"prepare_seconds\":{prepare_seconds:.4},\"seconds\":{seconds:.6},\"edges_per_second\":{rate:.4e},\"categories\":{},\"pass\":{},\"distinct\":[{}]}}",
+            "{{\"layers\":{},\"neurons\":{},\"edges\":{edges},\"inputs\":{},\"input_nonzeros\":{},\"ranks\":{},\"threads_per_rank\":{},\"read_seconds\":{read_seconds:.4},\"prepare_seconds\":{prepare_seconds:.4},\"seconds\":{seconds:.6},\"edges_per_second\":{rate:.4e},\"neurons_computed\":{neurons_run},\"neurons_in_layers\":{neurons},\"categories\":{},\"pass\":{},\"distinct\":[{}]}}",
             net.layers().len(),
             net.inputs(),
             inputs.len(),
@@ -241,6 +251,15 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &SdnnArgs) -> Result<()> {
             args.reps,
             ctx.world().size(),
             ctx.par.degree()
+        );
+        say!(
+            ctx,
+            "neurons computed per column: {neurons_run} of {neurons}{}",
+            if neurons_run < neurons {
+                " (each group of neurons with equal inputs, weights and bias once; --every-neuron: all)"
+            } else {
+                ""
+            }
         );
         let shown: Vec<String> = per_layer.iter().take(16).map(usize::to_string).collect();
         say!(

@@ -143,9 +143,10 @@ const SHARE_ROWS_BELOW_NUM: usize = 7;
 const SHARE_ROWS_BELOW_DEN: usize = 8;
 
 impl Prepared {
-    /// Unpacks `layer` and, for a sparse layer with an elementwise activation whose neurons
-    /// repeat (same inputs, weights and bias; [`Unpacked::shared_rows`]), keeps one of each.
-    fn of(layer: &Layer) -> Prepared {
+    /// Unpacks `layer` and, if `share` and it is a sparse layer with an elementwise
+    /// activation whose neurons repeat (same inputs, weights and bias;
+    /// [`Unpacked::shared_rows`]), keeps one of each.
+    fn of(layer: &Layer, share: bool) -> Prepared {
         let whole = Prepared {
             layer: None,
             unpacked: layer.weights().unpacked(),
@@ -154,7 +155,7 @@ impl Prepared {
         let Some(u) = whole.unpacked.as_ref() else {
             return whole;
         };
-        if !layer.activation().is_elementwise() {
+        if !share || !layer.activation().is_elementwise() {
             return whole;
         }
         let shared = u.shared_rows(layer.bias());
@@ -175,11 +176,23 @@ impl Prepared {
 }
 
 impl<'a> Distinct<'a> {
-    /// Prepares `net` (its layers in parallel over `par`'s threads).
+    /// Prepares `net` (its layers in parallel over `par`'s threads), to compute each group of
+    /// equal neurons once.
     pub fn new(net: &'a Network, par: Par) -> Self {
+        Distinct::prepare(net, par, true)
+    }
+
+    /// Prepares `net` to compute every neuron, equal ones too (same results; to measure what
+    /// [`Distinct::new`] saves).
+    pub fn every_neuron(net: &'a Network, par: Par) -> Self {
+        Distinct::prepare(net, par, false)
+    }
+
+    fn prepare(net: &'a Network, par: Par, share: bool) -> Self {
+        let of = |l: &Layer| Prepared::of(l, share);
         let prepared = match par {
-            Par::Seq => net.layers().iter().map(Prepared::of).collect(),
-            Par::Rayon(_) => net.layers().par_iter().map(Prepared::of).collect(),
+            Par::Seq => net.layers().iter().map(of).collect(),
+            Par::Rayon(_) => net.layers().par_iter().map(of).collect(),
         };
         Distinct {
             net,
@@ -299,13 +312,15 @@ impl<'a> Distinct<'a> {
         let mut layout = Layout::BySample;
         let (mut n, mut density) = keep_distinct(x, spare, layout, rows, samples, &mut of_sample);
         let mut per_layer = Vec::with_capacity(net.layers().len());
+        // The previous layer's outputs are its distinct neurons' until expanded by this map:
+        // they are expanded in the layout the next layer reads, after any transpose (of the
+        // fewer rows).
+        let mut pending: Option<&[u32]> = None;
         for (whole, prepared) in net.layers().iter().zip(&self.prepared) {
             per_layer.push(n);
             let layer = prepared.layer.as_ref().unwrap_or(whole);
             let unpacked = &prepared.unpacked;
             let out = layer.outputs();
-            y.clear();
-            y.resize(out * n, 0.0);
             let act = layer.activation();
             let f = if act.is_elementwise() {
                 act
@@ -313,26 +328,28 @@ impl<'a> Distinct<'a> {
                 Activation::Identity
             };
             let b = layer.bias();
+            let by_sample = unpacked.is_some()
+                && layout == Layout::BySample
+                && n > NARROW_MAX
+                && density <= BY_SAMPLE_MAX_DENSITY;
+            if !by_sample && layout == Layout::BySample {
+                transpose_into(x, n, rows, spare);
+                std::mem::swap(x, spare);
+                layout = Layout::ByFeature;
+            }
+            if let Some(of_row) = pending.take() {
+                let expanded = expand_rows(x, rows, n, layout, of_row, y);
+                debug_assert_eq!(expanded, layer.inputs());
+            }
+            y.clear();
+            y.resize(out * n, 0.0);
             match unpacked {
-                Some(u)
-                    if layout == Layout::BySample
-                        && n > NARROW_MAX
-                        && density <= BY_SAMPLE_MAX_DENSITY =>
-                {
-                    u.forward_by_sample(par, b, x, n, f, y)
-                }
-                _ => {
-                    if layout == Layout::BySample {
-                        transpose_into(x, n, rows, spare);
-                        std::mem::swap(x, spare);
-                        layout = Layout::ByFeature;
-                    }
-                    match unpacked {
-                        _ if n == 0 => {}
-                        Some(u) if n <= NARROW_MAX => u.forward_narrow(par, b, x, n, f, y, scratch),
-                        _ => layer.weights().forward(par, None, b, x, n, f, y),
-                    }
-                }
+                Some(u) if by_sample => u.forward_by_sample(par, b, x, n, f, y),
+                _ => match unpacked {
+                    _ if n == 0 => {}
+                    Some(u) if n <= NARROW_MAX => u.forward_narrow(par, b, x, n, f, y, scratch),
+                    _ => layer.weights().forward(par, None, b, x, n, f, y),
+                },
             }
             if !act.is_elementwise() && n > 0 {
                 if layout == Layout::BySample {
@@ -345,13 +362,12 @@ impl<'a> Distinct<'a> {
             std::mem::swap(x, y);
             rows = out;
             (n, density) = keep_distinct(x, spare, layout, rows, n, &mut of_sample);
-            if let Some(of_row) = &prepared.of_row {
-                // Each neuron's outputs are those of its group's first (the density of the
-                // distinct neurons stands for the layer's: it only picks the next kernel).
-                expand_rows(x, rows, n, layout, of_row, y);
-                std::mem::swap(x, y);
-                rows = of_row.len();
-            }
+            // (The density of the distinct neurons stands for the layer's: it only picks the
+            // next kernel.)
+            pending = prepared.of_row.as_deref();
+        }
+        if let Some(of_row) = pending {
+            rows = expand_rows(x, rows, n, layout, of_row, y);
         }
         let values = if layout == Layout::BySample {
             transpose_into(x, n, rows, spare);
@@ -437,9 +453,17 @@ pub fn nonzero_samples_dealt<C: Comm>(
     (all, out.per_layer)
 }
 
-/// Writes into `y` the `of_row.len()` rows whose row `i` is row `of_row[i]` of `x` (`rows` ×
-/// `n`, laid out as `layout` says).
-fn expand_rows(x: &[f32], rows: usize, n: usize, layout: Layout, of_row: &[u32], y: &mut Vec<f32>) {
+/// Replaces `x` (`rows` × `n`, laid out as `layout` says) by the `of_row.len()` rows whose
+/// row `i` is row `of_row[i]` of `x`, built in `y` (which gets the old `x`). Returns the new
+/// number of rows.
+fn expand_rows(
+    x: &mut Vec<f32>,
+    rows: usize,
+    n: usize,
+    layout: Layout,
+    of_row: &[u32],
+    y: &mut Vec<f32>,
+) -> usize {
     let out = of_row.len();
     y.clear();
     match layout {
@@ -455,6 +479,8 @@ fn expand_rows(x: &[f32], rows: usize, n: usize, layout: Layout, of_row: &[u32],
             }
         }
     }
+    std::mem::swap(x, y);
+    out
 }
 
 /// `[a, b]` to `[b, a]`, in tiles that stay in cache (element by element, the strided writes
@@ -691,5 +717,83 @@ mod tests {
                 assert_eq!(got.expand(), want, "{act}");
             }
         }
+    }
+
+    /// `network(act, seed)` with its neurons in groups of 4 that copy the group's first
+    /// neuron's inputs and weights; the bias is copied too except in every third group,
+    /// whose last neuron gets another (so it is not shared).
+    fn network_with_equal_neurons(act: Activation, seed: u64) -> Network {
+        let layers = network(act, seed)
+            .layers()
+            .iter()
+            .map(|layer| {
+                let w = layer.weights().to_dense();
+                let (r, c) = w.dim();
+                let mut v = w.into_raw_vec_and_offset().0;
+                let mut bias = layer.bias().to_vec();
+                for i in 0..r {
+                    let first = i / 4 * 4;
+                    v.copy_within(first * c..(first + 1) * c, i * c);
+                    bias[i] = if i % 4 == 3 && (i / 4) % 3 == 0 {
+                        bias[first] + 0.25
+                    } else {
+                        bias[first]
+                    };
+                }
+                let csr = Csr::from_dense(&v, r, c);
+                Layer::from_weights(Weights::Sparse(csr), Array1::from_vec(bias), act).unwrap()
+            })
+            .collect();
+        Network::from_layers(layers).unwrap()
+    }
+
+    #[test]
+    fn equal_neurons_computed_once_give_the_plain_forward_pass() {
+        for act in [
+            Activation::Relu,
+            Activation::CappedRelu(1.5),
+            Activation::Tanh,
+        ] {
+            let net = network_with_equal_neurons(act, 4);
+            let prepared = Distinct::new(&net, Par::Seq);
+            let (run, all) = prepared.neurons_computed();
+            // 30 -> 8 groups + 3 own-bias neurons; 20 -> 5 + 2.
+            assert_eq!((run, all), (11 + 11 + 7, 80), "{act}");
+            for samples in [1, 40, 300] {
+                let x = inputs(samples);
+                let want = plain(&net, &x, samples);
+                for par in [Par::Seq, Par::threads(2)] {
+                    let got = prepared.run(x.clone(), samples, par).expand();
+                    assert!(
+                        got.iter()
+                            .zip(&want)
+                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{act}, {samples} samples"
+                    );
+                }
+            }
+        }
+        // A softmax layer's neurons are not elementwise: it runs whole.
+        let mut layers = network_with_equal_neurons(Activation::Relu, 4)
+            .layers()
+            .to_vec();
+        let last = layers.pop().unwrap();
+        layers.push(
+            Layer::from_weights(
+                last.weights().clone(),
+                Array1::from_vec(last.bias().to_vec()),
+                Activation::Softmax,
+            )
+            .unwrap(),
+        );
+        let net = Network::from_layers(layers).unwrap();
+        assert_eq!(
+            Distinct::new(&net, Par::Seq).neurons_computed(),
+            (11 + 11 + 20, 80)
+        );
+        assert_eq!(
+            Distinct::every_neuron(&net, Par::Seq).neurons_computed(),
+            (80, 80)
+        );
     }
 }

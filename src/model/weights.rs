@@ -417,15 +417,15 @@ impl Unpacked {
                     .zip(&p.values[entries(b)])
                     .all(|(u, v)| u.to_bits() == v.to_bits())
         };
+        // A quick mix of the row's words (equal rows are confirmed word by word after).
         let hash = |i: usize| {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            bias[i].to_bits().hash(&mut h);
-            p.index[entries(i)].hash(&mut h);
-            p.values[entries(i)]
+            let words = p.index[entries(i)]
                 .iter()
-                .for_each(|v| v.to_bits().hash(&mut h));
-            h.finish()
+                .copied()
+                .chain(p.values[entries(i)].iter().map(|v| v.to_bits()));
+            words.fold(u64::from(bias[i].to_bits()), |h, w| {
+                (h.rotate_left(5) ^ u64::from(w)).wrapping_mul(0x517c_c1b7_2722_0a95)
+            })
         };
         let mut groups: std::collections::HashMap<u64, Vec<u32>> = Default::default();
         let mut distinct = Vec::new();
