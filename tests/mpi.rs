@@ -645,3 +645,37 @@ fn the_graphchallenge_subset_passes_with_its_inputs_dealt_over_3_ranks() {
         "{out}"
     );
 }
+
+#[test]
+fn ranks_splitting_a_generated_networks_neurons_find_the_categories_of_one_process() {
+    // Each rank generates only its neurons of every layer; 2 ranks split each layer, and a
+    // 2x2 grid deals the inputs over 2 groups of 2 such ranks.
+    let args = [
+        "sdnn",
+        "--generate",
+        "--neurons",
+        "1024",
+        "--layers",
+        "12",
+        "--samples",
+        "400",
+        "--json",
+    ];
+    let categories = |out: &str| -> String {
+        let at = out.find("\"categories\":").expect("categories") + "\"categories\":".len();
+        out[at..].split([',', '}']).next().unwrap().to_string()
+    };
+    let alone = run(0, &args);
+    let want = categories(&alone);
+    assert_ne!(want, "0", "some inputs must survive: {alone}");
+    let split = run(2, &[&args[..], &["--parallel", "model"]].concat());
+    assert!(split.contains("\"ranks_per_layer\":2"), "{split}");
+    assert_eq!(categories(&split), want, "{split}");
+    let grid = run(4, &[&args[..], &["--grid", "2x2"]].concat());
+    assert!(grid.contains("\"ranks_per_layer\":2"), "{grid}");
+    assert_eq!(categories(&grid), want, "{grid}");
+    // Without --parallel, sdnn deals the inputs (every rank holds the whole network).
+    let dealt = run(2, &args);
+    assert!(dealt.contains("\"ranks_per_layer\":1"), "{dealt}");
+    assert_eq!(categories(&dealt), want, "{dealt}");
+}

@@ -3,8 +3,10 @@
 
 The same challenge files, the same inference rule (Y <- min(max(Y.W + b, 0), 32), the bias
 added to the nonzeros of Y.W as GraphBLAS does, zeros dropped), in one sitting: each round
-times scipy (one core), then nnmpi on 1 thread, 2 threads and 2 MPI ranks; the table gives
-the medians over the rounds. Both answers are checked against the truth.
+times scipy (one core), then nnmpi on 1 thread, 2 threads and 2 MPI ranks, each as it runs
+by default (every group of equal neurons computed once) and with --every-neuron (every neuron
+computed, as scipy does); the table gives the medians over the rounds. Every answer is checked
+against the truth.
 
     python3 -m venv /tmp/sdnn-env && /tmp/sdnn-env/bin/pip install numpy scipy
     cargo build --release
@@ -91,7 +93,11 @@ def main():
             "--inputs", str(data / "sparse-images-1024_subset.mtx.gz"), "--reps", str(a.reps)]
     if a.layers == 120:
         args += ["--truth", str(data / "neuron1024-l120-categories_subset.mtx.gz")]
-    runs = {"scipy, 1 core": [], "nnmpi 1 thread": [], "nnmpi 2 threads": [], "nnmpi 2 ranks x 1 thread": []}
+    configs = [(f"nnmpi {where}{every}", kw, ["--every-neuron"] if every else [])
+               for every in ["", ", --every-neuron"]
+               for where, kw in [("1 thread", {"threads": 1}), ("2 threads", {"threads": 2}),
+                                 ("2 ranks x 1 thread", {"ranks": 2})]]
+    runs = {"scipy, 1 core": [], **{name: [] for name, _, _ in configs}}
     for _ in range(a.rounds):
         t = time.perf_counter()
         y = scipy_inference(y0, weights, -0.3)
@@ -99,9 +105,8 @@ def main():
         found = set(y.nonzero()[0])
         if a.layers == 120 and found != truth:
             sys.exit(f"scipy's categories differ from the truth: {len(found)} against {len(truth)}")
-        for name, kw in [("nnmpi 1 thread", {"threads": 1}), ("nnmpi 2 threads", {"threads": 2}),
-                         ("nnmpi 2 ranks x 1 thread", {"ranks": 2})]:
-            r = nnmpi_run(a.nnmpi, args, **kw)
+        for name, kw, extra in configs:
+            r = nnmpi_run(a.nnmpi, args + extra, **kw)
             if r["pass"] is False:
                 sys.exit(f"{name}: the categories differ from the truth")
             runs[name].append(r["seconds"])

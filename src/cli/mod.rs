@@ -75,6 +75,11 @@ pub enum Command {
     /// Read a safetensors model (as written by export) into an nnmpi checkpoint.
     Import(convert::ImportArgs),
     /// Run the GraphChallenge sparse deep neural network benchmark: read its files, time inference, check the categories.
+    ///
+    /// Under mpirun the inputs are dealt over the ranks, each rank holding the whole network
+    /// (the default here is --parallel data). With --parallel model, or --grid DxM, the ranks
+    /// (of each group of M) split every layer's neurons instead, for networks too big for one
+    /// rank: each reads or generates only its neurons of each layer.
     Sdnn(sdnn::SdnnArgs),
 }
 
@@ -206,12 +211,23 @@ fn inject_test_fault<C: Comm>(world: &C) {
     }
 }
 
+/// Whether the flag `id` was given on the command line (before or after the subcommand).
+fn given(matches: &ArgMatches, id: &str) -> bool {
+    let on_line =
+        |m: &ArgMatches| m.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+    on_line(matches) || matches.subcommand().is_some_and(|(_, sub)| on_line(sub))
+}
+
 fn run<C: Comm>(cli: &Cli, matches: &ArgMatches, world: C) -> Result<()> {
     check_same_arguments(&world)?;
     inject_test_fault(&world);
     // `info` only describes a plan (its --grid is the one to describe), so it runs on any job.
     let grid = match cli.command {
         Command::Info(_) => Grid::model(world.size()),
+        // sdnn deals its inputs over the ranks unless told to split the network's neurons.
+        Command::Sdnn(_) if cli.grid.is_none() && !given(matches, "parallel") => {
+            Grid::data(world.size())
+        }
         _ => cli.grid_for(world.size()),
     };
     let ctx = Ctx::new(world, grid)?;

@@ -3,14 +3,15 @@
 use super::context::{Ctx, say};
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use nnmpi::cluster::Comm;
+use nnmpi::cluster::{Comm, Partition};
 use nnmpi::data::Normalizer;
 use nnmpi::data::SparseSamples;
 use nnmpi::exec::{Distinct, nonzero_samples_dealt};
 use nnmpi::io::challenge::{
-    challenge_bias, generate_inputs, generate_network, read_inputs, read_network, read_truth,
+    challenge_bias, generate_inputs, generate_network_rows, read_inputs, read_network_rows,
+    read_truth,
 };
-use nnmpi::model::{Activation, Model, Network, Task};
+use nnmpi::model::{Activation, Layer, Model, Network, Task};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -78,11 +79,48 @@ pub struct SdnnArgs {
     pub json: bool,
 }
 
+/// The network as this rank holds it.
+enum Held {
+    /// The whole network.
+    Whole(Network),
+    /// This rank's neurons of every layer (`parts[l]`: each rank's neurons of layer `l`).
+    Share {
+        layers: Vec<Layer>,
+        parts: Vec<Partition>,
+    },
+}
+
+impl Held {
+    fn layers(&self) -> &[Layer] {
+        match self {
+            Held::Whole(net) => net.layers(),
+            Held::Share { layers, .. } => layers,
+        }
+    }
+}
+
 impl SdnnArgs {
-    /// The network: read from the challenge's files (by every rank) or a checkpoint.
-    fn network<C: Comm>(&self, ctx: &Ctx<C>) -> Result<Network> {
+    /// The network, whole or (when `model` ranks split it by neurons) this rank's share: read
+    /// from the challenge's files (by every rank, each keeping its share), generated (each
+    /// rank its share) or loaded from a checkpoint.
+    fn network<C: Comm>(&self, ctx: &Ctx<C>, model: &C) -> Result<Held> {
         if let Some(path) = &self.model {
-            return Ok(ctx.load_checkpoint(path)?.model.network);
+            let net = ctx.load_checkpoint(path)?.model.network;
+            if model.size() == 1 {
+                return Ok(Held::Whole(net));
+            }
+            let parts: Vec<Partition> = net
+                .layers()
+                .iter()
+                .map(|l| Partition::even(l.outputs(), model.size()))
+                .collect();
+            let layers = net
+                .layers()
+                .iter()
+                .zip(&parts)
+                .map(|(l, p)| l.neurons(p.range(model.rank())))
+                .collect();
+            return Ok(Held::Share { layers, parts });
         }
         let (Some(neurons), Some(layers)) = (self.neurons, self.layers) else {
             bail!("--weights and --generate need --neurons and --layers");
@@ -92,9 +130,25 @@ impl SdnnArgs {
             bail!("--cap {} must be a number above 0", self.cap);
         }
         let act = Activation::CappedRelu(self.cap);
-        Ok(match &self.weights {
-            Some(dir) => read_network(dir, neurons, layers, bias, act, ctx.par)?,
-            None => generate_network(neurons, layers, bias, act, self.seed)?,
+        if model.size() > neurons {
+            bail!(
+                "{} ranks share each layer but a layer has only {neurons} neurons",
+                model.size()
+            );
+        }
+        let part = Partition::even(neurons, model.size());
+        let rows = part.range(model.rank());
+        let share = match &self.weights {
+            Some(dir) => read_network_rows(dir, neurons, layers, bias, act, rows, ctx.par)?,
+            None => generate_network_rows(neurons, layers, bias, act, self.seed, rows)?,
+        };
+        Ok(if model.size() == 1 {
+            Held::Whole(Network::from_layers(share)?)
+        } else {
+            Held::Share {
+                layers: share,
+                parts: vec![part; layers],
+            }
         })
     }
 
@@ -156,17 +210,31 @@ fn density_range(text: &str) -> std::result::Result<(f64, f64), String> {
 /// inputs; rank 0 prints.
 pub fn run<C: Comm>(ctx: &Ctx<C>, args: &SdnnArgs) -> Result<()> {
     ctx.check_outputs(&[("--save", args.save.as_deref())])?;
+    let (data, model) = (&ctx.topology.data, &ctx.topology.model);
+    if model.size() > 1 && args.save.is_some() {
+        bail!(
+            "--save writes the whole network, which no rank holds when {} ranks split it by neurons: run without --parallel model / --grid to save",
+            model.size()
+        );
+    }
     let started = Instant::now();
-    let net = args.network(ctx)?;
+    let held = args.network(ctx, model)?;
     let read_seconds = started.elapsed().as_secs_f64();
-    let prepared = if args.every_neuron {
-        Distinct::every_neuron(&net, ctx.par)
-    } else {
-        Distinct::new(&net, ctx.par)
+    let share = !args.every_neuron;
+    let prepared = match &held {
+        Held::Whole(net) if share => Distinct::new(net, ctx.par),
+        Held::Whole(net) => Distinct::every_neuron(net, ctx.par),
+        Held::Share { layers, parts } => Distinct::shard(layers, parts.clone(), share, ctx.par),
     };
-    let (neurons_run, neurons) = prepared.neurons_computed();
     let prepare_seconds = started.elapsed().as_secs_f64() - read_seconds;
-    if let Some(path) = &args.save
+    // Sums over the ranks that share the layers (each holds its neurons of each).
+    let (mut neurons_run, mut neurons) = prepared.neurons_computed();
+    let mut edges: usize = held.layers().iter().map(|l| l.weights().stored()).sum();
+    let mut counts = [neurons_run as u64, neurons as u64, edges as u64];
+    model.all_reduce_sum(&mut counts);
+    [neurons_run, neurons, edges] = counts.map(|c| c as usize);
+    let features = held.layers().first().map_or(0, Layer::inputs);
+    if let (Some(path), Held::Whole(net)) = (&args.save, &held)
         && ctx.is_root()
     {
         let model = Model {
@@ -181,14 +249,14 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &SdnnArgs) -> Result<()> {
         nnmpi::io::save(path, &checkpoint)
             .with_context(|| format!("saving the network to {}", path.display()))?;
     }
-    let inputs = args.inputs(net.inputs())?;
+    let inputs = args.inputs(features)?;
     let truth = args.truth.as_deref().map(read_truth).transpose()?;
     let mut times = Vec::with_capacity(args.reps);
     let mut answer = (Vec::new(), Vec::new());
     for _ in 0..args.reps {
         ctx.world().barrier();
         let t = Instant::now();
-        answer = nonzero_samples_dealt(ctx.world(), &prepared, &inputs, ctx.par);
+        answer = nonzero_samples_dealt(data, model, &prepared, &inputs, ctx.par);
         times.push(t.elapsed().as_secs_f64());
     }
     // Every rank's time counts: the job is done when the slowest rank is.
@@ -206,7 +274,6 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &SdnnArgs) -> Result<()> {
     slowest.sort_by(f64::total_cmp);
     let seconds = slowest[slowest.len() / 2];
     let (categories, per_layer) = answer;
-    let edges: usize = net.layers().iter().map(|l| l.weights().stored()).sum();
     let rate = inputs.len() as f64 * edges as f64 / seconds;
     let verdict = truth.as_ref().map(|t| *t == categories);
     if !ctx.is_root() {
@@ -214,12 +281,13 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &SdnnArgs) -> Result<()> {
     }
     if args.json {
         println!(
-            "{{\"layers\":{},\"neurons\":{},\"edges\":{edges},\"inputs\":{},\"input_nonzeros\":{},\"ranks\":{},\"threads_per_rank\":{},\"read_seconds\":{read_seconds:.4},\"prepare_seconds\":{prepare_seconds:.4},\"seconds\":{seconds:.6},\"edges_per_second\":{rate:.4e},\"neurons_computed\":{neurons_run},\"neurons_in_layers\":{neurons},\"categories\":{},\"pass\":{},\"distinct\":[{}]}}",
-            net.layers().len(),
-            net.inputs(),
+            "{{\"layers\":{},\"neurons\":{},\"edges\":{edges},\"inputs\":{},\"input_nonzeros\":{},\"ranks\":{},\"ranks_per_layer\":{},\"threads_per_rank\":{},\"read_seconds\":{read_seconds:.4},\"prepare_seconds\":{prepare_seconds:.4},\"seconds\":{seconds:.6},\"edges_per_second\":{rate:.4e},\"neurons_computed\":{neurons_run},\"neurons_in_layers\":{neurons},\"categories\":{},\"pass\":{},\"distinct\":[{}]}}",
+            held.layers().len(),
+            features,
             inputs.len(),
             inputs.value.len(),
             ctx.world().size(),
+            model.size(),
             ctx.par.degree(),
             categories.len(),
             verdict.map_or("null".to_string(), |v| v.to_string()),
@@ -233,8 +301,8 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &SdnnArgs) -> Result<()> {
         say!(
             ctx,
             "network: {} layers of {} neurons, {edges} connections (read in {read_seconds:.3} s, prepared in {prepare_seconds:.3} s)",
-            net.layers().len(),
-            net.inputs()
+            held.layers().len(),
+            features
         );
         say!(
             ctx,
@@ -247,10 +315,15 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &SdnnArgs) -> Result<()> {
         );
         say!(
             ctx,
-            "inference: {seconds:.4} s (median of {}), {rate:.3e} edges/s on {} rank(s) x {} thread(s)",
+            "inference: {seconds:.4} s (median of {}), {rate:.3e} edges/s on {} rank(s) x {} thread(s){}",
             args.reps,
             ctx.world().size(),
-            ctx.par.degree()
+            ctx.par.degree(),
+            if model.size() > 1 {
+                format!(", each layer's neurons split over {} ranks", model.size())
+            } else {
+                String::new()
+            }
         );
         say!(
             ctx,

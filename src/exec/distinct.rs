@@ -11,7 +11,7 @@
 //! Memory: two activation buffers of the widest layer × the distinct columns, not per-layer
 //! activations.
 
-use crate::cluster::Comm;
+use crate::cluster::{Comm, Partition, SelfComm};
 use crate::data::SparseSamples;
 use crate::kernels::activation::{Activation, softmax_columns};
 use crate::kernels::sparse::NARROW_MAX;
@@ -110,8 +110,11 @@ pub fn forward_distinct(net: &Network, x: Vec<f32>, samples: usize, par: Par) ->
 /// A network prepared for inference by distinct columns: its sparse layers unpacked for the
 /// narrow and the by-sample kernels, once, so that every run goes straight to the products.
 pub struct Distinct<'a> {
-    net: &'a Network,
+    /// The layers (the whole network's, or this rank's neurons of each).
+    layers: &'a [Layer],
     prepared: Vec<Prepared>,
+    /// For a share of a network split by neurons: each layer's neurons per rank.
+    split: Option<Vec<Partition>>,
     /// Buffers of finished runs, for the next ones: a run that allocated its activations
     /// afresh spent a third of its time in page faults (GraphChallenge subset, 1 thread).
     pool: std::sync::Mutex<Vec<Buffers>>,
@@ -179,36 +182,58 @@ impl<'a> Distinct<'a> {
     /// Prepares `net` (its layers in parallel over `par`'s threads), to compute each group of
     /// equal neurons once.
     pub fn new(net: &'a Network, par: Par) -> Self {
-        Distinct::prepare(net, par, true)
+        Distinct::prepare(net.layers(), None, true, par)
     }
 
     /// Prepares `net` to compute every neuron, equal ones too (same results; to measure what
     /// [`Distinct::new`] saves).
     pub fn every_neuron(net: &'a Network, par: Par) -> Self {
-        Distinct::prepare(net, par, false)
+        Distinct::prepare(net.layers(), None, false, par)
     }
 
-    fn prepare(net: &'a Network, par: Par, share: bool) -> Self {
+    /// Prepares one rank's share of a network split by neurons, for
+    /// [`Distinct::run_sparse_split`]: `layers` are this rank's neurons of each layer
+    /// ([`Layer::neurons`]), `parts[l]` says which neurons of layer `l` each rank holds;
+    /// `share` computes each group of equal neurons once, as [`Distinct::new`] does.
+    ///
+    /// # Panics
+    /// If `parts` does not give one partition per layer.
+    pub fn shard(layers: &'a [Layer], parts: Vec<Partition>, share: bool, par: Par) -> Self {
+        assert_eq!(
+            layers.len(),
+            parts.len(),
+            "Distinct::shard: one partition per layer"
+        );
+        Distinct::prepare(layers, Some(parts), share, par)
+    }
+
+    fn prepare(layers: &'a [Layer], split: Option<Vec<Partition>>, share: bool, par: Par) -> Self {
         let of = |l: &Layer| Prepared::of(l, share);
         let prepared = match par {
-            Par::Seq => net.layers().iter().map(of).collect(),
-            Par::Rayon(_) => net.layers().par_iter().map(of).collect(),
+            Par::Seq => layers.iter().map(of).collect(),
+            Par::Rayon(_) => layers.par_iter().map(of).collect(),
         };
         Distinct {
-            net,
+            layers,
             prepared,
+            split,
             pool: Default::default(),
         }
     }
 
-    /// Neurons the prepared network computes per column, against the network's neurons: less
+    /// Inputs of the first layer.
+    fn inputs(&self) -> usize {
+        self.layers.first().map_or(0, Layer::inputs)
+    }
+
+    /// Neurons the prepared network (or share) computes per column, against its neurons: less
     /// when layers have groups of equal neurons.
     pub fn neurons_computed(&self) -> (usize, usize) {
-        let all = self.net.layers().iter().map(Layer::outputs).sum();
+        let all = self.layers.iter().map(Layer::outputs).sum();
         let run = self
             .prepared
             .iter()
-            .zip(self.net.layers())
+            .zip(self.layers)
             .map(|(p, l)| p.layer.as_ref().unwrap_or(l).outputs())
             .sum();
         (run, all)
@@ -219,14 +244,14 @@ impl<'a> Distinct<'a> {
     /// # Panics
     /// If `x` is not `[samples, inputs]`.
     pub fn run(&self, x: Vec<f32>, samples: usize, par: Par) -> DistinctColumns {
-        let inputs = self.net.inputs();
+        let inputs = self.inputs();
         assert_eq!(
             x.len(),
             inputs * samples,
             "forward_distinct: x is not [samples, inputs]"
         );
         if dealt_threads(samples, par) == 1 {
-            return self.run_on_one_thread(|buf| *buf = x, samples, par);
+            return self.run_on_one_thread(|buf| *buf = x, samples, par, &SelfComm);
         }
         self.dealt(samples, par, |group, xg| {
             xg.clear();
@@ -245,13 +270,49 @@ impl<'a> Distinct<'a> {
     pub fn run_sparse(&self, inputs: &SparseSamples, which: &[usize], par: Par) -> DistinctColumns {
         assert_eq!(
             inputs.features,
-            self.net.inputs(),
+            self.inputs(),
             "Distinct::run_sparse: the inputs do not fit the network"
         );
         self.dealt(which.len(), par, |group, x| {
             let samples: Vec<usize> = group.iter().map(|&k| which[k]).collect();
             inputs.dense_rows_into(&samples, x)
         })
+    }
+
+    /// [`Distinct::run_sparse`] for a share of a network split by neurons over `model` (every
+    /// rank of `model` calls it with the same samples and its own share, from
+    /// [`Distinct::shard`]): each rank computes its neurons of every distinct column, then
+    /// the ranks all-gather the layer's outputs. Every rank gets the whole result. The
+    /// products are split over `par`'s threads (the samples stay together: collectives are
+    /// called from one thread).
+    ///
+    /// # Panics
+    /// If this is not a share from [`Distinct::shard`] for `model`'s ranks, or as
+    /// [`Distinct::run_sparse`].
+    pub fn run_sparse_split<C: Comm>(
+        &self,
+        model: &C,
+        inputs: &SparseSamples,
+        which: &[usize],
+        par: Par,
+    ) -> DistinctColumns {
+        let parts = self
+            .split
+            .as_ref()
+            .expect("Distinct::run_sparse_split: not a shard");
+        for (l, (part, layer)) in parts.iter().zip(self.layers).enumerate() {
+            assert!(
+                part.parts() == model.size() && part.count(model.rank()) == layer.outputs(),
+                "Distinct::run_sparse_split: layer {l} does not hold this rank's neurons"
+            );
+        }
+        assert_eq!(
+            inputs.features,
+            self.inputs(),
+            "Distinct::run_sparse_split: the inputs do not fit the network"
+        );
+        let fill = |x: &mut Vec<f32>| inputs.dense_rows_into(which, x);
+        self.run_on_one_thread(fill, which.len(), par, model)
     }
 
     /// Runs `samples` samples, `rows(group, x)` writing into `x` the samples-major rows of a
@@ -269,54 +330,62 @@ impl<'a> Distinct<'a> {
         let threads = dealt_threads(samples, par);
         if threads == 1 {
             let all: Vec<usize> = (0..samples).collect();
-            return self.run_on_one_thread(|x| rows(&all, x), samples, par);
+            return self.run_on_one_thread(|x| rows(&all, x), samples, par, &SelfComm);
         }
         let groups: Vec<Vec<usize>> = (0..threads)
             .map(|t| (t..samples).step_by(threads).collect())
             .collect();
         let parts: Vec<DistinctColumns> = groups
             .par_iter()
-            .map(|g| self.run_on_one_thread(|x| rows(g, x), g.len(), Par::Seq))
+            .map(|g| self.run_on_one_thread(|x| rows(g, x), g.len(), Par::Seq, &SelfComm))
             .collect();
         merge(&parts, &groups, samples)
     }
 
     /// Runs the samples-major rows that `fill` writes (`samples` of them) through the
-    /// network, with buffers from the pool (returned to it after).
-    fn run_on_one_thread(
+    /// network (a share's outputs gathered over `model`), with buffers from the pool
+    /// (returned to it after).
+    fn run_on_one_thread<C: Comm>(
         &self,
         fill: impl FnOnce(&mut Vec<f32>),
         samples: usize,
         par: Par,
+        model: &C,
     ) -> DistinctColumns {
         let taken = self.pool.lock().map(|mut p| p.pop()).unwrap_or(None);
         let mut buffers = taken.unwrap_or_default();
         fill(&mut buffers.x);
-        let out = self.run_in(&mut buffers, samples, par);
+        let out = self.run_in(&mut buffers, samples, par, model);
         if let Ok(mut pool) = self.pool.lock() {
             pool.push(buffers);
         }
         out
     }
 
-    fn run_in(&self, buffers: &mut Buffers, samples: usize, par: Par) -> DistinctColumns {
+    fn run_in<C: Comm>(
+        &self,
+        buffers: &mut Buffers,
+        samples: usize,
+        par: Par,
+        model: &C,
+    ) -> DistinctColumns {
         let Buffers {
             x,
             y,
             spare,
             scratch,
         } = buffers;
-        let net = self.net;
+        let split = self.split.as_deref().filter(|_| model.size() > 1);
         let mut of_sample: Vec<u32> = (0..samples as u32).collect();
-        let mut rows = net.inputs();
+        let mut rows = self.inputs();
         let mut layout = Layout::BySample;
         let (mut n, mut density) = keep_distinct(x, spare, layout, rows, samples, &mut of_sample);
-        let mut per_layer = Vec::with_capacity(net.layers().len());
+        let mut per_layer = Vec::with_capacity(self.layers.len());
         // The previous layer's outputs are its distinct neurons' until expanded by this map:
         // they are expanded in the layout the next layer reads, after any transpose (of the
         // fewer rows).
         let mut pending: Option<&[u32]> = None;
-        for (whole, prepared) in net.layers().iter().zip(&self.prepared) {
+        for (l, (whole, prepared)) in self.layers.iter().zip(&self.prepared).enumerate() {
             per_layer.push(n);
             let layer = prepared.layer.as_ref().unwrap_or(whole);
             let unpacked = &prepared.unpacked;
@@ -329,6 +398,7 @@ impl<'a> Distinct<'a> {
             };
             let b = layer.bias();
             let by_sample = unpacked.is_some()
+                && split.is_none()
                 && layout == Layout::BySample
                 && n > NARROW_MAX
                 && density <= BY_SAMPLE_MAX_DENSITY;
@@ -351,20 +421,36 @@ impl<'a> Distinct<'a> {
                     _ => layer.weights().forward(par, None, b, x, n, f, y),
                 },
             }
-            if !act.is_elementwise() && n > 0 {
-                if layout == Layout::BySample {
-                    y.chunks_exact_mut(out)
-                        .for_each(|col| softmax_columns(col, out, 1));
-                } else {
-                    softmax_columns(y, out, n);
-                }
-            }
             std::mem::swap(x, y);
             rows = out;
+            if let Some(parts) = split {
+                // This rank's neurons (expanded now: the ranks' blocks of rows, in rank order,
+                // make the layer's features-major outputs), then everyone's.
+                if let Some(of_row) = &prepared.of_row {
+                    let expanded = expand_rows(x, rows, n, layout, of_row, y);
+                    debug_assert_eq!(expanded, parts[l].count(model.rank()));
+                }
+                debug_assert_eq!(layout, Layout::ByFeature);
+                spare.clear();
+                spare.resize(parts[l].total() * n, 0.0);
+                model.all_gather_varcount(x, spare, &parts[l].counts_times(n));
+                std::mem::swap(x, spare);
+                rows = parts[l].total();
+            }
+            if !act.is_elementwise() && n > 0 {
+                if layout == Layout::BySample {
+                    x.chunks_exact_mut(rows)
+                        .for_each(|col| softmax_columns(col, rows, 1));
+                } else {
+                    softmax_columns(x, rows, n);
+                }
+            }
             (n, density) = keep_distinct(x, spare, layout, rows, n, &mut of_sample);
             // (The density of the distinct neurons stands for the layer's: it only picks the
             // next kernel.)
-            pending = prepared.of_row.as_deref();
+            if split.is_none() {
+                pending = prepared.of_row.as_deref();
+            }
         }
         if let Some(of_row) = pending {
             rows = expand_rows(x, rows, n, layout, of_row, y);
@@ -426,28 +512,34 @@ fn merge(parts: &[DistinctColumns], groups: &[Vec<usize>], samples: usize) -> Di
 }
 
 /// The samples of `inputs` whose outputs from `net` are nonzero (the GraphChallenge's
-/// categories), increasing, on every rank of `comm`: the network is whole on every rank and
-/// the samples are dealt round-robin (sample `s` to rank `s mod ranks`), so that every rank
-/// gets early- and late-dying samples alike. Also returns this rank's distinct columns per
-/// layer.
+/// categories), increasing, on every rank. The samples are dealt round-robin over the ranks
+/// of `data` (sample `s` to rank `s mod ranks`), so that every rank gets early- and
+/// late-dying samples alike; the ranks of `model` share each of them, `net` being each one's
+/// share of a network split by neurons ([`Distinct::shard`]), or hold the whole network when
+/// `model` has one rank. Also returns this rank's distinct columns per layer.
 pub fn nonzero_samples_dealt<C: Comm>(
-    comm: &C,
+    data: &C,
+    model: &C,
     net: &Distinct,
     inputs: &SparseSamples,
     par: Par,
 ) -> (Vec<usize>, Vec<usize>) {
-    let mine: Vec<usize> = (comm.rank()..inputs.len()).step_by(comm.size()).collect();
-    let out = net.run_sparse(inputs, &mine, par);
+    let mine: Vec<usize> = (data.rank()..inputs.len()).step_by(data.size()).collect();
+    let out = if model.size() > 1 {
+        net.run_sparse_split(model, inputs, &mine, par)
+    } else {
+        net.run_sparse(inputs, &mine, par)
+    };
     let found: Vec<u64> = out
         .nonzero_samples()
         .into_iter()
         .map(|c| mine[c] as u64)
         .collect();
-    let mut counts = vec![0u64; comm.size()];
-    comm.all_gather_varcount(&[found.len() as u64], &mut counts, &vec![1; comm.size()]);
+    let mut counts = vec![0u64; data.size()];
+    data.all_gather_varcount(&[found.len() as u64], &mut counts, &vec![1; data.size()]);
     let counts: Vec<usize> = counts.iter().map(|&c| c as usize).collect();
     let mut all = vec![0u64; counts.iter().sum()];
-    comm.all_gather_varcount(&found, &mut all, &counts);
+    data.all_gather_varcount(&found, &mut all, &counts);
     let mut all: Vec<usize> = all.into_iter().map(|s| s as usize).collect();
     all.sort_unstable();
     (all, out.per_layer)
@@ -795,5 +887,76 @@ mod tests {
             Distinct::every_neuron(&net, Par::Seq).neurons_computed(),
             (80, 80)
         );
+    }
+
+    /// `x` (samples-major, 40 features) as sparse rows.
+    fn sparse_rows(x: &[f32]) -> SparseSamples {
+        let mut rows = SparseSamples {
+            features: 40,
+            offsets: vec![0],
+            feature: Vec::new(),
+            value: Vec::new(),
+        };
+        for sample in x.chunks_exact(40) {
+            for (f, &v) in sample.iter().enumerate().filter(|(_, v)| **v != 0.0) {
+                rows.feature.push(f as u32);
+                rows.value.push(v);
+            }
+            rows.offsets.push(rows.feature.len());
+        }
+        rows
+    }
+
+    #[test]
+    fn ranks_splitting_the_neurons_give_the_plain_forward_pass() {
+        use crate::cluster::ThreadComm;
+        // Equal neurons shared within each rank's rows, own biases, and a softmax output
+        // (normalised over the whole gathered column).
+        let mut layers = network_with_equal_neurons(Activation::Relu, 6)
+            .layers()
+            .to_vec();
+        let last = layers.pop().unwrap();
+        let head = Layer::from_weights(
+            last.weights().clone(),
+            Array1::from_vec(last.bias().to_vec()),
+            Activation::Softmax,
+        )
+        .unwrap();
+        layers.push(head);
+        let net = Network::from_layers(layers).unwrap();
+        let samples = 200;
+        let x = inputs(samples);
+        let want = plain(&net, &x, samples);
+        let rows = sparse_rows(&x);
+        let which: Vec<usize> = (0..samples).collect();
+        for ranks in [2, 3] {
+            for share in [true, false] {
+                let results = ThreadComm::run(ranks, |comm| {
+                    let parts: Vec<Partition> = net
+                        .layers()
+                        .iter()
+                        .map(|l| Partition::even(l.outputs(), ranks))
+                        .collect();
+                    let mine: Vec<Layer> = net
+                        .layers()
+                        .iter()
+                        .zip(&parts)
+                        .map(|(l, p)| l.neurons(p.range(comm.rank())))
+                        .collect();
+                    let shard = Distinct::shard(&mine, parts, share, Par::Seq);
+                    shard
+                        .run_sparse_split(&comm, &rows, &which, Par::Seq)
+                        .expand()
+                });
+                for got in results {
+                    assert!(
+                        got.iter()
+                            .zip(&want)
+                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{ranks} ranks, sharing {share}"
+                    );
+                }
+            }
+        }
     }
 }

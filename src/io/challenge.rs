@@ -15,6 +15,7 @@ use crate::rng::UniformStream;
 use crate::sparse::Csr;
 use ndarray::Array1;
 use rayon::prelude::*;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 /// One entry of a sparse matrix file, 0-based.
@@ -287,15 +288,56 @@ pub fn read_network(
     act: Activation,
     par: Par,
 ) -> Result<Network> {
+    Network::from_layers(read_network_rows(
+        dir,
+        neurons,
+        layers,
+        bias,
+        act,
+        0..neurons,
+        par,
+    )?)
+}
+
+/// Neurons `rows` of every layer of a challenge network (a rank's share of a network split by
+/// neurons): as [`read_network`], each layer cut to `rows` as soon as it is read, so only the
+/// share and the layers being read are ever in memory.
+pub fn read_network_rows(
+    dir: &Path,
+    neurons: usize,
+    layers: usize,
+    bias: f32,
+    act: Activation,
+    rows: Range<usize>,
+    par: Par,
+) -> Result<Vec<Layer>> {
+    check_rows(&rows, neurons)?;
     let files = (1..=layers)
         .map(|k| layer_file(dir, neurons, k))
         .collect::<Result<Vec<_>>>()?;
-    let read = |p: &PathBuf| read_layer(p, neurons, bias, act);
-    let layers: Vec<Layer> = match par {
-        Par::Seq => files.iter().map(read).collect::<Result<_>>()?,
-        Par::Rayon(_) => files.par_iter().map(read).collect::<Result<_>>()?,
+    let read = |p: &PathBuf| {
+        let layer = read_layer(p, neurons, bias, act)?;
+        Ok(if rows == (0..neurons) {
+            layer
+        } else {
+            layer.neurons(rows.clone())
+        })
     };
-    Network::from_layers(layers)
+    match par {
+        Par::Seq => files.iter().map(read).collect(),
+        Par::Rayon(_) => files.par_iter().map(read).collect(),
+    }
+}
+
+/// Checks that `rows` lies inside `0..neurons`.
+fn check_rows(rows: &Range<usize>, neurons: usize) -> Result<()> {
+    if rows.start > rows.end || rows.end > neurons {
+        return Err(Error::parameter(
+            "neurons",
+            format!("rows {rows:?} do not lie inside the {neurons} neurons"),
+        ));
+    }
+    Ok(())
 }
 
 /// Connections in and out of every neuron of the challenge's networks.
@@ -315,13 +357,34 @@ pub fn generate_network(
     act: Activation,
     seed: u64,
 ) -> Result<Network> {
+    Network::from_layers(generate_network_rows(
+        neurons,
+        layers,
+        bias,
+        act,
+        seed,
+        0..neurons,
+    )?)
+}
+
+/// Neurons `rows` of every layer of [`generate_network`]'s network (a rank's share of a
+/// network split by neurons), made without the other rows.
+pub fn generate_network_rows(
+    neurons: usize,
+    layers: usize,
+    bias: f32,
+    act: Activation,
+    seed: u64,
+    rows: Range<usize>,
+) -> Result<Vec<Layer>> {
+    check_rows(&rows, neurons)?;
     if neurons < CHALLENGE_FAN {
         return Err(Error::parameter(
             "neurons",
             format!("must be at least {CHALLENGE_FAN} (got {neurons})"),
         ));
     }
-    let layers = (0..layers)
+    (0..layers)
         .map(|l| {
             let mut rng = UniformStream::new(seed, l as u64);
             let mut pi: Vec<usize> = (0..neurons).collect();
@@ -336,15 +399,15 @@ pub fn generate_network(
             for (i, &p) in pi.iter().enumerate() {
                 inverse_pi[p] = i;
             }
-            let mut row_ptr = Vec::with_capacity(neurons + 1);
-            let (mut cols, mut vals) = (Vec::with_capacity(neurons * CHALLENGE_FAN), Vec::new());
+            let mut row_ptr = Vec::with_capacity(rows.len() + 1);
+            let (mut cols, mut vals) = (Vec::with_capacity(rows.len() * CHALLENGE_FAN), Vec::new());
             row_ptr.push(0);
             let mut inverse_sigma = vec![0usize; neurons];
             for (k, &s) in sigma.iter().enumerate() {
                 inverse_sigma[s] = k;
             }
             // Neuron j = σ(t) reads the inputs i with π(i) = t - d.
-            for &t in &inverse_sigma {
+            for &t in &inverse_sigma[rows.clone()] {
                 let mut row: Vec<u32> = offsets
                     .iter()
                     .map(|&d| inverse_pi[(t + neurons - d) % neurons] as u32)
@@ -355,10 +418,13 @@ pub fn generate_network(
                 row_ptr.push(cols.len());
             }
             let csr = Csr::from_parts(neurons, row_ptr, cols, vals).map_err(Error::config)?;
-            Layer::from_weights(Weights::Sparse(csr), Array1::from_elem(neurons, bias), act)
+            Layer::from_weights(
+                Weights::Sparse(csr),
+                Array1::from_elem(rows.len(), bias),
+                act,
+            )
         })
-        .collect::<Result<Vec<_>>>()?;
-    Network::from_layers(layers)
+        .collect()
 }
 
 /// Stand-in inputs: `samples` binary samples of `features` features, drawn from `seed`.

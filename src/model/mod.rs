@@ -131,6 +131,18 @@ impl Layer {
         self.weights.stored() + self.bias.len()
     }
 
+    /// Neurons `rows` of this layer alone (a rank's share of a layer split by neurons).
+    ///
+    /// # Panics
+    /// If `rows` is not inside `0..outputs`.
+    pub fn neurons(&self, rows: std::ops::Range<usize>) -> Layer {
+        Layer {
+            weights: self.weights.slice_rows(rows.clone()),
+            bias: Array1::from(self.bias.as_slice().expect("a bias vector")[rows].to_vec()),
+            activation: self.activation,
+        }
+    }
+
     /// Nonzero weights over all `out · in` connections.
     pub fn density(&self) -> f64 {
         self.weights.nonzeros() as f64 / (self.outputs() * self.inputs()) as f64
