@@ -38,7 +38,8 @@ def run(nnmpi, neurons, layers, samples, reps, threads=1, ranks=None):
 
 
 def svg_plot(series, path, title):
-    """A line plot of seconds against layers, one line per N, log-scaled seconds."""
+    """A line plot of seconds against layers, one line per series (in the order given),
+    log-scaled seconds."""
     import math
 
     w, h, left, right, top, bottom = 640, 400, 70, 130, 40, 50
@@ -68,7 +69,7 @@ def svg_plot(series, path, title):
     out.append(f'<text x="{(left + w - right) / 2}" y="{h - 12}" text-anchor="middle">layers (L)</text>')
     out.append(f'<text x="16" y="{(top + h - bottom) / 2}" text-anchor="middle" '
                f'transform="rotate(-90 16 {(top + h - bottom) / 2})">inference seconds (log)</text>')
-    for k, (name, pts) in enumerate(sorted(series.items())):
+    for k, (name, pts) in enumerate(series.items()):
         c = colours[k % len(colours)]
         line = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in sorted(pts))
         out.append(f'<polyline points="{line}" fill="none" stroke="{c}" stroke-width="2"/>')

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 /// A vector stored as one block of little-endian bytes (its length in bytes, then the bytes).
 /// A layer's weights and columns are read in one pass over the block this way, instead of
-/// element by element (a column also takes a fixed 4 bytes instead of a varint).
+/// element by element.
 #[derive(Clone, Debug, PartialEq)]
 pub(super) struct LeVec<T>(pub Vec<T>);
 
