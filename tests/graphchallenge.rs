@@ -57,6 +57,7 @@ fn the_subset_gives_the_truth_after_14_and_after_120_layers() {
         let net = network(&dir, layers);
         let (found, per_layer) = nonzero_samples_dealt(
             &SelfComm,
+            &SelfComm,
             &Distinct::new(&net, Par::current_pool()),
             &inputs,
             Par::current_pool(),

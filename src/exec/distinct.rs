@@ -608,8 +608,8 @@ fn keep_distinct(
         return (n, 0.0);
     }
     let prints = match layout {
-        Layout::ByFeature => columns::by_feature(&x, n),
-        Layout::BySample => columns::by_sample(&x, rows),
+        Layout::ByFeature => columns::by_feature(x, n),
+        Layout::BySample => columns::by_sample(x, rows),
     };
     let at = |i: usize, c: usize| match layout {
         Layout::ByFeature => i * n + c,
