@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what building nnmpi needs on Debian/Ubuntu and is missing: Open MPI (library,
-# headers, mpirun) and libclang (rsmpi generates its bindings with bindgen). Safe to re-run:
+# headers, mpirun), libclang (rsmpi generates its bindings with bindgen) and python3-venv
+# (the Python package is tested in a virtual environment). Safe to re-run:
 # present packages are skipped. Sourced by demo.sh and test.sh.
 set -euo pipefail
 
 need=()
-for pkg in libopenmpi-dev openmpi-bin libclang-dev pkg-config; do
+for pkg in libopenmpi-dev openmpi-bin libclang-dev pkg-config python3-venv; do
     if dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
         echo "[deps] $pkg: present"
     else

@@ -19,3 +19,5 @@ echo "[test] cargo test (default features: mpi, cli)"
 cargo test
 echo "[test] cargo test --no-default-features --features cli (single process, threads only)"
 cargo test --no-default-features --features cli
+echo "[test] the Python package (python/): build, install into a virtual environment, pytest"
+scripts/test-python.sh

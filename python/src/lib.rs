@@ -1,0 +1,199 @@
+//! The `nnmpi._nnmpi` extension module: nnmpi models from Python, NumPy arrays in and out.
+//! The Python package (`nnmpi/__init__.py`) wraps it with array conversions and class names;
+//! everything numerical happens here, in the same library calls the command line makes, with
+//! the GIL released.
+
+use nnmpi::cluster::SelfComm;
+use nnmpi::data::{Dataset, Targets};
+use nnmpi::exec::Engine;
+use nnmpi::kernels::Par;
+use nnmpi::model::{Model as Inner, Task};
+use nnmpi::train::{predict_all, predicted_class};
+use numpy::ndarray::Array2;
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::prelude::*;
+use std::path::PathBuf;
+
+/// The library's error as a Python exception: files that cannot be read or are not valid
+/// checkpoints are `OSError`, everything else (shapes, values, settings) `ValueError`.
+fn to_py(e: nnmpi::Error) -> PyErr {
+    match e {
+        nnmpi::Error::Io { .. } | nnmpi::Error::Checkpoint { .. } => {
+            PyOSError::new_err(e.to_string())
+        }
+        _ => PyValueError::new_err(e.to_string()),
+    }
+}
+
+/// A trained network with what it needs to read raw features (normaliser, class names).
+#[pyclass(module = "nnmpi._nnmpi", name = "Model", frozen)]
+struct Model {
+    inner: Inner,
+}
+
+#[pymethods]
+impl Model {
+    /// Reads an nnmpi checkpoint (written by `nnmpi train`, `prune` or `Model.save`).
+    #[staticmethod]
+    fn load(py: Python<'_>, path: PathBuf) -> PyResult<Model> {
+        let checkpoint = py.detach(|| nnmpi::io::load(&path)).map_err(to_py)?;
+        Ok(Model {
+            inner: checkpoint.model,
+        })
+    }
+
+    /// Writes the model as an nnmpi checkpoint (temporary file, fsync, rename).
+    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        let checkpoint = nnmpi::io::Checkpoint {
+            model: self.inner.clone(),
+            training: None,
+        };
+        py.detach(|| nnmpi::io::save(&path, &checkpoint))
+            .map_err(to_py)
+    }
+
+    /// Reads a safetensors model (as `nnmpi export` or `Model.export_safetensors` write it).
+    #[staticmethod]
+    fn import_safetensors(py: Python<'_>, path: PathBuf) -> PyResult<Model> {
+        let imported = py
+            .detach(|| nnmpi::io::safetensors::import(&path))
+            .map_err(to_py)?;
+        Ok(Model {
+            inner: imported.model,
+        })
+    }
+
+    /// Writes the model as safetensors, for PyTorch, NumPy and other frameworks.
+    fn export_safetensors(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        py.detach(|| nnmpi::io::safetensors::export(&self.inner, &path))
+            .map_err(to_py)
+    }
+
+    /// Layer sizes, inputs first.
+    #[getter]
+    fn sizes(&self) -> Vec<usize> {
+        self.inner.network.sizes()
+    }
+
+    /// The class names of a classifier (`None` for a regression model).
+    #[getter]
+    fn classes(&self) -> Option<Vec<String>> {
+        match &self.inner.task {
+            Task::Classification { classes } => Some(classes.clone()),
+            Task::Regression => None,
+        }
+    }
+
+    /// Each layer's activation, as the command line names it (e.g. `relu`, `leaky-relu:0.1`).
+    #[getter]
+    fn activations(&self) -> Vec<String> {
+        let layers = self.inner.network.layers();
+        layers.iter().map(|l| l.activation().to_string()).collect()
+    }
+
+    /// Stored weights and biases.
+    #[getter]
+    fn parameter_count(&self) -> usize {
+        self.inner.network.parameter_count()
+    }
+
+    /// The network's outputs for `x` (`[samples, features]`, float32, C-ordered), normalised
+    /// as the model was trained: `[samples, outputs]` float32 (probabilities for a classifier).
+    #[pyo3(signature = (x, threads=None, batch_size=1024))]
+    fn outputs<'py>(
+        &self,
+        py: Python<'py>,
+        x: PyReadonlyArray2<'py, f32>,
+        threads: Option<usize>,
+        batch_size: usize,
+    ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let (samples, outputs) = (x.shape()[0], self.inner.network.outputs());
+        let features = self.features_major(&x)?;
+        let model = &self.inner;
+        let y = py
+            .detach(|| -> nnmpi::Result<Vec<f32>> {
+                let mut data = Dataset {
+                    features,
+                    targets: Targets::None,
+                    classes: Vec::new(),
+                    origin: PathBuf::from("the array"),
+                };
+                data.normalize(&model.normalizer)?;
+                let par = threads.map_or_else(Par::current_pool, Par::threads);
+                let mut engine = Engine::sharded(&model.network, SelfComm, par).for_inference();
+                let y = predict_all(&mut engine, &SelfComm, &data, batch_size.max(1));
+                Ok(y.expect("one process is rank 0"))
+            })
+            .map_err(to_py)?;
+        let y = Array2::from_shape_vec((samples, outputs), y).expect("[samples, outputs]");
+        Ok(y.into_pyarray(py))
+    }
+
+    /// Index of the predicted class of each row of `outputs` (as `Model.outputs` gives them),
+    /// chosen as `nnmpi predict` chooses it (one output: 1 when it is at least 0.5).
+    #[staticmethod]
+    fn class_indices<'py>(
+        py: Python<'py>,
+        outputs: PyReadonlyArray2<'py, f32>,
+    ) -> PyResult<Bound<'py, PyArray1<i64>>> {
+        let y = outputs
+            .as_slice()
+            .map_err(|_| PyValueError::new_err("outputs must be a C-ordered float32 array"))?;
+        let width = outputs.shape()[1].max(1);
+        let ids: Vec<i64> = y
+            .chunks_exact(width)
+            .map(|row| predicted_class(row, 1, 0) as i64)
+            .collect();
+        Ok(ids.into_pyarray(py))
+    }
+
+    fn __repr__(&self) -> String {
+        let sizes: Vec<String> = self.sizes().iter().map(usize::to_string).collect();
+        let task = match &self.inner.task {
+            Task::Classification { classes } => format!("classifier of {} classes", classes.len()),
+            Task::Regression => "regression".into(),
+        };
+        format!(
+            "nnmpi.Model({}, {task}, {} parameters)",
+            sizes.join("-"),
+            self.parameter_count()
+        )
+    }
+}
+
+impl Model {
+    /// `x` (`[samples, features]`, C-ordered) as the engine's features-major `[features,
+    /// samples]`, checked: the model's number of features, every value finite.
+    fn features_major(&self, x: &PyReadonlyArray2<'_, f32>) -> PyResult<Array2<f32>> {
+        let (samples, features) = (x.shape()[0], x.shape()[1]);
+        let inputs = self.inner.network.inputs();
+        if features != inputs {
+            return Err(PyValueError::new_err(format!(
+                "X has {features} features per sample but the model takes {inputs}"
+            )));
+        }
+        let values = x
+            .as_slice()
+            .map_err(|_| PyValueError::new_err("X must be a C-ordered float32 array"))?;
+        if let Some(k) = values.iter().position(|v| !v.is_finite()) {
+            return Err(PyValueError::new_err(format!(
+                "X[{}, {}] is {}: every feature must be a finite number",
+                k / features.max(1),
+                k % features.max(1),
+                values[k]
+            )));
+        }
+        let rows = Array2::from_shape_vec((samples, features), values.to_vec())
+            .expect("[samples, features]");
+        Ok(rows.reversed_axes().as_standard_layout().into_owned())
+    }
+}
+
+/// The nnmpi engine's Python module.
+#[pymodule]
+fn _nnmpi(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Model>()?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
