@@ -34,19 +34,26 @@ def sonar_features():
     return np.array([[np.float32(v) for v in r[:-1]] for r in rows], dtype=np.float32)
 
 
+def trained_and_predicted(folder, data, *train_flags):
+    """Trains a model on `data` with the command (a needed skip if it is not built), has the
+    command predict `data` with it, and returns the model's path and the CSV's rows (header
+    first)."""
+    if not Path(NNMPI).exists():
+        pytest.skip(f"{NNMPI} is not built (run cargo build, or set NNMPI_BIN)")
+    model = folder / "model.nnmpi"
+    cli("train", "--data", data, *train_flags, "--out", model)
+    out = folder / "predictions.csv"
+    cli("predict", "--model", model, "--data", data, "--exact", "--out", out)
+    with open(out) as f:
+        return model, list(csv.reader(f))
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A Sonar classifier trained by the command, and the command's own predictions of it."""
-    if not Path(NNMPI).exists():
-        pytest.skip(f"{NNMPI} is not built (run cargo build, or set NNMPI_BIN)")
-    d = tmp_path_factory.mktemp("sonar")
-    model = d / "sonar.nnmpi"
-    cli("train", "--data", SONAR, "--hidden", "12", "--epochs", "5", "--seed", "3",
-        "--normalize", "zscore", "--out", model)
-    out = d / "predictions.csv"
-    cli("predict", "--model", model, "--data", SONAR, "--exact", "--out", out)
-    with open(out) as f:
-        rows = list(csv.reader(f))
+    model, rows = trained_and_predicted(tmp_path_factory.mktemp("sonar"), SONAR, "--hidden",
+                                        "12", "--epochs", "5", "--seed", "3", "--normalize",
+                                        "zscore")
     header, rows = rows[0], rows[1:]
     labels = np.array([r[0] for r in rows], dtype=object)
     proba = np.array([[np.float32(v) for v in r[1:]] for r in rows], dtype=np.float32)
@@ -113,21 +120,15 @@ def test_bad_input_is_a_python_exception_with_the_reason(trained, tmp_path):
 
 
 def test_regression_models_predict_values(tmp_path):
-    if not Path(NNMPI).exists():
-        pytest.skip(f"{NNMPI} is not built")
     # Sonar's first feature from the other 59, as a regression.
     x = sonar_features()
     data = tmp_path / "reg.csv"
     with open(data, "w") as f:
         for row in x:
             f.write(",".join(f"{v}" for v in row[1:]) + f",{row[0]}\n")
-    path = tmp_path / "reg.nnmpi"
-    cli("train", "--data", data, "--task", "regress", "--hidden", "6", "--epochs", "3",
-        "--seed", "1", "--out", path)
-    out = tmp_path / "reg-pred.csv"
-    cli("predict", "--model", path, "--data", data, "--exact", "--out", out)
-    with open(out) as f:
-        want = np.array([np.float32(r[0]) for r in list(csv.reader(f))[1:]], dtype=np.float32)
+    path, rows = trained_and_predicted(tmp_path, data, "--task", "regress", "--hidden", "6",
+                                       "--epochs", "3", "--seed", "1")
+    want = np.array([np.float32(r[0]) for r in rows[1:]], dtype=np.float32)
     model = nnmpi.Model.load(path)
     assert model.classes_ is None
     got = model.predict(x[:, 1:])
