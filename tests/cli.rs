@@ -701,3 +701,26 @@ fn a_network_too_big_for_the_machine_is_an_error_that_says_how_much() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("needs about"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_slurm_step_of_two_tasks_without_mpi_stops_with_the_srun_to_use() {
+    // srun -n 2 without --mpi=pmix: each task sees no MPI and would run everything alone.
+    let run = |tasks: &str| {
+        Command::new(env!("CARGO_BIN_EXE_nnmpi"))
+            .args(["info", "--layers", "4,3,2"])
+            .env("SLURM_STEP_NUM_TASKS", tasks)
+            .env("NNMPI_MPI", "0")
+            .output()
+            .unwrap()
+    };
+    let two = run("2");
+    assert_eq!(two.status.code(), Some(1), "{}", stderr(&two));
+    assert!(
+        stderr(&two).contains("Slurm started 2 tasks") && stderr(&two).contains("srun --mpi=pmix"),
+        "{}",
+        stderr(&two)
+    );
+    assert!(stdout(&two).is_empty(), "{}", stdout(&two));
+    let one = run("1");
+    assert!(one.status.success(), "{}", stderr(&one));
+}

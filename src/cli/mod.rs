@@ -12,7 +12,7 @@ mod ranges;
 mod sdnn;
 mod train;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use context::Ctx;
 use nnmpi::cluster::{Comm, Grid, SelfComm};
@@ -191,7 +191,7 @@ fn check_same_arguments<C: Comm>(world: &C) -> Result<()> {
     let mut root = mine.join("\0").into_bytes();
     world.broadcast_bytes(0, &mut root);
     if root != mine.join("\0").into_bytes() {
-        anyhow::bail!(
+        bail!(
             "rank {} was started with other arguments than rank 0 ({:?} instead of {:?}); every rank must run the same command",
             world.rank(),
             mine.join(" "),
@@ -218,7 +218,30 @@ fn given(matches: &ArgMatches, id: &str) -> bool {
     on_line(matches) || matches.subcommand().is_some_and(|(_, sub)| on_line(sub))
 }
 
+/// Refuses a Slurm step of several tasks that are not one MPI job of as many ranks: with
+/// Slurm's default `MpiDefault=none`, `srun -n 2 nnmpi ...` starts two processes that each see
+/// no MPI, and each would run the whole command alone and write the same files. `env` reads
+/// an environment variable.
+fn check_slurm_launch(world_size: usize, env: impl Fn(&str) -> Option<String>) -> Result<()> {
+    let Some(tasks) = env("SLURM_STEP_NUM_TASKS").and_then(|v| v.trim().parse::<usize>().ok())
+    else {
+        return Ok(());
+    };
+    if tasks > 1 && world_size != tasks {
+        bail!(
+            "Slurm started {tasks} tasks (SLURM_STEP_NUM_TASKS={tasks}) but they are {}: each would run the whole command alone and write the same files. Start nnmpi with `srun --mpi=pmix ...` (`srun --mpi=list` shows the plugins this cluster has), or with mpirun inside the allocation",
+            if world_size == 1 {
+                "not one MPI job".to_string()
+            } else {
+                format!("an MPI job of {world_size} ranks")
+            }
+        );
+    }
+    Ok(())
+}
+
 fn run<C: Comm>(cli: &Cli, matches: &ArgMatches, world: C) -> Result<()> {
+    check_slurm_launch(world.size(), |name| std::env::var(name).ok())?;
     check_same_arguments(&world)?;
     inject_test_fault(&world);
     // `info` only describes a plan (its --grid is the one to describe), so it runs on any job.
@@ -246,5 +269,28 @@ fn run<C: Comm>(cli: &Cli, matches: &ArgMatches, world: C) -> Result<()> {
         Command::Export(args) => convert::run_export(&ctx, args),
         Command::Import(args) => convert::run_import(&ctx, args),
         Command::Sdnn(args) => sdnn::run(&ctx, args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_slurm_launch;
+
+    #[test]
+    fn a_slurm_step_of_several_tasks_must_be_one_mpi_job_of_as_many_ranks() {
+        let step = |n: &'static str| {
+            move |name: &str| (name == "SLURM_STEP_NUM_TASKS").then(|| n.to_string())
+        };
+        let outside = |_: &str| None;
+        assert!(check_slurm_launch(1, outside).is_ok());
+        assert!(check_slurm_launch(1, step("1")).is_ok());
+        assert!(check_slurm_launch(2, step("2")).is_ok());
+        let alone = check_slurm_launch(1, step("2")).unwrap_err().to_string();
+        assert!(
+            alone.contains("not one MPI job") && alone.contains("srun --mpi=pmix"),
+            "{alone}"
+        );
+        let fewer = check_slurm_launch(2, step("4")).unwrap_err().to_string();
+        assert!(fewer.contains("an MPI job of 2 ranks"), "{fewer}");
     }
 }
