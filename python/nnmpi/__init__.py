@@ -13,12 +13,16 @@ import numpy as np
 
 from . import _nnmpi
 
+_F32 = np.dtype(np.float32)
+
 __all__ = ["Model", "__version__"]
 __version__ = _nnmpi.__version__
 
 
 def _as_features(x):
     """``x`` as a C-ordered float32 ``[samples, features]`` array (no copy when it is one)."""
+    if type(x) is np.ndarray and x.dtype == _F32 and x.ndim == 2 and x.flags.c_contiguous:
+        return x  # the common case, checked in a few attribute reads
     x = np.asarray(x)
     if x.ndim == 1:
         x = x.reshape(1, -1)

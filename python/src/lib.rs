@@ -14,6 +14,7 @@ use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray2, PyUntypedArrayMet
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 /// The library's error as a Python exception: files that cannot be read or are not valid
 /// checkpoints are `OSError`, everything else (shapes, values, settings) `ValueError`.
@@ -30,6 +31,18 @@ fn to_py(e: nnmpi::Error) -> PyErr {
 #[pyclass(module = "nnmpi._nnmpi", name = "Model", frozen)]
 struct Model {
     inner: Inner,
+    /// The inference engine of the last call and its thread setting, kept for the next one
+    /// (building it took about half of a one-sample call).
+    engine: Mutex<Option<(Par, Engine<SelfComm>)>>,
+}
+
+impl From<Inner> for Model {
+    fn from(inner: Inner) -> Model {
+        Model {
+            inner,
+            engine: Mutex::new(None),
+        }
+    }
 }
 
 #[pymethods]
@@ -38,9 +51,7 @@ impl Model {
     #[staticmethod]
     fn load(py: Python<'_>, path: PathBuf) -> PyResult<Model> {
         let checkpoint = py.detach(|| nnmpi::io::load(&path)).map_err(to_py)?;
-        Ok(Model {
-            inner: checkpoint.model,
-        })
+        Ok(checkpoint.model.into())
     }
 
     /// Writes the model as an nnmpi checkpoint (temporary file, fsync, rename).
@@ -59,9 +70,7 @@ impl Model {
         let imported = py
             .detach(|| nnmpi::io::safetensors::import(&path))
             .map_err(to_py)?;
-        Ok(Model {
-            inner: imported.model,
-        })
+        Ok(imported.model.into())
     }
 
     /// Writes the model as safetensors, for PyTorch, NumPy and other frameworks.
@@ -121,8 +130,19 @@ impl Model {
                 };
                 data.normalize(&model.normalizer)?;
                 let par = threads.map_or_else(Par::current_pool, Par::threads);
-                let mut engine = Engine::sharded(&model.network, SelfComm, par).for_inference();
-                let y = predict_all(&mut engine, &SelfComm, &data, batch_size.max(1));
+                let fresh = || Engine::sharded(&model.network, SelfComm, par).for_inference();
+                let batch = batch_size.max(1);
+                // The kept engine, unless another thread is using it (then one of our own).
+                let y = match self.engine.try_lock() {
+                    Ok(mut kept) => {
+                        if kept.as_ref().is_none_or(|(p, _)| *p != par) {
+                            *kept = Some((par, fresh()));
+                        }
+                        let (_, engine) = kept.as_mut().expect("just set");
+                        predict_all(engine, &SelfComm, &data, batch)
+                    }
+                    Err(_) => predict_all(&mut fresh(), &SelfComm, &data, batch),
+                };
                 Ok(y.expect("one process is rank 0"))
             })
             .map_err(to_py)?;

@@ -157,3 +157,23 @@ def test_other_python_threads_run_while_the_engine_computes(trained):
     done.set()
     t.join()
     assert during > 0
+
+
+def test_threads_sharing_one_model_get_the_same_bits(trained):
+    # Calls from several Python threads at once (one reuses the model's kept engine, the
+    # others build their own) give the bits of a call alone.
+    model = nnmpi.Model.load(trained[0])
+    x = np.tile(sonar_features(), (20, 1))
+    want = model.outputs(x, threads=1)
+    results = [None] * 4
+
+    def call(i):
+        results[i] = model.outputs(x, threads=1 + i % 2)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for got in results:
+        assert np.array_equal(got, want)
