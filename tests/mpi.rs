@@ -679,3 +679,44 @@ fn ranks_splitting_a_generated_networks_neurons_find_the_categories_of_one_proce
     assert!(dealt.contains("\"ranks_per_layer\":1"), "{dealt}");
     assert_eq!(categories(&dealt), want, "{dealt}");
 }
+
+#[test]
+fn a_data_set_broadcast_in_small_chunks_trains_the_same_model() {
+    // NNMPI_MPI_MAX_COUNT=1000 cuts every broadcast (Sonar's 12,480 features, the labels, the
+    // class names) into calls of at most 1000 values, as a data set of 2^31 values or more
+    // is cut at MPI's limit; the model must come out byte for byte the same.
+    let dir = tempfile::tempdir().unwrap();
+    let train = |chunk: Option<&str>, name: &str| {
+        let out = dir.path().join(name);
+        let out_s = out.to_string_lossy().into_owned();
+        let args = [
+            "train",
+            "--data",
+            &sonar(),
+            "--hidden",
+            "8",
+            "--epochs",
+            "2",
+            "--seed",
+            "4",
+            "--out",
+            &out_s,
+            "--quiet",
+        ];
+        let mut cmd = mpirun_with(&[], 2, &args);
+        if let Some(c) = chunk {
+            cmd.env("NNMPI_MPI_MAX_COUNT", c);
+        }
+        let (o, in_time) = run_with_limit(cmd, Duration::from_secs(300));
+        assert!(
+            in_time && o.status.success(),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        std::fs::read(out).unwrap()
+    };
+    assert_eq!(
+        train(Some("1000"), "chunked.nnmpi"),
+        train(None, "whole.nnmpi")
+    );
+}

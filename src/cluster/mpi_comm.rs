@@ -99,6 +99,17 @@ fn count(n: usize) -> c_int {
     })
 }
 
+/// Values one broadcast call carries at most: MPI's largest count, or `NNMPI_MPI_MAX_COUNT`
+/// when it is set lower (for tests: a small value makes every broadcast go in chunks). Every
+/// rank of a job must see the same value (mpirun passes the environment to every rank).
+fn broadcast_chunk() -> usize {
+    let largest = c_int::MAX as usize;
+    std::env::var("NNMPI_MPI_MAX_COUNT")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .map_or(largest, |n| n.clamp(1, largest))
+}
+
 /// Counts and displacements of a variable-count collective.
 fn counts_displs(counts: &[usize]) -> (Vec<c_int>, Vec<c_int>) {
     let mut displs = Vec::with_capacity(counts.len());
@@ -153,7 +164,12 @@ impl Comm for MpiComm {
     }
 
     fn broadcast<T: Scalar>(&self, root: usize, buf: &mut [T]) {
-        self.inner.process_at_rank(root as i32).broadcast_into(buf);
+        // One call per chunk: an MPI count is a C int, so a data set of 2^31 values or more
+        // goes in several calls (every rank cuts its buffer the same way).
+        let root = self.inner.process_at_rank(root as i32);
+        for chunk in buf.chunks_mut(broadcast_chunk()) {
+            root.broadcast_into(chunk);
+        }
     }
 
     fn all_gather_varcount<T: Scalar>(&self, send: &[T], recv: &mut [T], counts: &[usize]) {
