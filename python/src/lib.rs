@@ -27,6 +27,10 @@ fn to_py(e: nnmpi::Error) -> PyErr {
     }
 }
 
+/// Inputs of at most this many values are run without releasing the GIL (releasing and taking
+/// it back costs more than their forward pass).
+const KEEP_GIL_UP_TO: usize = 4096;
+
 /// A trained network with what it needs to read raw features (normaliser, class names).
 #[pyclass(module = "nnmpi._nnmpi", name = "Model", frozen)]
 struct Model {
@@ -118,34 +122,57 @@ impl Model {
         batch_size: usize,
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let (samples, outputs) = (x.shape()[0], self.inner.network.outputs());
-        let features = self.features_major(&x)?;
+        let mut features = self.features_major(&x)?;
         let model = &self.inner;
-        let y = py
-            .detach(|| -> nnmpi::Result<Vec<f32>> {
-                let mut data = Dataset {
-                    features,
-                    targets: Targets::None,
-                    classes: Vec::new(),
-                    origin: PathBuf::from("the array"),
-                };
-                data.normalize(&model.normalizer)?;
-                let par = threads.map_or_else(Par::current_pool, Par::threads);
-                let fresh = || Engine::sharded(&model.network, SelfComm, par).for_inference();
-                let batch = batch_size.max(1);
-                // The kept engine, unless another thread is using it (then one of our own).
-                let y = match self.engine.try_lock() {
-                    Ok(mut kept) => {
-                        if kept.as_ref().is_none_or(|(p, _)| *p != par) {
-                            *kept = Some((par, fresh()));
-                        }
-                        let (_, engine) = kept.as_mut().expect("just set");
-                        predict_all(engine, &SelfComm, &data, batch)
+        let work = || -> nnmpi::Result<Vec<f32>> {
+            let par = threads.map_or_else(Par::current_pool, Par::threads);
+            let fresh = || Engine::sharded(&model.network, SelfComm, par).for_inference();
+            let batch = batch_size.max(1);
+            // The kept engine, unless another thread is using it (then one of our own).
+            let mut kept = self.engine.try_lock().ok();
+            let mut own = None;
+            let engine = match kept.as_deref_mut() {
+                Some(slot) => {
+                    if slot.as_ref().is_none_or(|(p, _)| *p != par) {
+                        *slot = Some((par, fresh()));
                     }
-                    Err(_) => predict_all(&mut fresh(), &SelfComm, &data, batch),
-                };
-                Ok(y.expect("one process is rank 0"))
-            })
-            .map_err(to_py)?;
+                    &mut slot.as_mut().expect("just set").1
+                }
+                None => own.insert(fresh()),
+            };
+            if samples <= batch {
+                // One batch: the forward pass `predict_all` would make, without its copies.
+                model
+                    .normalizer
+                    .apply(&mut features)
+                    .map_err(|e| nnmpi::Error::data("the array", 0, e.to_string()))?;
+                let x = features.as_slice().expect("standard layout");
+                let y = engine.forward(x, samples);
+                let mut rows = vec![0.0; samples * outputs];
+                for (o, by_sample) in y.chunks_exact(samples.max(1)).enumerate() {
+                    for (s, &v) in by_sample.iter().enumerate() {
+                        rows[s * outputs + o] = v;
+                    }
+                }
+                return Ok(rows);
+            }
+            let mut data = Dataset {
+                features,
+                targets: Targets::None,
+                classes: Vec::new(),
+                origin: PathBuf::from("the array"),
+            };
+            data.normalize(&model.normalizer)?;
+            let y = predict_all(engine, &SelfComm, &data, batch);
+            Ok(y.expect("one process is rank 0"))
+        };
+        // Releasing the GIL costs more than a small call's work: small calls keep it.
+        let y = if samples * x.shape()[1] <= KEEP_GIL_UP_TO {
+            work()
+        } else {
+            py.detach(work)
+        }
+        .map_err(to_py)?;
         let y = Array2::from_shape_vec((samples, outputs), y).expect("[samples, outputs]");
         Ok(y.into_pyarray(py))
     }
