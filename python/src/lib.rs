@@ -9,7 +9,7 @@ use nnmpi::exec::Engine;
 use nnmpi::kernels::Par;
 use nnmpi::model::{Model as Inner, Task};
 use nnmpi::train::{predict_all, predicted_class};
-use numpy::ndarray::Array2;
+use numpy::ndarray::{Array2, ArrayView2};
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
@@ -231,9 +231,9 @@ impl Model {
                 values[k]
             )));
         }
-        let rows = Array2::from_shape_vec((samples, features), values.to_vec())
-            .expect("[samples, features]");
-        Ok(rows.reversed_axes().as_standard_layout().into_owned())
+        let rows =
+            ArrayView2::from_shape((samples, features), values).expect("[samples, features]");
+        Ok(rows.t().as_standard_layout().into_owned())
     }
 }
 

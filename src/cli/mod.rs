@@ -34,10 +34,10 @@ pub struct Cli {
     /// Threads per rank for the math [default: RAYON_NUM_THREADS, else one per core].
     #[arg(long, global = true, value_name = "N", value_parser = ranges::at_least_one)]
     pub threads: Option<usize>,
-    /// Under mpirun: model (every layer's neurons split over the ranks, the default) or data
-    /// (a whole model per rank, each batch split over the ranks).
-    #[arg(long, global = true, value_name = "MODE", value_enum, default_value_t = Parallel::Model)]
-    pub parallel: Parallel,
+    /// Under mpirun: model (every layer's neurons split over the ranks) or data (a whole model
+    /// per rank, each batch split over the ranks) [default: model; for sdnn: data].
+    #[arg(long, global = true, value_name = "MODE", value_enum)]
+    pub parallel: Option<Parallel>,
     /// Under mpirun: D data-parallel groups of M model-parallel ranks (D x M = the number of
     /// ranks); overrides --parallel (model = 1xP, data = Px1).
     #[arg(long, global = true, value_name = "DxM")]
@@ -84,9 +84,14 @@ pub enum Command {
 }
 
 impl Cli {
-    /// The grid of `ranks` ranks these flags ask for.
+    /// The grid of `ranks` ranks these flags ask for. Without --parallel, sdnn deals its
+    /// inputs over the ranks (data); every other command splits the neurons (model).
     pub fn grid_for(&self, ranks: usize) -> Grid {
-        self.grid.unwrap_or(match self.parallel {
+        let default = match self.command {
+            Command::Sdnn(_) => Parallel::Data,
+            _ => Parallel::Model,
+        };
+        self.grid.unwrap_or(match self.parallel.unwrap_or(default) {
             Parallel::Data => Grid::data(ranks),
             Parallel::Model => Grid::model(ranks),
         })
@@ -211,13 +216,6 @@ fn inject_test_fault<C: Comm>(world: &C) {
     }
 }
 
-/// Whether the flag `id` was given on the command line (before or after the subcommand).
-fn given(matches: &ArgMatches, id: &str) -> bool {
-    let on_line =
-        |m: &ArgMatches| m.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
-    on_line(matches) || matches.subcommand().is_some_and(|(_, sub)| on_line(sub))
-}
-
 /// Refuses a Slurm step of several tasks that are not one MPI job of as many ranks: with
 /// Slurm's default `MpiDefault=none`, `srun -n 2 nnmpi ...` starts two processes that each see
 /// no MPI, and each would run the whole command alone and write the same files. `env` reads
@@ -247,10 +245,6 @@ fn run<C: Comm>(cli: &Cli, matches: &ArgMatches, world: C) -> Result<()> {
     // `info` only describes a plan (its --grid is the one to describe), so it runs on any job.
     let grid = match cli.command {
         Command::Info(_) => Grid::model(world.size()),
-        // sdnn deals its inputs over the ranks unless told to split the network's neurons.
-        Command::Sdnn(_) if cli.grid.is_none() && !given(matches, "parallel") => {
-            Grid::data(world.size())
-        }
         _ => cli.grid_for(world.size()),
     };
     let ctx = Ctx::new(world, grid)?;

@@ -132,12 +132,16 @@ struct Buffers {
 
 /// A layer ready for [`Distinct`]: what runs, and how its outputs become the layer's.
 struct Prepared {
-    /// The layer that runs: the network's own, or its distinct neurons only.
-    layer: Option<Layer>,
-    /// That layer unpacked (sparse layers only).
+    /// When the layer's neurons come in groups of equal ones: one neuron of each group.
+    few: Option<DistinctNeurons>,
+    /// The layer that runs (the network's, or `few`'s) unpacked (sparse layers only).
     unpacked: Option<Unpacked>,
-    /// With distinct neurons only: each neuron's row among them.
-    of_row: Option<Vec<u32>>,
+}
+
+/// A layer's distinct neurons alone, and each of the layer's neurons' row among them.
+struct DistinctNeurons {
+    layer: Layer,
+    of_row: Vec<u32>,
 }
 
 /// A layer's neurons are computed once per group of equal neurons when at most this share of
@@ -146,14 +150,23 @@ const SHARE_ROWS_BELOW_NUM: usize = 7;
 const SHARE_ROWS_BELOW_DEN: usize = 8;
 
 impl Prepared {
+    /// The layer that runs in place of `whole`.
+    fn runs<'a>(&'a self, whole: &'a Layer) -> &'a Layer {
+        self.few.as_ref().map_or(whole, |f| &f.layer)
+    }
+
+    /// Each neuron's row among the distinct ones (`None`: every neuron runs).
+    fn of_row(&self) -> Option<&[u32]> {
+        self.few.as_ref().map(|f| f.of_row.as_slice())
+    }
+
     /// Unpacks `layer` and, if `share` and it is a sparse layer with an elementwise
     /// activation whose neurons repeat (same inputs, weights and bias;
     /// [`Unpacked::shared_rows`]), keeps one of each.
     fn of(layer: &Layer, share: bool) -> Prepared {
         let whole = Prepared {
-            layer: None,
+            few: None,
             unpacked: layer.weights().unpacked(),
-            of_row: None,
         };
         let Some(u) = whole.unpacked.as_ref() else {
             return whole;
@@ -172,8 +185,10 @@ impl Prepared {
             .expect("a layer's own rows, biases and activation form a layer");
         Prepared {
             unpacked: few.weights().unpacked(),
-            layer: Some(few),
-            of_row: Some(shared.of_row),
+            few: Some(DistinctNeurons {
+                layer: few,
+                of_row: shared.of_row,
+            }),
         }
     }
 }
@@ -234,7 +249,7 @@ impl<'a> Distinct<'a> {
             .prepared
             .iter()
             .zip(self.layers)
-            .map(|(p, l)| p.layer.as_ref().unwrap_or(l).outputs())
+            .map(|(p, l)| p.runs(l).outputs())
             .sum();
         (run, all)
     }
@@ -387,7 +402,7 @@ impl<'a> Distinct<'a> {
         let mut pending: Option<&[u32]> = None;
         for (l, (whole, prepared)) in self.layers.iter().zip(&self.prepared).enumerate() {
             per_layer.push(n);
-            let layer = prepared.layer.as_ref().unwrap_or(whole);
+            let layer = prepared.runs(whole);
             let unpacked = &prepared.unpacked;
             let out = layer.outputs();
             let act = layer.activation();
@@ -426,7 +441,7 @@ impl<'a> Distinct<'a> {
             if let Some(parts) = split {
                 // This rank's neurons (expanded now: the ranks' blocks of rows, in rank order,
                 // make the layer's features-major outputs), then everyone's.
-                if let Some(of_row) = &prepared.of_row {
+                if let Some(of_row) = prepared.of_row() {
                     let expanded = expand_rows(x, rows, n, layout, of_row, y);
                     debug_assert_eq!(expanded, parts[l].count(model.rank()));
                 }
@@ -449,7 +464,7 @@ impl<'a> Distinct<'a> {
             // (The density of the distinct neurons stands for the layer's: it only picks the
             // next kernel.)
             if split.is_none() {
-                pending = prepared.of_row.as_deref();
+                pending = prepared.of_row();
             }
         }
         if let Some(of_row) = pending {
