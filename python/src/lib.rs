@@ -3,13 +3,16 @@
 //! everything numerical happens here, in the same library calls the command line makes, with
 //! the GIL released.
 
+mod arrays;
+mod training;
+
 use nnmpi::cluster::SelfComm;
 use nnmpi::data::{Dataset, Targets};
 use nnmpi::exec::Engine;
 use nnmpi::kernels::Par;
 use nnmpi::model::{Model as Inner, Task};
 use nnmpi::train::{predict_all, predicted_class};
-use numpy::ndarray::{Array2, ArrayView2};
+use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
@@ -18,7 +21,7 @@ use std::sync::Mutex;
 
 /// The library's error as a Python exception: files that cannot be read or are not valid
 /// checkpoints are `OSError`, everything else (shapes, values, settings) `ValueError`.
-fn to_py(e: nnmpi::Error) -> PyErr {
+pub(crate) fn to_py(e: nnmpi::Error) -> PyErr {
     match e {
         nnmpi::Error::Io { .. } | nnmpi::Error::Checkpoint { .. } => {
             PyOSError::new_err(e.to_string())
@@ -33,8 +36,8 @@ const KEEP_GIL_UP_TO: usize = 4096;
 
 /// A trained network with what it needs to read raw features (normaliser, class names).
 #[pyclass(module = "nnmpi._nnmpi", name = "Model", frozen)]
-struct Model {
-    inner: Inner,
+pub(crate) struct Model {
+    pub(crate) inner: Inner,
     /// The inference engine of the last call and its thread setting, kept for the next one
     /// (building it took about half of a one-sample call).
     engine: Mutex<Option<(Par, Engine<SelfComm>)>>,
@@ -122,7 +125,7 @@ impl Model {
         batch_size: usize,
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let (samples, outputs) = (x.shape()[0], self.inner.network.outputs());
-        let mut features = self.features_major(&x)?;
+        let mut features = arrays::features_major(&x, Some(self.inner.network.inputs()))?;
         let model = &self.inner;
         let work = || -> nnmpi::Result<Vec<f32>> {
             let par = threads.map_or_else(Par::current_pool, Par::threads);
@@ -145,7 +148,7 @@ impl Model {
                 model
                     .normalizer
                     .apply(&mut features)
-                    .map_err(|e| nnmpi::Error::data("the array", 0, e.to_string()))?;
+                    .map_err(|e| nnmpi::Error::data(arrays::ORIGIN, 0, e.to_string()))?;
                 let x = features.as_slice().expect("standard layout");
                 let y = engine.forward(x, samples);
                 let mut rows = vec![0.0; samples * outputs];
@@ -160,7 +163,7 @@ impl Model {
                 features,
                 targets: Targets::None,
                 classes: Vec::new(),
-                origin: PathBuf::from("the array"),
+                origin: PathBuf::from(arrays::ORIGIN),
             };
             data.normalize(&model.normalizer)?;
             let y = predict_all(engine, &SelfComm, &data, batch);
@@ -209,38 +212,12 @@ impl Model {
     }
 }
 
-impl Model {
-    /// `x` (`[samples, features]`, C-ordered) as the engine's features-major `[features,
-    /// samples]`, checked: the model's number of features, every value finite.
-    fn features_major(&self, x: &PyReadonlyArray2<'_, f32>) -> PyResult<Array2<f32>> {
-        let (samples, features) = (x.shape()[0], x.shape()[1]);
-        let inputs = self.inner.network.inputs();
-        if features != inputs {
-            return Err(PyValueError::new_err(format!(
-                "X has {features} features per sample but the model takes {inputs}"
-            )));
-        }
-        let values = x
-            .as_slice()
-            .map_err(|_| PyValueError::new_err("X must be a C-ordered float32 array"))?;
-        if let Some(k) = values.iter().position(|v| !v.is_finite()) {
-            return Err(PyValueError::new_err(format!(
-                "X[{}, {}] is {}: every feature must be a finite number",
-                k / features.max(1),
-                k % features.max(1),
-                values[k]
-            )));
-        }
-        let rows =
-            ArrayView2::from_shape((samples, features), values).expect("[samples, features]");
-        Ok(rows.t().as_standard_layout().into_owned())
-    }
-}
-
 /// The nnmpi engine's Python module.
 #[pymodule]
 fn _nnmpi(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Model>()?;
+    m.add_function(wrap_pyfunction!(training::train, m)?)?;
+    m.add_function(wrap_pyfunction!(training::defaults, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -6,14 +6,12 @@ use super::progress::{MetricsLog, Progress};
 use anyhow::{Context, Result, bail};
 use clap::{ArgMatches, Args, parser::ValueSource};
 use nnmpi::cluster::Comm;
-use nnmpi::data::{Dataset, LabelKind, NormKind, Normalizer, Targets};
+use nnmpi::data::{LabelKind, NormKind, Targets};
 use nnmpi::io::PeriodicCheckpoints;
-use nnmpi::model::{Activation, Init, Model, Network, Task};
-use nnmpi::prune::{Schedule, Scope};
-use nnmpi::recipe;
-use nnmpi::train::{
-    Evaluation, Loss, OptimizerConfig, PrunePlan, TrainConfig, Trainer, cross_validate,
-};
+use nnmpi::model::{Activation, Init, Model};
+use nnmpi::prune::Scope;
+use nnmpi::recipe::{self, PruneSettings, Run, TrainSettings};
+use nnmpi::train::{Evaluation, Loss, Trainer, cross_validate};
 use std::path::PathBuf;
 
 /// What the labels are.
@@ -34,6 +32,20 @@ pub enum OptimizerKind {
     Sgd,
 }
 
+/// The defaults of every front end (the Python package shares them).
+fn defaults() -> TrainSettings {
+    TrainSettings::default()
+}
+
+impl From<recipe::OptimizerKind> for OptimizerKind {
+    fn from(kind: recipe::OptimizerKind) -> Self {
+        match kind {
+            recipe::OptimizerKind::Adam => OptimizerKind::Adam,
+            recipe::OptimizerKind::Sgd => OptimizerKind::Sgd,
+        }
+    }
+}
+
 /// Flags of `nnmpi train`.
 #[derive(Args, Debug)]
 pub struct TrainArgs {
@@ -43,10 +55,10 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value_t = TaskKind::Classify)]
     pub task: TaskKind,
     /// Hidden layer sizes, comma-separated (e.g. 128,64); --hidden with no value for none (logistic regression).
-    #[arg(long, default_value = "60", value_delimiter = ',', num_args = 0.., value_parser = super::ranges::at_least_one)]
+    #[arg(long, default_values_t = defaults().architecture.hidden, value_delimiter = ',', num_args = 0.., value_parser = super::ranges::at_least_one)]
     pub hidden: Vec<usize>,
     /// Hidden activation: sigmoid, tanh, relu, leaky-relu[:alpha], relu-cap:cap, gelu, silu, identity.
-    #[arg(long, default_value = "relu")]
+    #[arg(long, default_value_t = defaults().architecture.activation)]
     pub activation: Activation,
     /// Output activation [default: sigmoid for 2 classes, softmax for more, identity for regression].
     #[arg(long)]
@@ -61,28 +73,28 @@ pub struct TrainArgs {
     #[arg(long)]
     pub init: Option<Init>,
     /// Optimiser: adam or sgd.
-    #[arg(long, value_enum, default_value_t = OptimizerKind::Adam)]
+    #[arg(long, value_enum, default_value_t = defaults().optimizer.into())]
     pub optimizer: OptimizerKind,
     /// Learning rate [default: 0.001 for adam, 0.1 for sgd].
     #[arg(long, value_parser = super::ranges::positive, allow_negative_numbers = true)]
     pub lr: Option<f32>,
     /// SGD momentum (0 = plain SGD).
-    #[arg(long, default_value_t = 0.0, value_parser = super::ranges::momentum, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = defaults().momentum, value_parser = super::ranges::momentum, allow_negative_numbers = true)]
     pub momentum: f32,
     /// Weight decay (L2 for sgd, decoupled for adam); biases are not decayed.
-    #[arg(long, default_value_t = 0.0, value_parser = super::ranges::non_negative, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = defaults().weight_decay, value_parser = super::ranges::non_negative, allow_negative_numbers = true)]
     pub weight_decay: f32,
     /// Samples per mini-batch; 1 is the seed's online SGD.
-    #[arg(long, default_value_t = 32, value_parser = super::ranges::at_least_one)]
+    #[arg(long, default_value_t = defaults().batch_size, value_parser = super::ranges::at_least_one)]
     pub batch_size: usize,
     /// Epochs to train (with --resume: the total to reach).
-    #[arg(long, default_value_t = 100, value_parser = super::ranges::at_least_one)]
+    #[arg(long, default_value_t = defaults().epochs, value_parser = super::ranges::at_least_one)]
     pub epochs: usize,
     /// Seed of initialisation, splits and shuffles: the same seed gives the same model.
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = defaults().seed)]
     pub seed: u64,
     /// Fraction of the samples held out for validation each epoch.
-    #[arg(long, default_value_t = 0.0, value_parser = super::ranges::fraction, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = defaults().val_split, value_parser = super::ranges::fraction, allow_negative_numbers = true)]
     pub val_split: f64,
     /// Stop after this many epochs without a better validation loss, keeping the best model (needs --val-split).
     #[arg(long, value_parser = super::ranges::at_least_one)]
@@ -91,7 +103,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub no_shuffle: bool,
     /// Feature normalisation, fitted on the training samples and stored in the model: none, minmax, zscore.
-    #[arg(long, default_value = "minmax")]
+    #[arg(long, default_value_t = defaults().normalize)]
     pub normalize: NormKind,
     /// Run K-fold cross-validation (stratified) and report held-out accuracy; with --out, then train on all samples.
     #[arg(long, value_name = "K", value_parser = super::ranges::folds)]
@@ -120,17 +132,17 @@ pub struct TrainArgs {
     #[arg(long, value_name = "S", value_parser = super::ranges::fraction, allow_negative_numbers = true)]
     pub prune_to: Option<f64>,
     /// Pruning steps of the polynomial schedule (TensorFlow's PolynomialDecay, power 3).
-    #[arg(long, value_name = "K", default_value_t = 5, value_parser = super::ranges::at_least_one)]
+    #[arg(long, value_name = "K", default_value_t = defaults().prune.steps, value_parser = super::ranges::at_least_one)]
     pub prune_steps: usize,
     /// Fine-tuning epochs after every pruning step (the mask is held).
-    #[arg(long, value_name = "E", default_value_t = 10)]
+    #[arg(long, value_name = "E", default_value_t = defaults().prune.finetune_epochs)]
     pub finetune_epochs: usize,
     /// Pruning scope: global (all weights compete, so small layers keep more) or layer (every layer to the target).
-    #[arg(long, default_value = "global")]
+    #[arg(long, default_value_t = defaults().prune.scope)]
     pub prune_scope: Scope,
     /// Prune blocks of this many consecutive neurons reading the same input (as `nnmpi prune
     /// --block`; 4 lets the sparse kernels run four rows at a time).
-    #[arg(long, value_name = "ROWS", default_value_t = 1, value_parser = super::ranges::at_least_one)]
+    #[arg(long, value_name = "ROWS", default_value_t = defaults().prune.block, value_parser = super::ranges::at_least_one)]
     pub prune_block: usize,
 }
 
@@ -156,41 +168,39 @@ const FIXED_ON_RESUME: &[&str] = &[
 ];
 
 impl TrainArgs {
-    /// The gradual pruning asked for, if any.
-    fn prune_plan(&self) -> Result<Option<PrunePlan>> {
-        let Some(s) = self.prune_to else {
-            return Ok(None);
-        };
-        if !(0.0..1.0).contains(&s) || self.prune_steps == 0 || self.prune_block == 0 {
-            bail!("--prune-to {s} must be in [0, 1), --prune-steps and --prune-block at least 1");
-        }
-        Ok(Some(PrunePlan {
-            schedule: Schedule::polynomial(s, self.prune_steps),
-            scope: self.prune_scope,
-            finetune_epochs: self.finetune_epochs,
-            block: self.prune_block,
-        }))
-    }
-
-    /// The training settings these flags give, with `loss`.
-    fn train_config(&self, loss: Loss) -> TrainConfig {
-        TrainConfig {
-            epochs: self.epochs,
+    /// The settings these flags give (the library checks them and names the setting; clap
+    /// has already checked each flag's range).
+    fn settings(&self) -> TrainSettings {
+        TrainSettings {
+            architecture: recipe::Architecture {
+                hidden: self.hidden.clone(),
+                activation: self.activation,
+                output_activation: self.output_activation,
+                loss: self.loss,
+                init: self.init,
+            },
+            optimizer: match self.optimizer {
+                OptimizerKind::Adam => recipe::OptimizerKind::Adam,
+                OptimizerKind::Sgd => recipe::OptimizerKind::Sgd,
+            },
+            lr: self.lr,
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
             batch_size: self.batch_size,
-            loss,
-            optimizer: self.optimizer_config(),
+            epochs: self.epochs,
             seed: self.seed,
+            val_split: self.val_split,
             patience: self.patience,
             shuffle: !self.no_shuffle,
+            normalize: self.normalize,
+            prune: PruneSettings {
+                to: self.prune_to,
+                steps: self.prune_steps,
+                finetune_epochs: self.finetune_epochs,
+                scope: self.prune_scope,
+                block: self.prune_block,
+            },
         }
-    }
-
-    fn optimizer_config(&self) -> OptimizerConfig {
-        let kind = match self.optimizer {
-            OptimizerKind::Adam => recipe::OptimizerKind::Adam,
-            OptimizerKind::Sgd => recipe::OptimizerKind::Sgd,
-        };
-        recipe::optimizer(kind, self.lr, self.momentum, self.weight_decay)
     }
 
     fn label_kind(&self) -> LabelKind {
@@ -198,17 +208,6 @@ impl TrainArgs {
             LabelKind::Values
         } else {
             LabelKind::Classes(None)
-        }
-    }
-
-    /// The network these flags ask for.
-    fn architecture(&self) -> recipe::Architecture {
-        recipe::Architecture {
-            hidden: self.hidden.clone(),
-            activation: self.activation,
-            output_activation: self.output_activation,
-            loss: self.loss,
-            init: self.init,
         }
     }
 }
@@ -247,10 +246,12 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, matches: &ArgMatches) -> Res
         return fine_tune(ctx, args, path);
     }
     let data = ctx.load_data(|| args.data.load(args.label_kind(), None))?;
-    let blueprint = args.architecture().for_data(&data)?;
-    let config = args.train_config(blueprint.loss);
-    let prune = args.prune_plan()?;
-    check_training_memory(ctx, &config, &blueprint.sizes)?;
+    let settings = args.settings();
+    settings.check()?;
+    let blueprint = settings.architecture.for_data(&data)?;
+    let config = settings.config(blueprint.loss);
+    let prune = settings.prune_plan();
+    recipe::check_training_memory(&config, &blueprint.sizes, &ctx.topology)?;
     if let Some(k) = args.kfold {
         let net0 = blueprint.build(args.seed)?;
         if !args.quiet {
@@ -309,52 +310,40 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, matches: &ArgMatches) -> Res
         }
     }
 
-    let network = blueprint.build(args.seed)?;
-    train_network(ctx, args, config, network, data, blueprint.task, |t| {
-        Normalizer::fit(args.normalize, t.features.view())
-    })
-}
-
-/// Trains `network` from the weights it has on `data` (the validation split taken, the
-/// normaliser from `fit` on the training part), then saves it.
-fn train_network<C: Comm>(
-    ctx: &Ctx<C>,
-    args: &TrainArgs,
-    config: TrainConfig,
-    network: Network,
-    data: Dataset,
-    task: Task,
-    fit: impl FnOnce(&Dataset) -> Normalizer,
-) -> Result<()> {
-    let (train, val, normalizer) =
-        recipe::split_and_normalize(&data, args.val_split, args.seed, fit)?;
-    if !args.quiet {
-        say!(
-            ctx,
-            "training a {} network ({} parameters) on {} samples{}, {} epochs, batch {}",
-            network.shape(),
-            network.parameter_count(),
-            train.len(),
-            val.as_ref()
-                .map(|v| format!(" (+{} for validation)", v.len()))
-                .unwrap_or_default(),
-            args.epochs,
-            args.batch_size
-        );
-    }
-    let trainer = Trainer::distributed(&network, config, ctx.par, &ctx.topology)?;
+    let run = settings.start(&data, ctx.par, &ctx.topology)?;
     // From here on each rank holds only its shard of the network.
-    drop((network, data));
-    fit_and_save(
+    drop(data);
+    let parameters = nnmpi::train::memory::parameters(&blueprint.sizes) as usize;
+    announce(
         ctx,
         args,
-        trainer,
-        (normalizer, task),
-        args.val_split,
-        &train,
-        val.as_ref(),
-        false,
-    )
+        (nnmpi::model::shape_of(&blueprint.sizes), parameters),
+        &run,
+    );
+    fit_and_save(ctx, args, run, false)
+}
+
+/// What a run is about to do, on one line.
+fn announce<C: Comm>(
+    ctx: &Ctx<C>,
+    args: &TrainArgs,
+    (shape, parameters): (String, usize),
+    run: &Run<C>,
+) {
+    if args.quiet {
+        return;
+    }
+    say!(
+        ctx,
+        "training a {shape} network ({parameters} parameters) on {} samples{}, {} epochs, batch {}",
+        run.train.len(),
+        run.val
+            .as_ref()
+            .map(|v| format!(" (+{} for validation)", v.len()))
+            .unwrap_or_default(),
+        run.trainer.config().epochs,
+        run.trainer.config().batch_size
+    );
 }
 
 /// Trains a saved model's weights further with fresh optimiser state (`--init-from`): its
@@ -380,8 +369,8 @@ fn fine_tune<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, path: &std::path::Path) ->
         .loss
         .unwrap_or_else(|| recipe::implied_loss(out_act, &task));
     loss.check(out_act)?;
-    let config = args.train_config(loss);
-    check_training_memory(ctx, &config, &network.sizes())?;
+    let config = args.settings().config(loss);
+    recipe::check_training_memory(&config, &network.sizes(), &ctx.topology)?;
     if !args.quiet {
         say!(
             ctx,
@@ -389,26 +378,19 @@ fn fine_tune<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, path: &std::path::Path) ->
             path.display()
         );
     }
-    train_network(ctx, args, config, network, data, task, |_| normalizer)
-}
-
-/// An error, before the network is built, when training it would need more memory than
-/// this node has (the estimate of [`nnmpi::train::memory::training`]).
-fn check_training_memory<C: Comm>(
-    ctx: &Ctx<C>,
-    config: &TrainConfig,
-    sizes: &[usize],
-) -> Result<()> {
-    let bytes = nnmpi::train::memory::training(
-        sizes,
-        config.optimizer,
-        config.patience.is_some(),
-        config.batch_size,
-        ctx.topology.data.size(),
-        ctx.topology.model.size(),
-    );
-    let what = format!("training a {} network", nnmpi::model::shape_of(sizes));
-    Ok(nnmpi::cluster::check_memory(&what, bytes)?)
+    let what = (network.shape(), network.parameter_count());
+    let run = Run::new(
+        network,
+        task,
+        config,
+        (&data, args.val_split),
+        |_| normalizer,
+        ctx.par,
+        &ctx.topology,
+    )?;
+    drop(data);
+    announce(ctx, args, what, &run);
+    fit_and_save(ctx, args, run, false)
 }
 
 /// Continues a run from its checkpoint.
@@ -456,28 +438,22 @@ fn resume<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, path: &std::path::Path) -> Re
     let trainer =
         Trainer::resume_distributed(&network, config, training.state, ctx.par, &ctx.topology)?;
     drop(network);
-    fit_and_save(
-        ctx,
-        args,
+    let run = Run {
         trainer,
-        (normalizer, task),
-        training.validation_split,
-        &train,
-        val.as_ref(),
-        true,
-    )
+        train,
+        val,
+        normalizer,
+        task,
+        val_split: training.validation_split,
+    };
+    fit_and_save(ctx, args, run, true)
 }
 
 /// Trains, printing progress and writing checkpoints, then saves the final model to `--out`.
-#[allow(clippy::too_many_arguments)]
 fn fit_and_save<C: Comm>(
     ctx: &Ctx<C>,
     args: &TrainArgs,
-    mut trainer: Trainer<C>,
-    (normalizer, task): (Normalizer, Task),
-    validation_split: f64,
-    train: &Dataset,
-    val: Option<&Dataset>,
+    mut run: Run<C>,
     appending: bool,
 ) -> Result<()> {
     let log = ctx
@@ -492,25 +468,24 @@ fn fit_and_save<C: Comm>(
         PeriodicCheckpoints::new(
             path.clone(),
             args.checkpoint_every,
-            normalizer,
-            task,
-            validation_split,
+            run.normalizer.clone(),
+            run.task.clone(),
+            run.val_split,
         )
     });
     let mut progress = Progress::new(
         ctx.is_root(),
         args.quiet,
-        trainer.config().epochs,
+        run.trainer.config().epochs,
         log,
         checkpoints,
     );
-    let reports = trainer.fit(train, val, &mut progress).map_err(|e| {
+    let reports = run.fit(&mut progress).map_err(|e| {
         anyhow::Error::new(e).context(format!("training stopped ({})", progress.what_is_kept()))
     })?;
-    if let Some(plan) = args.prune_plan()? {
-        trainer.use_best();
+    if let Some(plan) = args.settings().prune_plan() {
         let steps = plan.schedule.steps;
-        trainer.prune_gradually(&plan, train, val, &mut |step| {
+        run.prune_gradually(&plan, &mut |step| {
             if !args.quiet {
                 let eval = step.evaluation.as_ref().map(describe).unwrap_or_default();
                 say!(
@@ -525,15 +500,16 @@ fn fit_and_save<C: Comm>(
     if !reports.is_empty() {
         // The model saved, evaluated: the epoch lines show running figures of the weights
         // as they moved during each epoch, which are not the saved model's.
-        let mut summary = format!("training {}", describe(&trainer.evaluate_final(train)?));
+        let (train, val) = run.evaluate_final()?;
+        let mut summary = format!("training {}", describe(&train));
         if let Some(v) = val {
-            summary += &format!("; validation {}", describe(&trainer.evaluate_final(v)?));
+            summary += &format!("; validation {}", describe(&v));
         }
         say!(
             ctx,
             "done after {} epochs; the final model{}: {summary}",
-            trainer.epoch(),
-            match trainer.best_epoch() {
+            run.trainer.epoch(),
+            match run.trainer.best_epoch() {
                 Some(e) => format!(" (epoch {e}, the best under early stopping)"),
                 None => String::new(),
             }
@@ -541,7 +517,7 @@ fn fit_and_save<C: Comm>(
     }
     if let Some(c) = progress.into_checkpoints() {
         let written = c
-            .save_final(trainer)
+            .save_final(run.trainer)
             .with_context(|| format!("saving the model to {}", c.path().display()))?;
         if written && !args.quiet {
             println!("saved the model to {}", c.path().display());

@@ -57,6 +57,41 @@ pub struct Dataset {
 }
 
 impl Dataset {
+    /// A data set of `features` (`[features, samples]`) labelled with a class name per
+    /// sample; its classes are the distinct labels, ordered as a CSV file's are (numerically
+    /// when every label is a number, else alphabetically), so the same labels give the same
+    /// class ids whichever front end read them.
+    pub fn labelled<S: AsRef<str>>(
+        features: Array2<f32>,
+        labels: &[S],
+        origin: impl Into<PathBuf>,
+    ) -> Result<Dataset> {
+        let origin = origin.into();
+        if labels.len() != features.ncols() {
+            return Err(Error::data(
+                &origin,
+                0,
+                format!(
+                    "{} labels for {} samples: give one label per sample",
+                    labels.len(),
+                    features.ncols()
+                ),
+            ));
+        }
+        let classes = sorted_classes(labels.iter().map(AsRef::as_ref));
+        let id_of: std::collections::HashMap<&str, u32> = (classes.iter())
+            .enumerate()
+            .map(|(id, name)| (name.as_str(), id as u32))
+            .collect();
+        let ids = labels.iter().map(|l| id_of[l.as_ref()]).collect();
+        Ok(Dataset {
+            features,
+            targets: Targets::Classes(ids),
+            classes,
+            origin,
+        })
+    }
+
     /// Number of samples.
     pub fn len(&self) -> usize {
         self.features.ncols()

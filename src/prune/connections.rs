@@ -33,6 +33,15 @@ impl std::str::FromStr for Scope {
     }
 }
 
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Scope::Layer => "layer",
+            Scope::Global => "global",
+        })
+    }
+}
+
 /// How much to prune.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Target {

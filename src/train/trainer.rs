@@ -77,6 +77,9 @@ pub struct EpochReport {
     pub samples_per_sec: f64,
     /// Whether early stopping ended training after this epoch.
     pub stopped_early: bool,
+    /// Whether a stop request ([`Observer::stop_requested`]) ended this epoch before its last
+    /// mini-batch: the figures cover the batches run, and the epoch does not count as done.
+    pub interrupted: bool,
 }
 
 /// Gradual pruning: the schedule, the scope, and the fine-tuning after each step.
@@ -115,6 +118,17 @@ pub trait Observer<C: Comm = SelfComm> {
     fn epoch_done(&mut self, _trainer: &Trainer<C>, _report: &EpochReport) -> Result<()> {
         Ok(())
     }
+    /// Whether this observer ever asks to stop: only then is [`Observer::stop_requested`]
+    /// asked, and the ranks' answers combined (one small all-reduce per mini-batch).
+    fn may_stop(&self) -> bool {
+        false
+    }
+    /// Whether this rank asks training to stop now (e.g. on Ctrl-C or a signal from the batch
+    /// system). Asked after every mini-batch and every epoch; a request from any rank stops
+    /// every rank at the same mini-batch, with the weights it reached.
+    fn stop_requested(&mut self) -> bool {
+        false
+    }
 }
 
 /// An observer that does nothing.
@@ -151,6 +165,8 @@ pub struct Trainer<C: Comm = SelfComm> {
     t: Vec<f32>,
     /// Mean loss of the first mini-batch this trainer ran (before its update).
     start_loss: Option<f64>,
+    /// Whether the last [`Trainer::fit`] ended on a stop request.
+    stopped: bool,
 }
 
 /// A run whose epoch loss is over this many times the loss it started at (and over it by
@@ -297,6 +313,7 @@ impl<C: Comm> Trainer<C> {
             x: Vec::new(),
             t: Vec::new(),
             start_loss: None,
+            stopped: false,
         })
     }
 
@@ -521,8 +538,13 @@ impl<C: Comm> Trainer<C> {
             )));
         }
         let mut reports = Vec::new();
+        self.stopped = false;
         while self.epoch < self.config.epochs {
             let mut report = self.run_epoch(train, observer)?;
+            if report.interrupted {
+                reports.push(report);
+                break;
+            }
             if let Some(v) = val {
                 let eval = self.evaluate(v)?;
                 report.stopped_early = self.track_best(eval.loss);
@@ -531,11 +553,29 @@ impl<C: Comm> Trainer<C> {
             observer.epoch_done(self, &report)?;
             let stop = report.stopped_early;
             reports.push(report);
-            if stop {
+            if stop || self.agreed_stop(observer) {
                 break;
             }
         }
         Ok(reports)
+    }
+
+    /// Whether the last [`Trainer::fit`] ended on a stop request of its observer (after an
+    /// epoch, or inside one: then its last report says `interrupted`).
+    pub fn stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// Whether any rank's observer asks to stop (collective when the observer may ask).
+    fn agreed_stop(&mut self, observer: &mut dyn Observer<C>) -> bool {
+        if !observer.may_stop() {
+            return false;
+        }
+        let mut asked = [f64::from(u8::from(observer.stop_requested()))];
+        self.engine.comm().all_reduce_sum(&mut asked);
+        self.groups.all_reduce_sum(&mut asked);
+        self.stopped |= asked[0] > 0.0;
+        self.stopped
     }
 
     /// Early-stopping bookkeeping after an epoch; returns whether to stop. Every rank sees the
@@ -684,6 +724,7 @@ impl<C: Comm> Trainer<C> {
         let mut totals = [0.0f64; 3];
         let first_batch = self.start_loss.is_none().then(|| n.min(bs));
         let order = std::mem::take(&mut self.order);
+        let mut seen = 0;
         for (bi, batch) in order.chunks(bs).enumerate() {
             let mine = &batch[Partition::share(batch.len(), groups, group)];
             let b = mine.len();
@@ -704,24 +745,35 @@ impl<C: Comm> Trainer<C> {
                     .count() as f64;
             }
             observer.batch_done(bi + 1);
+            seen += batch.len();
+            if seen < n && self.agreed_stop(observer) {
+                break;
+            }
         }
         self.order = order;
         self.groups.all_reduce_sum(&mut totals);
-        self.epoch += 1;
-        let train_loss = totals[0] / n.max(1) as f64;
-        if let Some(size) = first_batch {
-            self.start_loss = Some(totals[2] / size.max(1) as f64);
+        // A stop request ends the epoch early: its figures cover the batches run, and it
+        // does not count as done (nor is it checked for divergence).
+        let interrupted = seen < n;
+        let samples = seen.max(1) as f64;
+        let train_loss = totals[0] / samples;
+        if !interrupted {
+            self.epoch += 1;
+            if let Some(size) = first_batch {
+                self.start_loss = Some(totals[2] / size.max(1) as f64);
+            }
+            self.check_diverged(train_loss)?;
         }
-        self.check_diverged(train_loss)?;
         let secs = started.elapsed().as_secs_f64();
         Ok(EpochReport {
-            epoch: self.epoch,
+            epoch: self.epoch + usize::from(interrupted),
             train_loss,
             train_accuracy: matches!(train.targets, Targets::Classes(_))
-                .then(|| totals[1] / n.max(1) as f64),
+                .then(|| totals[1] / samples),
             validation: None,
-            samples_per_sec: n as f64 / secs.max(1e-9),
+            samples_per_sec: seen as f64 / secs.max(1e-9),
             stopped_early: false,
+            interrupted,
         })
     }
 }
@@ -812,6 +864,91 @@ mod tests {
             "2x2".parse().unwrap(),
         ] {
             let diff = max_difference(&train_on(grid, None), &one);
+            assert!(
+                diff <= 1e-5,
+                "grid {grid}: largest weight difference {diff}"
+            );
+        }
+    }
+
+    /// Asks to stop (on one rank only) after `after` mini-batches of epoch `epoch`, or at the
+    /// end of epoch `epoch` when `after` is `None`.
+    struct StopAt {
+        epoch: usize,
+        after: Option<usize>,
+        asks: bool,
+        current: usize,
+        done: usize,
+    }
+
+    impl<C: Comm> Observer<C> for StopAt {
+        fn epoch_started(&mut self, epoch: usize, _batches: usize) {
+            (self.current, self.done) = (epoch, 0);
+        }
+        fn batch_done(&mut self, done: usize) {
+            self.done = done;
+        }
+        fn may_stop(&self) -> bool {
+            true
+        }
+        fn stop_requested(&mut self) -> bool {
+            let here = match self.after {
+                Some(b) => self.done == b,
+                None => self.done == 0 || self.done == 48usize.div_ceil(8),
+            };
+            self.asks && self.current == self.epoch && here
+        }
+    }
+
+    /// Trains on `grid` until the last rank asks to stop as `StopAt` says; returns rank 0's
+    /// network, the epochs done and whether the last report was interrupted.
+    fn train_until(grid: Grid, epoch: usize, after: Option<usize>) -> (Network, usize, bool) {
+        let data = data();
+        let mut runs = ThreadComm::run(grid.ranks(), |world| {
+            let asks = world.rank() + 1 == grid.ranks();
+            let topology = Topology::new(world, grid).unwrap();
+            let mut t = Trainer::distributed(&network(), config(), Par::Seq, &topology).unwrap();
+            let mut stop = StopAt {
+                epoch,
+                after,
+                asks,
+                current: 0,
+                done: 0,
+            };
+            let reports = t.fit(&data, None, &mut stop).unwrap();
+            assert!(t.stopped(), "every rank stops");
+            let interrupted = reports.last().unwrap().interrupted;
+            (t.epoch(), interrupted, t.finish())
+        });
+        let (epochs, interrupted, net) = runs.remove(0);
+        (net.unwrap(), epochs, interrupted)
+    }
+
+    #[test]
+    fn a_stop_request_on_any_rank_stops_every_rank_at_the_same_batch() {
+        // At the end of epoch 1: the network of a one-epoch run, bit for bit.
+        let one_epoch = {
+            let config = TrainConfig {
+                epochs: 1,
+                ..config()
+            };
+            let mut t = Trainer::new(network(), config, Par::Seq).unwrap();
+            t.fit(&data(), None, &mut Silent).unwrap();
+            t.into_network()
+        };
+        let (net, epochs, interrupted) = train_until(Grid::model(1), 1, None);
+        assert_eq!((epochs, interrupted), (1, false));
+        assert_eq!(net, one_epoch);
+        // Inside epoch 2, after 3 of its 6 batches: not epoch 1's or the full run's weights;
+        // the same on a grid where only the last rank asks.
+        let (mid, epochs, interrupted) = train_until(Grid::model(1), 2, Some(3));
+        assert_eq!((epochs, interrupted), (1, true));
+        assert!(max_difference(&mid, &one_epoch) > 1e-4);
+        assert!(max_difference(&mid, &train_on(Grid::model(1), None)) > 1e-4);
+        for grid in [Grid::model(2), Grid::data(2), "2x2".parse().unwrap()] {
+            let (net, epochs, interrupted) = train_until(grid, 2, Some(3));
+            assert_eq!((epochs, interrupted), (1, true), "grid {grid}");
+            let diff = max_difference(&net, &mid);
             assert!(
                 diff <= 1e-5,
                 "grid {grid}: largest weight difference {diff}"

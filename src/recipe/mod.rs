@@ -10,7 +10,9 @@
 //! - the optimisers' default hyper-parameters ([`optimizer`]), and the settings to fine-tune
 //!   a model that carries none ([`fine_tuning`]);
 //! - the data format of a file, read by content ([`load_dataset`]);
-//! - the validation split and normalisation ([`split_and_normalize`]).
+//! - the validation split and normalisation ([`split_and_normalize`]);
+//! - a whole training run: the settings and their shared defaults ([`TrainSettings`]), and
+//!   the run on a data set ([`Run`]).
 
 use crate::data::Targets;
 use crate::data::{
@@ -20,6 +22,9 @@ use crate::error::{Error, Result};
 use crate::model::{Activation, Init, Network, Task};
 use crate::train::{Loss, OptimizerConfig, TrainConfig};
 use std::path::Path;
+
+mod training;
+pub use training::{PruneSettings, Run, TrainSettings, check_training_memory};
 
 /// What `data`'s targets ask for: classification over its class names, or regression (a
 /// data set without targets counts as regression). An error when every sample has the same

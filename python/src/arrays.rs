@@ -1,0 +1,87 @@
+//! NumPy arrays in: features checked and turned features-major, labels read as class names
+//! or regression targets.
+
+use crate::to_py;
+use nnmpi::data::{Dataset, Targets};
+use numpy::ndarray::{Array2, ArrayView2};
+use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+/// Where arrays come from, in messages.
+pub const ORIGIN: &str = "the array";
+
+/// A label per sample: class names (a classifier) or numbers (regression).
+#[derive(FromPyObject)]
+pub enum Labels<'py> {
+    /// Class names, e.g. `str()` of each label.
+    Names(Vec<String>),
+    /// Regression targets.
+    Values(PyReadonlyArray1<'py, f32>),
+}
+
+/// `x` (`[samples, features]`, C-ordered float32) as the engine's features-major `[features,
+/// samples]`, checked: `expect` features when given, every value finite.
+pub fn features_major(
+    x: &PyReadonlyArray2<'_, f32>,
+    expect: Option<usize>,
+) -> PyResult<Array2<f32>> {
+    let (samples, features) = (x.shape()[0], x.shape()[1]);
+    if let Some(inputs) = expect.filter(|&n| n != features) {
+        return Err(PyValueError::new_err(format!(
+            "X has {features} features per sample but the model takes {inputs}"
+        )));
+    }
+    let values = x
+        .as_slice()
+        .map_err(|_| PyValueError::new_err("X must be a C-ordered float32 array"))?;
+    if let Some(k) = values.iter().position(|v| !v.is_finite()) {
+        return Err(PyValueError::new_err(format!(
+            "X[{}, {}] is {}: every feature must be a finite number",
+            k / features.max(1),
+            k % features.max(1),
+            values[k]
+        )));
+    }
+    let rows = ArrayView2::from_shape((samples, features), values).expect("[samples, features]");
+    Ok(rows.t().as_standard_layout().into_owned())
+}
+
+/// A data set of `x` and `labels` (with `expect` features when given).
+pub fn dataset(
+    x: &PyReadonlyArray2<'_, f32>,
+    labels: Labels<'_>,
+    expect: Option<usize>,
+) -> PyResult<Dataset> {
+    let features = features_major(x, expect)?;
+    let samples = features.ncols();
+    if samples == 0 {
+        return Err(PyValueError::new_err("X has no samples"));
+    }
+    match labels {
+        Labels::Names(names) => Dataset::labelled(features, &names, ORIGIN).map_err(to_py),
+        Labels::Values(values) => {
+            let values = values
+                .as_slice()
+                .map_err(|_| PyValueError::new_err("y must be a contiguous float32 array"))?;
+            if values.len() != samples {
+                return Err(PyValueError::new_err(format!(
+                    "y has {} values for {samples} samples: give one per sample",
+                    values.len()
+                )));
+            }
+            if let Some(k) = values.iter().position(|v| !v.is_finite()) {
+                return Err(PyValueError::new_err(format!(
+                    "y[{k}] is {}: every target must be a finite number",
+                    values[k]
+                )));
+            }
+            Ok(Dataset {
+                features,
+                targets: Targets::Values(values.to_vec()),
+                classes: Vec::new(),
+                origin: ORIGIN.into(),
+            })
+        }
+    }
+}

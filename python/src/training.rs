@@ -1,0 +1,382 @@
+//! Training, pruning and evaluation from NumPy arrays, through the library's recipe (the
+//! settings, defaults and steps `nnmpi train` uses, so the same data and settings give the
+//! same model bit for bit).
+
+use crate::arrays::{Labels, dataset};
+use crate::{Model, to_py};
+use nnmpi::cluster::{SelfComm, Topology};
+use nnmpi::data::{Dataset, NormKind};
+use nnmpi::kernels::Par;
+use nnmpi::model::{Activation, Init};
+use nnmpi::prune::Scope;
+use nnmpi::recipe::{self, OptimizerKind, PruneSettings, Run, TrainSettings};
+use nnmpi::train::{EpochReport, Evaluation, Loss, Observer, PrunePlan, PruneStep, Trainer};
+use numpy::PyReadonlyArray2;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+/// How often a running training looks for a pending Ctrl-C (taking the GIL to ask).
+const SIGNAL_CHECK_EVERY: Duration = Duration::from_millis(50);
+
+/// The library's training defaults as a dict, in the names [`settings`] reads: the Python
+/// package's arguments default to these (nothing re-typed).
+#[pyfunction]
+pub fn defaults(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let d = TrainSettings::default();
+    let a = &d.architecture;
+    let out = PyDict::new(py);
+    out.set_item("hidden", a.hidden.clone())?;
+    out.set_item("activation", a.activation.to_string())?;
+    out.set_item(
+        "output_activation",
+        a.output_activation.map(|x| x.to_string()),
+    )?;
+    out.set_item("loss", a.loss.map(|x| x.to_string()))?;
+    out.set_item("init", a.init.map(|x| x.to_string()))?;
+    let optimizer = match d.optimizer {
+        OptimizerKind::Adam => "adam",
+        OptimizerKind::Sgd => "sgd",
+    };
+    out.set_item("optimizer", optimizer)?;
+    out.set_item("lr", d.lr)?;
+    out.set_item("momentum", d.momentum)?;
+    out.set_item("weight_decay", d.weight_decay)?;
+    out.set_item("batch_size", d.batch_size)?;
+    out.set_item("epochs", d.epochs)?;
+    out.set_item("seed", d.seed)?;
+    out.set_item("val_split", d.val_split)?;
+    out.set_item("patience", d.patience)?;
+    out.set_item("shuffle", d.shuffle)?;
+    out.set_item("normalize", d.normalize.to_string())?;
+    out.set_item("prune_to", d.prune.to)?;
+    out.set_item("prune_steps", d.prune.steps)?;
+    out.set_item("finetune_epochs", d.prune.finetune_epochs)?;
+    out.set_item("prune_scope", d.prune.scope.to_string())?;
+    out.set_item("prune_block", d.prune.block)?;
+    Ok(out)
+}
+
+/// A setting given as text (an activation, loss, ...), parsed as the command line parses it.
+fn parse<T: FromStr>(name: &str, value: &str) -> PyResult<T>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .parse()
+        .map_err(|e| PyValueError::new_err(format!("{name}: {e}")))
+}
+
+/// An optional text setting, parsed.
+fn parse_opt<T: FromStr>(name: &str, value: Option<String>) -> PyResult<Option<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    value.map(|v| parse(name, &v)).transpose()
+}
+
+/// The training settings a dict gives (every key one of [`defaults`]'s; missing keys keep the
+/// default). Values are checked by the library, which names the setting.
+fn settings(given: &Bound<'_, PyDict>) -> PyResult<TrainSettings> {
+    let mut s = TrainSettings::default();
+    for (key, value) in given.iter() {
+        let key: String = key.extract()?;
+        let text = || -> PyResult<String> { value.extract() };
+        let opt_text = || -> PyResult<Option<String>> { value.extract() };
+        let a = &mut s.architecture;
+        match key.as_str() {
+            "hidden" => a.hidden = value.extract()?,
+            "activation" => a.activation = parse::<Activation>(&key, &text()?)?,
+            "output_activation" => a.output_activation = parse_opt(&key, opt_text()?)?,
+            "loss" => a.loss = parse_opt::<Loss>(&key, opt_text()?)?,
+            "init" => a.init = parse_opt::<Init>(&key, opt_text()?)?,
+            "optimizer" => {
+                s.optimizer = match text()?.to_ascii_lowercase().as_str() {
+                    "adam" => OptimizerKind::Adam,
+                    "sgd" => OptimizerKind::Sgd,
+                    other => {
+                        return Err(PyValueError::new_err(format!(
+                            "optimizer: unknown optimiser '{other}': expected adam or sgd"
+                        )));
+                    }
+                }
+            }
+            "lr" => s.lr = value.extract()?,
+            "momentum" => s.momentum = value.extract()?,
+            "weight_decay" => s.weight_decay = value.extract()?,
+            "batch_size" => s.batch_size = value.extract()?,
+            "epochs" => s.epochs = value.extract()?,
+            "seed" => s.seed = value.extract()?,
+            "val_split" => s.val_split = value.extract()?,
+            "patience" => s.patience = value.extract()?,
+            "shuffle" => s.shuffle = value.extract()?,
+            "normalize" => s.normalize = parse::<NormKind>(&key, &text()?)?,
+            "prune_to" => s.prune.to = value.extract()?,
+            "prune_steps" => s.prune.steps = value.extract()?,
+            "finetune_epochs" => s.prune.finetune_epochs = value.extract()?,
+            "prune_scope" => s.prune.scope = parse::<Scope>(&key, &text()?)?,
+            "prune_block" => s.prune.block = value.extract()?,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown setting '{other}'; the settings are those of nnmpi.defaults()"
+                )));
+            }
+        }
+    }
+    s.check().map_err(to_py)?;
+    Ok(s)
+}
+
+/// An evaluation as a dict: `loss`, `samples`, and `accuracy` for a classifier.
+fn evaluation_dict<'py>(py: Python<'py>, e: &Evaluation) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("loss", e.loss)?;
+    d.set_item("samples", e.samples)?;
+    if let Some(a) = e.accuracy {
+        d.set_item("accuracy", a)?;
+    }
+    Ok(d)
+}
+
+/// An epoch's figures as a dict (the columns of `nnmpi train --log`).
+fn report_dict<'py>(py: Python<'py>, r: &EpochReport) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("epoch", r.epoch)?;
+    d.set_item("train_loss", r.train_loss)?;
+    d.set_item("train_accuracy", r.train_accuracy)?;
+    let val = r.validation.as_ref();
+    d.set_item("val_loss", val.map(|v| v.loss))?;
+    d.set_item("val_accuracy", val.and_then(|v| v.accuracy))?;
+    d.set_item("samples_per_sec", r.samples_per_sec)?;
+    d.set_item("stopped_early", r.stopped_early)?;
+    d.set_item("interrupted", r.interrupted)?;
+    Ok(d)
+}
+
+/// Watches a training run from Python: hands every epoch's figures to the callback (which
+/// may stop training by returning `False`), and stops at the next mini-batch on Ctrl-C.
+/// Training runs without the GIL; this takes it only to call back and to look for signals.
+struct PythonObserver {
+    callback: Option<Py<PyAny>>,
+    last_check: Instant,
+    stop: bool,
+    /// The exception that stopped training (Ctrl-C's `KeyboardInterrupt`, or the callback's).
+    error: Option<PyErr>,
+    history: Vec<EpochReport>,
+}
+
+impl PythonObserver {
+    fn new(callback: Option<Py<PyAny>>) -> Self {
+        PythonObserver {
+            callback,
+            last_check: Instant::now(),
+            stop: false,
+            error: None,
+            history: Vec::new(),
+        }
+    }
+
+    fn fail(&mut self, e: PyErr) {
+        self.stop = true;
+        self.error.get_or_insert(e);
+    }
+}
+
+impl Observer<SelfComm> for PythonObserver {
+    fn batch_done(&mut self, _done: usize) {
+        if self.last_check.elapsed() >= SIGNAL_CHECK_EVERY {
+            self.last_check = Instant::now();
+            if let Err(e) = Python::attach(|py| py.check_signals()) {
+                self.fail(e);
+            }
+        }
+    }
+
+    fn epoch_done(&mut self, _t: &Trainer<SelfComm>, report: &EpochReport) -> nnmpi::Result<()> {
+        self.history.push(report.clone());
+        if let Some(callback) = &self.callback {
+            let answer = Python::attach(|py| -> PyResult<bool> {
+                let metrics = report_dict(py, report)?;
+                let result = callback.call1(py, (metrics,))?;
+                // Only an explicit False stops (a callback returning nothing goes on).
+                Ok(result.bind(py).is_instance_of::<pyo3::types::PyBool>()
+                    && !result.extract::<bool>(py)?)
+            });
+            match answer {
+                Ok(stop) => self.stop |= stop,
+                Err(e) => self.fail(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn may_stop(&self) -> bool {
+        true
+    }
+
+    fn stop_requested(&mut self) -> bool {
+        self.stop
+    }
+}
+
+/// What a training call gives back: the model, each epoch's figures, and the exception that
+/// stopped it early (Ctrl-C or the callback's), which the package raises after keeping the
+/// model.
+type Trained = (Model, Vec<Py<PyDict>>, Option<PyErr>);
+
+fn history(py: Python<'_>, reports: &[EpochReport]) -> PyResult<Vec<Py<PyDict>>> {
+    reports
+        .iter()
+        .map(|r| Ok(report_dict(py, r)?.unbind()))
+        .collect()
+}
+
+/// Trains a network on `x` and `labels` with `settings` (see `defaults()`), as
+/// `nnmpi train` would on the same samples, and prunes it when `prune_to` is set.
+#[pyfunction]
+#[pyo3(signature = (x, labels, settings, callback=None, threads=None))]
+pub fn train(
+    py: Python<'_>,
+    x: PyReadonlyArray2<'_, f32>,
+    labels: Labels,
+    settings: &Bound<'_, PyDict>,
+    callback: Option<Py<PyAny>>,
+    threads: Option<usize>,
+) -> PyResult<Trained> {
+    let settings = self::settings(settings)?;
+    let data = dataset(&x, labels, None)?;
+    let mut observer = PythonObserver::new(callback);
+    let model = py
+        .detach(|| -> nnmpi::Result<_> {
+            let par = threads.map_or_else(Par::current_pool, Par::threads);
+            let mut run = settings.start(&data, par, &Topology::single())?;
+            drop(data);
+            run.fit(&mut observer)?;
+            if let (Some(plan), false) = (settings.prune_plan(), run.trainer.stopped()) {
+                run.prune_gradually(&plan, &mut |_| {})?;
+            }
+            Ok(run.finish().expect("one process is the root"))
+        })
+        .map_err(to_py)?;
+    let history = history(py, &observer.history)?;
+    Ok((model.into(), history, observer.error))
+}
+
+/// `data` with a model's classes (a classifier's labels must be among them).
+fn for_model(data: Dataset, model: &nnmpi::model::Model) -> PyResult<Dataset> {
+    match model.task.classes() {
+        Some(classes) => data.with_classes(classes).map_err(to_py),
+        None => Ok(data),
+    }
+}
+
+#[pymethods]
+impl Model {
+    /// The model's loss and (for a classifier) accuracy on `x` and `labels`, as `nnmpi
+    /// eval` computes them: a dict with `loss`, `accuracy`, `samples`.
+    #[pyo3(signature = (x, labels, threads=None))]
+    fn evaluate<'py>(
+        &self,
+        py: Python<'py>,
+        x: PyReadonlyArray2<'py, f32>,
+        labels: Labels,
+        threads: Option<usize>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let model = &self.inner;
+        let mut data = for_model(dataset(&x, labels, Some(model.network.inputs()))?, model)?;
+        let eval = py
+            .detach(|| -> nnmpi::Result<Evaluation> {
+                data.normalize(&model.normalizer)?;
+                let par = threads.map_or_else(Par::current_pool, Par::threads);
+                let mut engine =
+                    nnmpi::exec::Engine::sharded(&model.network, SelfComm, par).for_inference();
+                let loss = recipe::implied_loss(model.network.output_activation(), &model.task);
+                nnmpi::train::evaluate(&mut engine, &SelfComm, &data, loss, 1024)
+            })
+            .map_err(to_py)?;
+        evaluation_dict(py, &eval)
+    }
+
+    /// A copy of the model pruned to `sparsity` (fraction of absent connections) in `steps`
+    /// steps of the polynomial schedule, fine-tuning `finetune_epochs` epochs on `x` and
+    /// `labels` after each (with fresh Adam state, as `nnmpi prune` does for a model without
+    /// training state). Without data, `finetune_epochs` must be 0.
+    #[pyo3(signature = (sparsity, x=None, labels=None, steps=1, finetune_epochs=0, scope="global", block=1, threads=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn prune(
+        &self,
+        py: Python<'_>,
+        sparsity: f64,
+        x: Option<PyReadonlyArray2<'_, f32>>,
+        labels: Option<Labels>,
+        steps: usize,
+        finetune_epochs: usize,
+        scope: &str,
+        block: usize,
+        threads: Option<usize>,
+    ) -> PyResult<Model> {
+        let model = self.inner.clone();
+        let plan = TrainSettings {
+            prune: PruneSettings {
+                to: Some(sparsity),
+                steps,
+                finetune_epochs,
+                scope: parse(scope, scope)?,
+                block,
+            },
+            ..TrainSettings::default()
+        };
+        plan.check().map_err(to_py)?;
+        let plan: PrunePlan = plan.prune_plan().expect("prune_to is set");
+        let data = match (x, labels) {
+            (Some(x), Some(y)) => Some(for_model(
+                dataset(&x, y, Some(model.network.inputs()))?,
+                &model,
+            )?),
+            (None, None) if finetune_epochs == 0 => None,
+            _ => {
+                return Err(PyValueError::new_err(
+                    "prune: fine-tuning needs both x and labels (or finetune_epochs=0 without data)",
+                ));
+            }
+        };
+        let pruned = py
+            .detach(|| -> nnmpi::Result<nnmpi::model::Model> {
+                let par = threads.map_or_else(Par::current_pool, Par::threads);
+                let loss = recipe::implied_loss(model.network.output_activation(), &model.task);
+                let config = recipe::fine_tuning(loss);
+                let ignore = &mut |_: &PruneStep| {};
+                let Some(data) = data else {
+                    let inputs = model.network.inputs();
+                    let mut trainer = Trainer::new(model.network, config, par)?;
+                    let empty = Dataset {
+                        features: numpy::ndarray::Array2::zeros((inputs, 0)),
+                        targets: nnmpi::data::Targets::None,
+                        classes: Vec::new(),
+                        origin: "no data".into(),
+                    };
+                    trainer.prune_gradually(&plan, &empty, None, ignore)?;
+                    return Ok(nnmpi::model::Model {
+                        network: trainer.into_network(),
+                        ..model
+                    });
+                };
+                let normalizer = model.normalizer.clone();
+                let mut run = Run::new(
+                    model.network,
+                    model.task,
+                    config,
+                    (&data, 0.0),
+                    |_| normalizer,
+                    par,
+                    &Topology::single(),
+                )?;
+                run.prune_gradually(&plan, ignore)?;
+                Ok(run.finish().expect("one process is the root"))
+            })
+            .map_err(to_py)?;
+        Ok(pruned.into())
+    }
+}
