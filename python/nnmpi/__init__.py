@@ -20,7 +20,7 @@ from . import _nnmpi
 
 _F32 = np.dtype(np.float32)
 
-__all__ = ["Model", "train", "defaults", "MLPClassifier", "MLPRegressor", "__version__"]
+__all__ = ["Model", "train", "defaults", "MLPClassifier", "MLPRegressor", "KFold", "__version__"]
 __version__ = _nnmpi.__version__
 
 
@@ -364,3 +364,25 @@ class MLPRegressor(_RegressorMixin, _Estimator):
     def predict(self, X):
         """The predicted value of each sample, ``[samples]``."""
         return self._fitted().outputs(X, self.threads)[:, 0]
+
+
+class KFold:
+    """The folds of ``nnmpi train --kfold``, as a scikit-learn splitter (``cv=`` of
+    ``cross_val_score``): seeded, stratified by class when ``y`` is given (classes spread
+    evenly over the folds), each sample tested once."""
+
+    def __init__(self, n_splits=5, seed=_D["seed"]):
+        self.n_splits = n_splits
+        self.seed = seed
+
+    def get_n_splits(self, X=None, y=None, groups=None):
+        return self.n_splits
+
+    def split(self, X, y=None, groups=None):
+        n = len(X)
+        labels = None if y is None else [str(v) for v in np.asarray(y).ravel().tolist()]
+        for train, test in _nnmpi.kfold(n, self.n_splits, self.seed, labels):
+            yield np.array(train, dtype=np.intp), np.array(test, dtype=np.intp)
+
+    def __repr__(self):
+        return f"KFold(n_splits={self.n_splits}, seed={self.seed})"

@@ -218,6 +218,7 @@ fn _nnmpi(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Model>()?;
     m.add_function(wrap_pyfunction!(training::train, m)?)?;
     m.add_function(wrap_pyfunction!(training::defaults, m)?)?;
+    m.add_function(wrap_pyfunction!(training::kfold, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -164,7 +164,6 @@ struct PythonObserver {
     stop: bool,
     /// The exception that stopped training (Ctrl-C's `KeyboardInterrupt`, or the callback's).
     error: Option<PyErr>,
-    history: Vec<EpochReport>,
 }
 
 impl PythonObserver {
@@ -174,7 +173,6 @@ impl PythonObserver {
             last_check: Instant::now(),
             stop: false,
             error: None,
-            history: Vec::new(),
         }
     }
 
@@ -195,7 +193,6 @@ impl Observer<SelfComm> for PythonObserver {
     }
 
     fn epoch_done(&mut self, _t: &Trainer<SelfComm>, report: &EpochReport) -> nnmpi::Result<()> {
-        self.history.push(report.clone());
         if let Some(callback) = &self.callback {
             let answer = Python::attach(|py| -> PyResult<bool> {
                 let metrics = report_dict(py, report)?;
@@ -248,19 +245,19 @@ pub fn train(
     let settings = self::settings(settings)?;
     let data = dataset(&x, labels, None)?;
     let mut observer = PythonObserver::new(callback);
-    let model = py
+    let (model, reports) = py
         .detach(|| -> nnmpi::Result<_> {
             let par = threads.map_or_else(Par::current_pool, Par::threads);
             let mut run = settings.start(&data, par, &Topology::single())?;
             drop(data);
-            run.fit(&mut observer)?;
+            let reports = run.fit(&mut observer)?;
             if let (Some(plan), false) = (settings.prune_plan(), run.trainer.stopped()) {
                 run.prune_gradually(&plan, &mut |_| {})?;
             }
-            Ok(run.finish().expect("one process is the root"))
+            Ok((run.finish().expect("one process is the root"), reports))
         })
         .map_err(to_py)?;
-    let history = history(py, &observer.history)?;
+    let history = history(py, &reports)?;
     Ok((model.into(), history, observer.error))
 }
 
@@ -379,4 +376,37 @@ impl Model {
             .map_err(to_py)?;
         Ok(pruned.into())
     }
+}
+
+/// The folds `nnmpi train --kfold k` makes of `n` samples (stratified by `labels` when
+/// given): a list of `(train, test)` index lists, each sample tested once.
+#[pyfunction]
+#[pyo3(signature = (n, k, seed, labels=None))]
+pub fn kfold(
+    n: usize,
+    k: usize,
+    seed: u64,
+    labels: Option<Vec<String>>,
+) -> PyResult<Vec<(Vec<usize>, Vec<usize>)>> {
+    if k < 2 || k > n {
+        return Err(PyValueError::new_err(format!(
+            "n_splits is {k}: cross-validation needs 2 <= n_splits <= {n} (the number of samples)"
+        )));
+    }
+    let targets = match labels {
+        Some(names) if names.len() != n => {
+            return Err(PyValueError::new_err(format!(
+                "{} labels for {n} samples",
+                names.len()
+            )));
+        }
+        Some(names) => {
+            let features = numpy::ndarray::Array2::zeros((0, n));
+            Dataset::labelled(features, &names, crate::arrays::ORIGIN)
+                .map_err(to_py)?
+                .targets
+        }
+        None => nnmpi::data::Targets::None,
+    };
+    Ok(nnmpi::data::kfold(&targets, n, k, seed))
 }
