@@ -9,10 +9,10 @@ venv=${NNMPI_PY_ENV:-target/py-env}
 # a target directory of its own, inside the ignored target/.
 export CARGO_TARGET_DIR="$PWD/target/python"
 
-echo "[python] virtual environment $venv (maturin, numpy, pytest, scikit-learn from PyPI)"
+echo "[python] virtual environment $venv (maturin, numpy, pytest, scikit-learn, mpi4py from PyPI)"
 python3 -m venv "$venv"
 "$venv/bin/pip" install -q --upgrade pip
-"$venv/bin/pip" install -q "maturin>=1.9,<2" numpy pytest scikit-learn
+"$venv/bin/pip" install -q "maturin>=1.9,<2" numpy pytest scikit-learn mpi4py
 export PYO3_PYTHON="$PWD/$venv/bin/python"
 
 echo "[python] cargo fmt --check and clippy of the extension"

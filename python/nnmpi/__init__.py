@@ -12,15 +12,22 @@ same model, bit for bit.
 >>> labels = nnmpi.Model.load("sonar.nnmpi").predict(X)
 """
 
+import atexit
 import warnings
 
 import numpy as np
 
 from . import _nnmpi
 
+# Under an MPI launcher the package initialises MPI on first use unless the script did
+# (mpi4py); it finalises it at exit only when it initialised it.
+if hasattr(_nnmpi, "finalize"):
+    atexit.register(_nnmpi.finalize)
+
 _F32 = np.dtype(np.float32)
 
-__all__ = ["Model", "train", "defaults", "MLPClassifier", "MLPRegressor", "KFold", "__version__"]
+__all__ = ["Model", "train", "defaults", "world", "MLPClassifier", "MLPRegressor", "KFold",
+           "__version__"]
 __version__ = _nnmpi.__version__
 
 
@@ -46,6 +53,15 @@ def _as_features(x):
     if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
         raise ValueError(f"X must hold numbers; its dtype is {x.dtype}")
     return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def world():
+    """``(rank, ranks)`` of this process. Started by an MPI launcher (``mpirun -np 2 python
+    script.py``), every call of the package runs on all ranks with each layer's neurons split
+    over them (as ``nnmpi train``'s default ``--parallel model``), and every rank gets the same
+    models and outputs: every rank must make the same calls. ``(0, 1)`` otherwise. MPI is used
+    as the script left it: initialised by ``mpi4py`` or not."""
+    return _nnmpi.mpi_world()
 
 
 def _labels(y, task, samples):

@@ -4,6 +4,7 @@
 //! the GIL released.
 
 mod arrays;
+mod parallel;
 mod training;
 
 use nnmpi::cluster::SelfComm;
@@ -127,6 +128,16 @@ impl Model {
         let (samples, outputs) = (x.shape()[0], self.inner.network.outputs());
         let mut features = arrays::features_major(&x, Some(self.inner.network.inputs()))?;
         let model = &self.inner;
+        if parallel::on_several_ranks()? {
+            let job = Predicting {
+                model,
+                features,
+                batch: batch_size.max(1),
+            };
+            let y = parallel::run(py, threads, job)?;
+            let y = Array2::from_shape_vec((samples, outputs), y).expect("[samples, outputs]");
+            return Ok(y.into_pyarray(py));
+        }
         let work = || -> nnmpi::Result<Vec<f32>> {
             let par = threads.map_or_else(Par::current_pool, Par::threads);
             let fresh = || Engine::sharded(&model.network, SelfComm, par).for_inference();
@@ -212,6 +223,36 @@ impl Model {
     }
 }
 
+/// Outputs of a model for a data set's features (normalised here), on every rank.
+struct Predicting<'a> {
+    model: &'a Inner,
+    features: Array2<f32>,
+    batch: usize,
+}
+
+impl parallel::Job for Predicting<'_> {
+    type Out = Vec<f32>;
+
+    fn run<C: nnmpi::cluster::Comm>(
+        self,
+        topology: &nnmpi::cluster::Topology<C>,
+        par: Par,
+    ) -> nnmpi::Result<Vec<f32>> {
+        let mut data = Dataset {
+            features: self.features,
+            targets: Targets::None,
+            classes: Vec::new(),
+            origin: PathBuf::from(arrays::ORIGIN),
+        };
+        data.normalize(&self.model.normalizer)?;
+        let network = &self.model.network;
+        let mut engine = Engine::sharded(network, topology.model.clone(), par).for_inference();
+        // Each rank is a data group of its own: every rank gets every output.
+        let y = predict_all(&mut engine, &topology.data, &data, self.batch);
+        Ok(y.expect("every rank is rank 0 of its data group"))
+    }
+}
+
 /// The nnmpi engine's Python module.
 #[pymodule]
 fn _nnmpi(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -219,6 +260,9 @@ fn _nnmpi(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(training::train, m)?)?;
     m.add_function(wrap_pyfunction!(training::defaults, m)?)?;
     m.add_function(wrap_pyfunction!(training::kfold, m)?)?;
+    m.add_function(wrap_pyfunction!(parallel::mpi_world, m)?)?;
+    #[cfg(feature = "mpi")]
+    m.add_function(wrap_pyfunction!(parallel::mpi::finalize, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -3,9 +3,11 @@
 //! same model bit for bit).
 
 use crate::arrays::{Labels, dataset};
+use crate::parallel::{self, Job, share_model};
 use crate::{Model, to_py};
-use nnmpi::cluster::{SelfComm, Topology};
+use nnmpi::cluster::{Comm, Topology};
 use nnmpi::data::{Dataset, NormKind};
+use nnmpi::exec::Engine;
 use nnmpi::kernels::Par;
 use nnmpi::model::{Activation, Init};
 use nnmpi::prune::Scope;
@@ -182,7 +184,7 @@ impl PythonObserver {
     }
 }
 
-impl Observer<SelfComm> for PythonObserver {
+impl<C: Comm> Observer<C> for PythonObserver {
     fn batch_done(&mut self, _done: usize) {
         if self.last_check.elapsed() >= SIGNAL_CHECK_EVERY {
             self.last_check = Instant::now();
@@ -192,7 +194,7 @@ impl Observer<SelfComm> for PythonObserver {
         }
     }
 
-    fn epoch_done(&mut self, _t: &Trainer<SelfComm>, report: &EpochReport) -> nnmpi::Result<()> {
+    fn epoch_done(&mut self, _t: &Trainer<C>, report: &EpochReport) -> nnmpi::Result<()> {
         if let Some(callback) = &self.callback {
             let answer = Python::attach(|py| -> PyResult<bool> {
                 let metrics = report_dict(py, report)?;
@@ -245,20 +247,104 @@ pub fn train(
     let settings = self::settings(settings)?;
     let data = dataset(&x, labels, None)?;
     let mut observer = PythonObserver::new(callback);
-    let (model, reports) = py
-        .detach(|| -> nnmpi::Result<_> {
-            let par = threads.map_or_else(Par::current_pool, Par::threads);
-            let mut run = settings.start(&data, par, &Topology::single())?;
-            drop(data);
-            let reports = run.fit(&mut observer)?;
-            if let (Some(plan), false) = (settings.prune_plan(), run.trainer.stopped()) {
-                run.prune_gradually(&plan, &mut |_| {})?;
-            }
-            Ok((run.finish().expect("one process is the root"), reports))
-        })
-        .map_err(to_py)?;
+    let job = Training {
+        settings,
+        data,
+        observer: &mut observer,
+    };
+    let (model, reports) = parallel::run(py, threads, job)?;
     let history = history(py, &reports)?;
     Ok((model.into(), history, observer.error))
+}
+
+/// Training on a data set, then the gradual pruning the settings ask for.
+struct Training<'a> {
+    settings: TrainSettings,
+    data: Dataset,
+    observer: &'a mut PythonObserver,
+}
+
+impl Job for Training<'_> {
+    type Out = (nnmpi::model::Model, Vec<EpochReport>);
+
+    fn run<C: Comm>(self, topology: &Topology<C>, par: Par) -> nnmpi::Result<Self::Out> {
+        let mut run = self.settings.start(&self.data, par, topology)?;
+        drop(self.data);
+        let reports = run.fit(self.observer)?;
+        if let (Some(plan), false) = (self.settings.prune_plan(), run.trainer.stopped()) {
+            run.prune_gradually(&plan, &mut |_| {})?;
+        }
+        Ok((share_model(&topology.world, run.finish())?, reports))
+    }
+}
+
+/// Gradual pruning of a model, fine-tuned on `data` when given.
+struct Pruning {
+    model: nnmpi::model::Model,
+    plan: PrunePlan,
+    data: Option<Dataset>,
+}
+
+impl Job for Pruning {
+    type Out = nnmpi::model::Model;
+
+    fn run<C: Comm>(self, topology: &Topology<C>, par: Par) -> nnmpi::Result<Self::Out> {
+        let Pruning { model, plan, data } = self;
+        let loss = recipe::implied_loss(model.network.output_activation(), &model.task);
+        let config = recipe::fine_tuning(loss);
+        let ignore = &mut |_: &PruneStep| {};
+        let Some(data) = data else {
+            // No fine-tuning: the steps only prune (no sample is read).
+            let mut trainer = Trainer::distributed(&model.network, config, par, topology)?;
+            let empty = Dataset {
+                features: numpy::ndarray::Array2::zeros((model.network.inputs(), 0)),
+                targets: nnmpi::data::Targets::None,
+                classes: Vec::new(),
+                origin: "no data".into(),
+            };
+            trainer.prune_gradually(&plan, &empty, None, ignore)?;
+            let network = share_model(
+                &topology.world,
+                trainer.finish().map(|network| nnmpi::model::Model {
+                    network,
+                    normalizer: model.normalizer.clone(),
+                    task: model.task.clone(),
+                }),
+            )?;
+            return Ok(network);
+        };
+        let normalizer = model.normalizer.clone();
+        let mut run = Run::new(
+            model.network,
+            model.task,
+            config,
+            (&data, 0.0),
+            |_| normalizer,
+            par,
+            topology,
+        )?;
+        run.prune_gradually(&plan, ignore)?;
+        share_model(&topology.world, run.finish())
+    }
+}
+
+/// A model's loss and accuracy on a data set (normalised here).
+struct Evaluating<'a> {
+    model: &'a nnmpi::model::Model,
+    data: Dataset,
+}
+
+impl Job for Evaluating<'_> {
+    type Out = Evaluation;
+
+    fn run<C: Comm>(self, topology: &Topology<C>, par: Par) -> nnmpi::Result<Self::Out> {
+        let Evaluating { model, mut data } = self;
+        data.normalize(&model.normalizer)?;
+        let mut engine =
+            Engine::sharded(&model.network, topology.model.clone(), par).for_inference();
+        let loss = recipe::implied_loss(model.network.output_activation(), &model.task);
+        nnmpi::train::evaluate(&mut engine, &topology.data, &data, loss, 1024)
+    }
 }
 
 /// `data` with a model's classes (a classifier's labels must be among them).
@@ -282,17 +368,8 @@ impl Model {
         threads: Option<usize>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let model = &self.inner;
-        let mut data = for_model(dataset(&x, labels, Some(model.network.inputs()))?, model)?;
-        let eval = py
-            .detach(|| -> nnmpi::Result<Evaluation> {
-                data.normalize(&model.normalizer)?;
-                let par = threads.map_or_else(Par::current_pool, Par::threads);
-                let mut engine =
-                    nnmpi::exec::Engine::sharded(&model.network, SelfComm, par).for_inference();
-                let loss = recipe::implied_loss(model.network.output_activation(), &model.task);
-                nnmpi::train::evaluate(&mut engine, &SelfComm, &data, loss, 1024)
-            })
-            .map_err(to_py)?;
+        let data = for_model(dataset(&x, labels, Some(model.network.inputs()))?, model)?;
+        let eval = parallel::run(py, threads, Evaluating { model, data })?;
         evaluation_dict(py, &eval)
     }
 
@@ -339,41 +416,7 @@ impl Model {
                 ));
             }
         };
-        let pruned = py
-            .detach(|| -> nnmpi::Result<nnmpi::model::Model> {
-                let par = threads.map_or_else(Par::current_pool, Par::threads);
-                let loss = recipe::implied_loss(model.network.output_activation(), &model.task);
-                let config = recipe::fine_tuning(loss);
-                let ignore = &mut |_: &PruneStep| {};
-                let Some(data) = data else {
-                    let inputs = model.network.inputs();
-                    let mut trainer = Trainer::new(model.network, config, par)?;
-                    let empty = Dataset {
-                        features: numpy::ndarray::Array2::zeros((inputs, 0)),
-                        targets: nnmpi::data::Targets::None,
-                        classes: Vec::new(),
-                        origin: "no data".into(),
-                    };
-                    trainer.prune_gradually(&plan, &empty, None, ignore)?;
-                    return Ok(nnmpi::model::Model {
-                        network: trainer.into_network(),
-                        ..model
-                    });
-                };
-                let normalizer = model.normalizer.clone();
-                let mut run = Run::new(
-                    model.network,
-                    model.task,
-                    config,
-                    (&data, 0.0),
-                    |_| normalizer,
-                    par,
-                    &Topology::single(),
-                )?;
-                run.prune_gradually(&plan, ignore)?;
-                Ok(run.finish().expect("one process is the root"))
-            })
-            .map_err(to_py)?;
+        let pruned = parallel::run(py, threads, Pruning { model, plan, data })?;
         Ok(pruned.into())
     }
 }

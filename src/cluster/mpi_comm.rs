@@ -78,6 +78,42 @@ impl MpiRuntime {
     }
 }
 
+/// MPI for nnmpi as a library inside another program (the Python package): when the host
+/// initialised MPI already (e.g. `from mpi4py import MPI` ran first), nnmpi uses that MPI and
+/// leaves finalising it to the host; otherwise nnmpi initialises it and finalises it when this
+/// value is dropped.
+pub enum MpiSession {
+    /// MPI initialised by nnmpi.
+    Owned(MpiRuntime),
+    /// MPI initialised by the host program.
+    Attached,
+}
+
+impl MpiSession {
+    /// Attaches to an initialised MPI (an error if it was finalised, or gives less thread
+    /// support than nnmpi needs), or initialises it.
+    pub fn attach_or_init() -> Result<Self> {
+        if mpi::environment::is_finalized() {
+            return Err(Error::config("MPI was already finalised in this process"));
+        }
+        if !mpi::environment::is_initialized() {
+            return MpiRuntime::init().map(MpiSession::Owned);
+        }
+        let provided = mpi::environment::threading_support();
+        if provided < Threading::Funneled {
+            return Err(Error::config(format!(
+                "MPI was initialised with thread support {provided:?}; nnmpi needs Funneled (mpi4py's default, Multiple, is fine)"
+            )));
+        }
+        Ok(MpiSession::Attached)
+    }
+
+    /// The communicator of every process in the job.
+    pub fn world(&self) -> MpiComm {
+        MpiComm::world()
+    }
+}
+
 /// A communicator: a cheap handle (clones share it) with a scratch buffer for the copies MPI
 /// needs when a collective's input and output are the same slice.
 #[derive(Clone)]
@@ -126,6 +162,12 @@ fn datatype<T: Scalar>() -> ffi::MPI_Datatype {
 }
 
 impl MpiComm {
+    /// The communicator of every process in the job, once MPI is initialised (by an
+    /// [`MpiRuntime`] or [`MpiSession`] that is still alive).
+    pub fn world() -> Self {
+        MpiComm::wrap(SimpleCommunicator::world())
+    }
+
     fn wrap(comm: SimpleCommunicator) -> Self {
         MpiComm {
             inner: Rc::new(comm),
