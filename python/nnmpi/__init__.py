@@ -86,11 +86,9 @@ def _labels(y, task, samples):
 def _finish(result):
     """The model of a training call; a Ctrl-C that stopped it early is a warning (the model
     holds the weights reached), any other exception (the callback's) is raised."""
-    inner, history, error = result
-    model = Model(inner)
-    model.history = history
+    model, error = result
     if isinstance(error, KeyboardInterrupt):
-        done = sum(1 for h in history if not h["interrupted"])
+        done = sum(1 for h in model.history if not h["interrupted"])
         warnings.warn(f"training stopped by Ctrl-C after {done} epochs; the model holds the "
                       "weights reached", RuntimeWarning, stacklevel=3)
     elif error is not None:
@@ -116,119 +114,7 @@ def train(X, y, *, task="classify", callback=None, threads=None, **settings):
     return _finish(_nnmpi.train(x, labels, settings, callback, threads))
 
 
-class Model:
-    """A trained nnmpi network with its normaliser and class names.
-
-    Load one with :meth:`Model.load` (an nnmpi checkpoint) or
-    :meth:`Model.import_safetensors`. Inputs are ``[samples, features]`` arrays of float32 or
-    float64 (any order; a float32 C-ordered array is used without a copy), in the units the
-    model was trained on: the model's own normaliser is applied.
-    """
-
-    __slots__ = ("_inner", "history")
-
-    def __init__(self, inner):
-        if not isinstance(inner, _nnmpi.Model):
-            raise TypeError("use nnmpi.train, Model.load or Model.import_safetensors to make a Model")
-        self._inner = inner
-        #: Per-epoch figures of the training that made this model (empty for a loaded one).
-        self.history = []
-
-    @classmethod
-    def load(cls, path):
-        """Reads an nnmpi checkpoint. Raises ``OSError`` for a missing or corrupt file."""
-        return cls(_nnmpi.Model.load(str(path)))
-
-    @classmethod
-    def import_safetensors(cls, path):
-        """Reads a safetensors model as ``nnmpi export`` writes it."""
-        return cls(_nnmpi.Model.import_safetensors(str(path)))
-
-    def save(self, path):
-        """Writes the model as an nnmpi checkpoint (atomically: temporary file, then rename)."""
-        self._inner.save(str(path))
-
-    def export_safetensors(self, path):
-        """Writes the model as safetensors (weights ``layers.{i}.weight`` are ``[out, in]``)."""
-        self._inner.export_safetensors(str(path))
-
-    @property
-    def sizes(self):
-        """Layer sizes, inputs first, e.g. ``[60, 30, 1]``."""
-        return list(self._inner.sizes)
-
-    @property
-    def n_features_in_(self):
-        """Features per sample the model takes."""
-        return self._inner.sizes[0]
-
-    @property
-    def classes_(self):
-        """Class names of a classifier, as a NumPy array; ``None`` for regression."""
-        classes = self._inner.classes
-        return None if classes is None else np.array(classes, dtype=object)
-
-    @property
-    def activations(self):
-        """Each layer's activation, e.g. ``['relu', 'sigmoid']``."""
-        return list(self._inner.activations)
-
-    @property
-    def parameter_count(self):
-        """Stored weights and biases."""
-        return self._inner.parameter_count
-
-    def outputs(self, X, threads=None, batch_size=1024):
-        """The network's raw outputs, ``[samples, outputs]`` float32."""
-        return self._inner.outputs(_as_features(X), threads, batch_size)
-
-    def predict_proba(self, X, threads=None, batch_size=1024):
-        """Class probabilities, ``[samples, classes]`` float32, columns in ``classes_`` order
-        (a one-output binary model gives ``[1 - p, p]``). Classifiers only."""
-        self._need_classes("predict_proba")
-        y = self.outputs(X, threads, batch_size)
-        if y.shape[1] == 1:
-            return np.hstack([1.0 - y, y])
-        return y
-
-    def predict(self, X, threads=None, batch_size=1024):
-        """Predicted class names (classifier) or values (regression: ``[samples]`` when the
-        model has one output, else ``[samples, outputs]``), as ``nnmpi predict`` gives them."""
-        y = self.outputs(X, threads, batch_size)
-        if self._inner.classes is None:
-            return y[:, 0] if y.shape[1] == 1 else y
-        return self.classes_[_nnmpi.Model.class_indices(y)]
-
-    def evaluate(self, X, y, threads=None):
-        """Loss and (for a classifier) accuracy on ``X`` and ``y``, as ``nnmpi eval`` gives
-        them: a dict with ``loss``, ``accuracy`` and ``samples``."""
-        x = _as_features(X)
-        task = "regress" if self._inner.classes is None else "classify"
-        return self._inner.evaluate(x, _labels(y, task, x.shape[0]), threads)
-
-    def prune(self, sparsity, X=None, y=None, *, steps=1, finetune_epochs=0, scope="global",
-              block=1, threads=None):
-        """A pruned copy: ``sparsity`` of the connections removed (smallest magnitudes first,
-        ``scope`` ``"global"`` or ``"layer"``, in blocks of ``block`` rows), reached in
-        ``steps`` steps of the polynomial schedule with ``finetune_epochs`` epochs of
-        fine-tuning on ``X``, ``y`` after each (Adam, fresh state). Layers sparse enough are
-        stored in the compact sparse layout and run faster."""
-        x = labels = None
-        if X is not None or y is not None:
-            if X is None or y is None:
-                raise ValueError("prune: give both X and y, or neither")
-            x = _as_features(X)
-            task = "regress" if self._inner.classes is None else "classify"
-            labels = _labels(y, task, x.shape[0])
-        return Model(self._inner.prune(sparsity, x, labels, steps, finetune_epochs, scope,
-                                       block, threads))
-
-    def _need_classes(self, what):
-        if self._inner.classes is None:
-            raise ValueError(f"{what} needs a classifier; this model is a regression model")
-
-    def __repr__(self):
-        return repr(self._inner)
+Model = _nnmpi.Model
 
 
 # scikit-learn estimators: with scikit-learn installed they are its BaseEstimator (so clone,
@@ -358,7 +244,7 @@ class MLPClassifier(_ClassifierMixin, _Estimator):
         by_name = {}
         for v in np.asarray(y).ravel().tolist():
             by_name.setdefault(str(v), v)
-        self.classes_ = np.array([by_name[c] for c in self.model_._inner.classes])
+        self.classes_ = np.array([by_name[c] for c in self.model_.classes_])
         return self
 
     def predict_proba(self, X):
@@ -368,7 +254,7 @@ class MLPClassifier(_ClassifierMixin, _Estimator):
     def predict(self, X):
         """The predicted label of each sample (as given to ``fit``)."""
         y = self._fitted().outputs(X, self.threads)
-        return self.classes_[_nnmpi.Model.class_indices(y)]
+        return self.classes_[Model.class_indices(y)]
 
 
 class MLPRegressor(_RegressorMixin, _Estimator):

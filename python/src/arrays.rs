@@ -4,7 +4,7 @@
 use crate::to_py;
 use nnmpi::data::{Dataset, Targets};
 use numpy::ndarray::{Array2, ArrayView2};
-use numpy::{PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{PyArray2, PyArrayMethods, PyReadonlyArray1, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
@@ -20,10 +20,22 @@ pub enum Labels<'py> {
     Values(PyReadonlyArray1<'py, f32>),
 }
 
+/// `x` as a C-ordered float32 `[samples, features]` array: itself when it is one, else the
+/// package's `_as_features` conversion (float64, integers, lists, Fortran order, one sample).
+pub fn rows<'py>(x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray2<f32>>> {
+    if let Ok(a) = x.cast::<PyArray2<f32>>()
+        && a.is_c_contiguous()
+    {
+        return Ok(a.clone());
+    }
+    let convert = x.py().import("nnmpi")?.getattr("_as_features")?;
+    Ok(convert.call1((x,))?.cast_into::<PyArray2<f32>>()?)
+}
+
 /// `x` (`[samples, features]`, C-ordered float32) as the engine's features-major `[features,
 /// samples]`, checked: `expect` features when given, every value finite.
 pub fn features_major(
-    x: &PyReadonlyArray2<'_, f32>,
+    x: &Bound<'_, PyArray2<f32>>,
     expect: Option<usize>,
 ) -> PyResult<Array2<f32>> {
     let (samples, features) = (x.shape()[0], x.shape()[1]);
@@ -32,8 +44,9 @@ pub fn features_major(
             "X has {features} features per sample but the model takes {inputs}"
         )));
     }
-    let values = x
-        .as_slice()
+    // SAFETY: read with the GIL held and copied before it is released; nnmpi never writes to
+    // its inputs, and no Rust borrow of the array is alive in this call.
+    let values = unsafe { x.as_slice() }
         .map_err(|_| PyValueError::new_err("X must be a C-ordered float32 array"))?;
     if let Some(k) = values.iter().position(|v| !v.is_finite()) {
         return Err(PyValueError::new_err(format!(
@@ -49,7 +62,7 @@ pub fn features_major(
 
 /// A data set of `x` and `labels` (with `expect` features when given).
 pub fn dataset(
-    x: &PyReadonlyArray2<'_, f32>,
+    x: &Bound<'_, PyArray2<f32>>,
     labels: Labels<'_>,
     expect: Option<usize>,
 ) -> PyResult<Dataset> {

@@ -2,7 +2,7 @@
 //! settings, defaults and steps `nnmpi train` uses, so the same data and settings give the
 //! same model bit for bit).
 
-use crate::arrays::{Labels, dataset};
+use crate::arrays::{self, Labels, dataset};
 use crate::parallel::{self, Job, share_model};
 use crate::{Model, to_py};
 use nnmpi::cluster::{Comm, Topology};
@@ -11,9 +11,8 @@ use nnmpi::exec::Engine;
 use nnmpi::kernels::Par;
 use nnmpi::model::{Activation, Init};
 use nnmpi::prune::Scope;
-use nnmpi::recipe::{self, OptimizerKind, PruneSettings, Run, TrainSettings};
+use nnmpi::recipe::{self, OptimizerKind, Run, TrainSettings};
 use nnmpi::train::{EpochReport, Evaluation, Loss, Observer, PrunePlan, PruneStep, Trainer};
-use numpy::PyReadonlyArray2;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -132,7 +131,7 @@ fn settings(given: &Bound<'_, PyDict>) -> PyResult<TrainSettings> {
 }
 
 /// An evaluation as a dict: `loss`, `samples`, and `accuracy` for a classifier.
-fn evaluation_dict<'py>(py: Python<'py>, e: &Evaluation) -> PyResult<Bound<'py, PyDict>> {
+pub fn evaluation_dict<'py>(py: Python<'py>, e: &Evaluation) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("loss", e.loss)?;
     d.set_item("samples", e.samples)?;
@@ -220,10 +219,10 @@ impl<C: Comm> Observer<C> for PythonObserver {
     }
 }
 
-/// What a training call gives back: the model, each epoch's figures, and the exception that
-/// stopped it early (Ctrl-C or the callback's), which the package raises after keeping the
+/// What a training call gives back: the model (with each epoch's figures), and the exception
+/// that stopped it early (Ctrl-C or the callback's), which the package raises after keeping the
 /// model.
-type Trained = (Model, Vec<Py<PyDict>>, Option<PyErr>);
+type Trained = (Model, Option<PyErr>);
 
 fn history(py: Python<'_>, reports: &[EpochReport]) -> PyResult<Vec<Py<PyDict>>> {
     reports
@@ -238,14 +237,14 @@ fn history(py: Python<'_>, reports: &[EpochReport]) -> PyResult<Vec<Py<PyDict>>>
 #[pyo3(signature = (x, labels, settings, callback=None, threads=None))]
 pub fn train(
     py: Python<'_>,
-    x: PyReadonlyArray2<'_, f32>,
+    x: &Bound<'_, PyAny>,
     labels: Labels,
     settings: &Bound<'_, PyDict>,
     callback: Option<Py<PyAny>>,
     threads: Option<usize>,
 ) -> PyResult<Trained> {
     let settings = self::settings(settings)?;
-    let data = dataset(&x, labels, None)?;
+    let data = dataset(&arrays::rows(x)?, labels, None)?;
     let mut observer = PythonObserver::new(callback);
     let job = Training {
         settings,
@@ -254,7 +253,7 @@ pub fn train(
     };
     let (model, reports) = parallel::run(py, threads, job)?;
     let history = history(py, &reports)?;
-    Ok((model.into(), history, observer.error))
+    Ok((Model::trained(model, history), observer.error))
 }
 
 /// Training on a data set, then the gradual pruning the settings ask for.
@@ -279,10 +278,10 @@ impl Job for Training<'_> {
 }
 
 /// Gradual pruning of a model, fine-tuned on `data` when given.
-struct Pruning {
-    model: nnmpi::model::Model,
-    plan: PrunePlan,
-    data: Option<Dataset>,
+pub struct Pruning {
+    pub model: nnmpi::model::Model,
+    pub plan: PrunePlan,
+    pub data: Option<Dataset>,
 }
 
 impl Job for Pruning {
@@ -329,9 +328,9 @@ impl Job for Pruning {
 }
 
 /// A model's loss and accuracy on a data set (normalised here).
-struct Evaluating<'a> {
-    model: &'a nnmpi::model::Model,
-    data: Dataset,
+pub struct Evaluating<'a> {
+    pub model: &'a nnmpi::model::Model,
+    pub data: Dataset,
 }
 
 impl Job for Evaluating<'_> {
@@ -348,76 +347,36 @@ impl Job for Evaluating<'_> {
 }
 
 /// `data` with a model's classes (a classifier's labels must be among them).
-fn for_model(data: Dataset, model: &nnmpi::model::Model) -> PyResult<Dataset> {
+pub fn for_model(data: Dataset, model: &nnmpi::model::Model) -> PyResult<Dataset> {
     match model.task.classes() {
         Some(classes) => data.with_classes(classes).map_err(to_py),
         None => Ok(data),
     }
 }
 
-#[pymethods]
-impl Model {
-    /// The model's loss and (for a classifier) accuracy on `x` and `labels`, as `nnmpi
-    /// eval` computes them: a dict with `loss`, `accuracy`, `samples`.
-    #[pyo3(signature = (x, labels, threads=None))]
-    fn evaluate<'py>(
-        &self,
-        py: Python<'py>,
-        x: PyReadonlyArray2<'py, f32>,
-        labels: Labels,
-        threads: Option<usize>,
-    ) -> PyResult<Bound<'py, PyDict>> {
-        let model = &self.inner;
-        let data = for_model(dataset(&x, labels, Some(model.network.inputs()))?, model)?;
-        let eval = parallel::run(py, threads, Evaluating { model, data })?;
-        evaluation_dict(py, &eval)
-    }
+/// Outputs of a model for a data set's features (normalised here), on every rank.
+pub struct Predicting<'a> {
+    pub model: &'a nnmpi::model::Model,
+    pub features: numpy::ndarray::Array2<f32>,
+    pub batch: usize,
+}
 
-    /// A copy of the model pruned to `sparsity` (fraction of absent connections) in `steps`
-    /// steps of the polynomial schedule, fine-tuning `finetune_epochs` epochs on `x` and
-    /// `labels` after each (with fresh Adam state, as `nnmpi prune` does for a model without
-    /// training state). Without data, `finetune_epochs` must be 0.
-    #[pyo3(signature = (sparsity, x=None, labels=None, steps=1, finetune_epochs=0, scope="global", block=1, threads=None))]
-    #[allow(clippy::too_many_arguments)]
-    fn prune(
-        &self,
-        py: Python<'_>,
-        sparsity: f64,
-        x: Option<PyReadonlyArray2<'_, f32>>,
-        labels: Option<Labels>,
-        steps: usize,
-        finetune_epochs: usize,
-        scope: &str,
-        block: usize,
-        threads: Option<usize>,
-    ) -> PyResult<Model> {
-        let model = self.inner.clone();
-        let plan = TrainSettings {
-            prune: PruneSettings {
-                to: Some(sparsity),
-                steps,
-                finetune_epochs,
-                scope: parse(scope, scope)?,
-                block,
-            },
-            ..TrainSettings::default()
+impl Job for Predicting<'_> {
+    type Out = Vec<f32>;
+
+    fn run<C: Comm>(self, topology: &Topology<C>, par: Par) -> nnmpi::Result<Vec<f32>> {
+        let mut data = Dataset {
+            features: self.features,
+            targets: nnmpi::data::Targets::None,
+            classes: Vec::new(),
+            origin: arrays::ORIGIN.into(),
         };
-        plan.check().map_err(to_py)?;
-        let plan: PrunePlan = plan.prune_plan().expect("prune_to is set");
-        let data = match (x, labels) {
-            (Some(x), Some(y)) => Some(for_model(
-                dataset(&x, y, Some(model.network.inputs()))?,
-                &model,
-            )?),
-            (None, None) if finetune_epochs == 0 => None,
-            _ => {
-                return Err(PyValueError::new_err(
-                    "prune: fine-tuning needs both x and labels (or finetune_epochs=0 without data)",
-                ));
-            }
-        };
-        let pruned = parallel::run(py, threads, Pruning { model, plan, data })?;
-        Ok(pruned.into())
+        data.normalize(&self.model.normalizer)?;
+        let network = &self.model.network;
+        let mut engine = Engine::sharded(network, topology.model.clone(), par).for_inference();
+        // Each rank is a data group of its own: every rank gets every output.
+        let y = nnmpi::train::predict_all(&mut engine, &topology.data, &data, self.batch);
+        Ok(y.expect("every rank is rank 0 of its data group"))
     }
 }
 

@@ -133,13 +133,9 @@ impl Normalizer {
         if self.is_identity() {
             return Ok(());
         }
-        for (f, ((mut row, &o), &s)) in x
-            .rows_mut()
-            .into_iter()
-            .zip(&self.offset)
-            .zip(&self.scale)
-            .enumerate()
-        {
+        let samples = x.ncols().max(1);
+        let by_feature = |f: usize, row: &mut [f32]| -> std::result::Result<(), Overflow> {
+            let (o, s) = (self.offset[f], self.scale[f]);
             for v in row.iter_mut() {
                 let n = normalise(*v, o, s);
                 if !n.is_finite() {
@@ -150,6 +146,38 @@ impl Normalizer {
                 }
                 *v = n;
             }
+            Ok(())
+        };
+        // Slices of the contiguous features (a one-sample call is 60 rows of one value, where
+        // ndarray's row iterator cost as much as the work).
+        if let Some(values) = x.as_slice_mut() {
+            let (o, s) = (&self.offset, &self.scale);
+            let fast = |(v, (o, s)): (&f32, (&f32, &f32))| {
+                let d = v - o;
+                d.is_finite() && (d * s).is_finite()
+            };
+            if samples == 1
+                && values.len() == o.len()
+                && values.iter().zip(o.iter().zip(s)).all(fast)
+            {
+                // One sample whose values all normalise in f32 (checked first, read-only):
+                // one pass over contiguous values, as `normalise` computes them.
+                values
+                    .iter_mut()
+                    .zip(o)
+                    .zip(s)
+                    .for_each(|((v, o), s)| *v = (*v - o) * s);
+                return Ok(());
+            }
+            for (f, row) in values.chunks_exact_mut(samples).enumerate() {
+                by_feature(f, row)?;
+            }
+            return Ok(());
+        }
+        for (f, mut row) in x.rows_mut().into_iter().enumerate() {
+            let mut owned = row.to_vec();
+            by_feature(f, &mut owned)?;
+            row.assign(&ndarray::ArrayView1::from(&owned));
         }
         Ok(())
     }
@@ -253,5 +281,44 @@ mod tests {
         assert!((out[0] - 1.0).abs() < 1e-6);
         assert_eq!(out[1], 0.0, "a constant feature is switched off");
         assert!(Normalizer::identity().is_identity());
+    }
+
+    #[test]
+    fn one_sample_and_a_batch_normalise_alike_and_overflow_names_the_feature() {
+        let fit = array![
+            [1.0f32, 3.0, 5.0],
+            [-3e38, 0.0, 3e38],
+            [2.0, 2.0, 2.0000002]
+        ];
+        let n = Normalizer::fit(NormKind::MinMax, fit.view());
+        let batch = array![[2.0f32, 4.0], [1e38, -2e38], [2.0, 2.0000001]];
+        let mut all = batch.clone();
+        n.apply(&mut all).unwrap();
+        for s in 0..2 {
+            let mut one = batch.column(s).to_owned().insert_axis(ndarray::Axis(1));
+            n.apply(&mut one).unwrap();
+            let mut by_sample = [0.0f32; 3];
+            n.apply_sample(&batch.column(s).to_vec(), &mut by_sample);
+            for f in 0..3 {
+                assert_eq!(
+                    one[[f, 0]].to_bits(),
+                    all[[f, s]].to_bits(),
+                    "sample {s} feature {f}"
+                );
+                assert_eq!(by_sample[f].to_bits(), all[[f, s]].to_bits());
+            }
+        }
+        // Feature 3 spans 2.4e-7 in training: 1e33 normalises beyond f32, alone or in a batch.
+        let mut one = array![[2.0f32], [0.0], [1e33]];
+        let err = n.apply(&mut one).unwrap_err();
+        assert_eq!(
+            err,
+            Overflow {
+                feature: 2,
+                value: 1e33
+            }
+        );
+        let mut two = array![[2.0f32, 2.0], [0.0, 0.0], [2.0, 1e33]];
+        assert_eq!(n.apply(&mut two).unwrap_err(), err);
     }
 }
