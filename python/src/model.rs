@@ -151,7 +151,7 @@ impl Model {
         if samples * x.shape()[1] <= KEEP_GIL_UP_TO {
             work()
         } else {
-            py.detach(work)
+            py.detach(|| parallel::on_a_worker(work))
         }
         .map_err(to_py)?;
         Ok((rows, samples))

@@ -38,6 +38,16 @@ pub fn run<J: Job>(py: Python<'_>, threads: Option<usize>, job: J) -> PyResult<J
         .map_err(to_py)
 }
 
+/// Runs `work` on a thread of rayon's pool, as the command runs all its work: a parallel
+/// product started from a thread outside the pool is handed to the pool while the caller
+/// sleeps, once per product (a batch of 1024 through 784-1024-1024-10 on 2 threads took 1.2
+/// times the command's time). For prediction only: not under MPI, whose calls must come from
+/// the thread that initialised it, nor for training, whose Ctrl-C is seen only on Python's
+/// main thread.
+pub fn on_a_worker<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| work())
+}
+
 /// Whether calls run on the several ranks of an MPI job.
 pub fn on_several_ranks() -> PyResult<bool> {
     #[cfg(feature = "mpi")]
