@@ -59,7 +59,7 @@ pub fn features_major(
         )));
     }
     let mut out = Array2::zeros((features, samples));
-    transpose(
+    nnmpi::kernels::transpose::transpose(
         values,
         samples,
         features,
@@ -74,27 +74,6 @@ pub fn all_finite(values: &[f32]) -> bool {
     values
         .chunks(256)
         .all(|block| block.iter().fold(true, |ok, v| ok & v.is_finite()))
-}
-
-/// Writes the `[rows, columns]` row-major `from` transposed into `to` (`[columns, rows]`),
-/// in square tiles that stay in the L1 cache.
-fn transpose(from: &[f32], rows: usize, columns: usize, to: &mut [f32]) {
-    const TILE: usize = 32;
-    for r0 in (0..rows).step_by(TILE) {
-        let r1 = (r0 + TILE).min(rows);
-        for c0 in (0..columns).step_by(TILE) {
-            let c1 = (c0 + TILE).min(columns);
-            // Whole cache lines written per column (their rows are a power-of-two stride
-            // apart for a batch of 1024, so lines written a value at a time would evict each
-            // other); the reads step a sample apart.
-            for c in c0..c1 {
-                let column = &mut to[c * rows..][r0..r1];
-                for (r, v) in (r0..r1).zip(column) {
-                    *v = from[r * columns + c];
-                }
-            }
-        }
-    }
 }
 
 /// A data set of `x` and `labels` (with `expect` features when given).

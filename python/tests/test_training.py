@@ -4,6 +4,7 @@ exports, which hold every weight, bias and normalisation statistic)."""
 
 import _thread
 import re
+import signal
 import threading
 from pathlib import Path
 
@@ -106,6 +107,9 @@ def test_ctrl_c_stops_at_the_next_batch_and_keeps_the_model():
     X, y = sonar()
     # Online SGD for 5000 epochs: about 20 seconds, so a missed interrupt fails the test
     # (the run ends without an interrupted epoch) instead of hanging it.
+    # Python's own Ctrl-C handler, even where the test runs with SIGINT ignored (a
+    # background job of a script), which makes interrupt_main do nothing.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(0.3, _thread.interrupt_main)
     timer.start()
     try:
@@ -113,6 +117,7 @@ def test_ctrl_c_stops_at_the_next_batch_and_keeps_the_model():
             model = nnmpi.train(X, y, hidden=[30], epochs=5000, batch_size=1, threads=1)
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     assert model.history and model.history[-1]["interrupted"]
     assert len(model.history) < 5000
     assert model.predict(X).shape == (len(X),)

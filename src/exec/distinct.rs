@@ -590,21 +590,11 @@ fn expand_rows(
     out
 }
 
-/// `[a, b]` to `[b, a]`, in tiles that stay in cache (element by element, the strided writes
-/// missed the cache on every one: 1200 x 1024 took milliseconds).
+/// `[a, b]` to `[b, a]` in `t` (resized).
 fn transpose_into(x: &[f32], a: usize, b: usize, t: &mut Vec<f32>) {
-    const TILE: usize = 32;
     t.clear();
     t.resize(a * b, 0.0);
-    for i0 in (0..a).step_by(TILE) {
-        for j0 in (0..b).step_by(TILE) {
-            for i in i0..(i0 + TILE).min(a) {
-                for j in j0..(j0 + TILE).min(b) {
-                    t[j * a + i] = x[i * b + j];
-                }
-            }
-        }
-    }
+    crate::kernels::transpose::transpose(x, a, b, t);
 }
 
 /// Keeps one of each group of equal columns of `x` (`rows` × `n`, laid out as `layout`

@@ -39,6 +39,7 @@ pub mod columns;
 pub mod dense;
 pub mod gemm;
 pub mod sparse;
+pub mod transpose;
 
 /// How many threads a kernel may use: passed to every parallel call, never read from a
 /// global. Results are the same bits whatever the choice.
