@@ -39,13 +39,28 @@ pub fn features_major(
     expect: Option<usize>,
 ) -> PyResult<Array2<f32>> {
     let (samples, features) = (x.shape()[0], x.shape()[1]);
+    let values = checked(x, expect)?;
+    let mut out = Array2::zeros((features, samples));
+    nnmpi::kernels::transpose::transpose(
+        values,
+        samples,
+        features,
+        out.as_slice_mut().expect("a new array is contiguous"),
+    );
+    Ok(out)
+}
+
+/// The values of `x` (`[samples, features]`, C-ordered float32, read in place), checked:
+/// `expect` features when given, every value finite.
+pub fn checked<'a>(x: &'a Bound<'_, PyArray2<f32>>, expect: Option<usize>) -> PyResult<&'a [f32]> {
+    let features = x.shape()[1];
     if let Some(inputs) = expect.filter(|&n| n != features) {
         return Err(PyValueError::new_err(format!(
             "X has {features} features per sample but the model takes {inputs}"
         )));
     }
-    // SAFETY: read with the GIL held and copied before it is released; nnmpi never writes to
-    // its inputs, and no Rust borrow of the array is alive in this call.
+    // SAFETY: nnmpi never writes to its inputs, and no Rust borrow of the array is alive in
+    // this call; the slice lives as long as the caller's reference to the array.
     let values = unsafe { x.as_slice() }
         .map_err(|_| PyValueError::new_err("X must be a C-ordered float32 array"))?;
     if !all_finite(values)
@@ -58,14 +73,7 @@ pub fn features_major(
             values[k]
         )));
     }
-    let mut out = Array2::zeros((features, samples));
-    nnmpi::kernels::transpose::transpose(
-        values,
-        samples,
-        features,
-        out.as_slice_mut().expect("a new array is contiguous"),
-    );
-    Ok(out)
+    Ok(values)
 }
 
 /// Whether every value is finite, in blocks the compiler vectorises (a search for the first

@@ -7,12 +7,11 @@ use crate::parallel;
 use crate::to_py;
 use crate::training::{Evaluating, Predicting, Pruning, evaluation_dict, for_model};
 use nnmpi::cluster::SelfComm;
-use nnmpi::data::{Dataset, Targets};
 use nnmpi::exec::Engine;
 use nnmpi::kernels::Par;
 use nnmpi::model::{Model as Inner, Task};
 use nnmpi::recipe::{PruneSettings, TrainSettings};
-use nnmpi::train::{predict_all, predicted_class};
+use nnmpi::train::predicted_class;
 use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -95,18 +94,28 @@ impl Model {
         let x = arrays::rows(x)?;
         let model = &self.inner;
         let (samples, outputs) = (x.shape()[0], model.network.outputs());
-        let mut features = arrays::features_major(&x, Some(model.network.inputs()))?;
+        // Checked in place; sample-major, as the caller holds it (no transposed copy).
+        let given = arrays::checked(&x, Some(model.network.inputs()))?;
         let batch = batch_size.max(1);
+        let normalised = (!model.normalizer.is_identity()).then(|| given.to_vec());
         if parallel::on_several_ranks()? {
-            let job = Predicting {
-                model,
-                features,
-                batch,
-            };
+            let rows = normalised.unwrap_or_else(|| given.to_vec());
+            let job = Predicting { model, rows, batch };
             return Ok((parallel::run(py, threads, job)?, samples));
         }
-        let mut rows = vec![0.0; samples * outputs];
-        let work = || -> nnmpi::Result<()> {
+        let mut y = vec![0.0; samples * outputs];
+        let small = given.len() <= KEEP_GIL_UP_TO;
+        let work = move || -> nnmpi::Result<Vec<f32>> {
+            let rows = match normalised {
+                Some(mut copy) => {
+                    model
+                        .normalizer
+                        .apply_samples(&mut copy)
+                        .map_err(|e| nnmpi::Error::data(arrays::ORIGIN, 0, e.to_string()))?;
+                    std::borrow::Cow::Owned(copy)
+                }
+                None => std::borrow::Cow::Borrowed(given),
+            };
             let par = threads.map_or_else(Par::current_pool, Par::threads);
             let fresh = || Engine::sharded(&model.network, SelfComm, par).for_inference();
             // The kept engine, unless another thread is using it (then one of our own).
@@ -121,40 +130,40 @@ impl Model {
                 }
                 None => own.insert(fresh()),
             };
-            if samples <= batch {
-                // One batch: the forward pass `predict_all` would make, without its copies.
-                model
-                    .normalizer
-                    .apply(&mut features)
-                    .map_err(|e| nnmpi::Error::data(arrays::ORIGIN, 0, e.to_string()))?;
-                let x = features.as_slice().expect("standard layout");
-                let y = engine.forward(x, samples);
-                for (o, by_sample) in y.chunks_exact(samples.max(1)).enumerate() {
-                    for (s, &v) in by_sample.iter().enumerate() {
-                        rows[s * outputs + o] = v;
-                    }
-                }
-                return Ok(());
-            }
-            let mut data = Dataset {
-                features,
-                targets: Targets::None,
-                classes: Vec::new(),
-                origin: PathBuf::from(arrays::ORIGIN),
-            };
-            data.normalize(&model.normalizer)?;
-            let y = predict_all(engine, &SelfComm, &data, batch).expect("one process is rank 0");
-            rows.copy_from_slice(&y);
-            Ok(())
+            outputs_by_batch(engine, &rows, batch, &mut y);
+            Ok(y)
         };
-        // Releasing the GIL costs more than a small call's work: small calls keep it.
-        if samples * x.shape()[1] <= KEEP_GIL_UP_TO {
+        // Releasing the GIL costs more than a small call's work: small calls keep it. Without
+        // it the engine reads the caller's array in place, as NumPy's own functions do when
+        // they release the GIL: the caller holds the array alive, and nnmpi never writes it.
+        let y = if small {
             work()
         } else {
             py.detach(|| parallel::on_a_worker(work))
         }
         .map_err(to_py)?;
-        Ok((rows, samples))
+        Ok((y, samples))
+    }
+}
+
+/// The outputs of `engine` for sample-major `rows` (normalised), `batch` samples per pass,
+/// written sample-major into `y` (`[samples, outputs]`).
+pub fn outputs_by_batch<C: nnmpi::cluster::Comm>(
+    engine: &mut Engine<C>,
+    rows: &[f32],
+    batch: usize,
+    y: &mut [f32],
+) {
+    let (inputs, outputs) = (engine.inputs(), engine.outputs());
+    let samples = rows.chunks(inputs.max(1) * batch);
+    for (x, y) in samples.zip(y.chunks_mut(outputs.max(1) * batch)) {
+        let b = x.len() / inputs.max(1);
+        let by_output = engine.forward_samples(x, b);
+        for (o, values) in by_output.chunks_exact(b).enumerate() {
+            for (s, &v) in values.iter().enumerate() {
+                y[s * outputs + o] = v;
+            }
+        }
     }
 }
 

@@ -357,7 +357,8 @@ pub fn for_model(data: Dataset, model: &nnmpi::model::Model) -> PyResult<Dataset
 /// Outputs of a model for a data set's features (normalised here), on every rank.
 pub struct Predicting<'a> {
     pub model: &'a nnmpi::model::Model,
-    pub features: numpy::ndarray::Array2<f32>,
+    /// Sample-major, not yet normalised.
+    pub rows: Vec<f32>,
     pub batch: usize,
 }
 
@@ -365,18 +366,22 @@ impl Job for Predicting<'_> {
     type Out = Vec<f32>;
 
     fn run<C: Comm>(self, topology: &Topology<C>, par: Par) -> nnmpi::Result<Vec<f32>> {
-        let mut data = Dataset {
-            features: self.features,
-            targets: nnmpi::data::Targets::None,
-            classes: Vec::new(),
-            origin: arrays::ORIGIN.into(),
-        };
-        data.normalize(&self.model.normalizer)?;
-        let network = &self.model.network;
+        let Predicting {
+            model,
+            mut rows,
+            batch,
+        } = self;
+        model
+            .normalizer
+            .apply_samples(&mut rows)
+            .map_err(|e| nnmpi::Error::data(arrays::ORIGIN, 0, e.to_string()))?;
+        let network = &model.network;
         let mut engine = Engine::sharded(network, topology.model.clone(), par).for_inference();
-        // Each rank is a data group of its own: every rank gets every output.
-        let y = nnmpi::train::predict_all(&mut engine, &topology.data, &data, self.batch);
-        Ok(y.expect("every rank is rank 0 of its data group"))
+        let samples = rows.len() / network.inputs().max(1);
+        let mut y = vec![0.0; samples * network.outputs()];
+        // Every rank computes its neurons of each layer and gets every output.
+        crate::model::outputs_by_batch(&mut engine, &rows, batch, &mut y);
+        Ok(y)
     }
 }
 

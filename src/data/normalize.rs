@@ -151,23 +151,9 @@ impl Normalizer {
         // Slices of the contiguous features (a one-sample call is 60 rows of one value, where
         // ndarray's row iterator cost as much as the work).
         if let Some(values) = x.as_slice_mut() {
-            let (o, s) = (&self.offset, &self.scale);
-            let fast = |(v, (o, s)): (&f32, (&f32, &f32))| {
-                let d = v - o;
-                d.is_finite() && (d * s).is_finite()
-            };
-            if samples == 1
-                && values.len() == o.len()
-                && values.iter().zip(o.iter().zip(s)).all(fast)
-            {
-                // One sample whose values all normalise in f32 (checked first, read-only):
-                // one pass over contiguous values, as `normalise` computes them.
-                values
-                    .iter_mut()
-                    .zip(o)
-                    .zip(s)
-                    .for_each(|((v, o), s)| *v = (*v - o) * s);
-                return Ok(());
+            if samples == 1 {
+                // One sample: its features are contiguous, as in sample-major data.
+                return self.apply_samples(values);
             }
             for (f, row) in values.chunks_exact_mut(samples).enumerate() {
                 by_feature(f, row)?;
@@ -178,6 +164,49 @@ impl Normalizer {
             let mut owned = row.to_vec();
             by_feature(f, &mut owned)?;
             row.assign(&ndarray::ArrayView1::from(&owned));
+        }
+        Ok(())
+    }
+
+    /// Normalises sample-major data (`[samples, features]`, one sample after the other) in
+    /// place, to the bits [`Normalizer::apply`] gives; a value whose normalised value is not
+    /// an f32 is the same error.
+    ///
+    /// # Panics
+    /// If the length is not a multiple of the fitted feature count.
+    pub fn apply_samples(&self, x: &mut [f32]) -> std::result::Result<(), Overflow> {
+        if self.is_identity() {
+            return Ok(());
+        }
+        let (offset, scale) = (&self.offset, &self.scale);
+        let features = offset.len();
+        assert!(
+            x.len().is_multiple_of(features.max(1)),
+            "Normalizer::apply_samples: not whole samples"
+        );
+        for sample in x.chunks_exact_mut(features.max(1)) {
+            let pairs = || offset.iter().zip(scale);
+            let in_f32 = |(v, (o, s)): (&f32, (&f32, &f32))| {
+                let d = v - o;
+                d.is_finite() && (d * s).is_finite()
+            };
+            if sample.iter().zip(pairs()).all(in_f32) {
+                // Checked first (read-only): one pass the compiler vectorises.
+                for (v, (o, s)) in sample.iter_mut().zip(pairs()) {
+                    *v = (*v - o) * s;
+                }
+                continue;
+            }
+            for (f, (v, (&o, &s))) in sample.iter_mut().zip(pairs()).enumerate() {
+                let n = normalise(*v, o, s);
+                if !n.is_finite() {
+                    return Err(Overflow {
+                        feature: f,
+                        value: *v,
+                    });
+                }
+                *v = n;
+            }
         }
         Ok(())
     }
@@ -320,5 +349,11 @@ mod tests {
         );
         let mut two = array![[2.0f32, 2.0], [0.0, 0.0], [2.0, 1e33]];
         assert_eq!(n.apply(&mut two).unwrap_err(), err);
+        // Sample-major: the same bits and the same error.
+        let mut rows = batch.t().as_standard_layout().into_owned();
+        n.apply_samples(rows.as_slice_mut().unwrap()).unwrap();
+        assert_eq!(rows.t(), all);
+        let mut rows = [2.0f32, 0.0, 2.0, 2.0, 0.0, 1e33];
+        assert_eq!(n.apply_samples(&mut rows).unwrap_err(), err);
     }
 }

@@ -14,6 +14,7 @@
 use crate::cluster::{Comm, Partition, SelfComm};
 use crate::data::SparseSamples;
 use crate::kernels::activation::{Activation, softmax_columns};
+use crate::kernels::dense::Input;
 use crate::kernels::sparse::NARROW_MAX;
 use crate::kernels::{Par, columns};
 use crate::model::{Layer, Network, Unpacked, Weights};
@@ -433,7 +434,9 @@ impl<'a> Distinct<'a> {
                 _ => match unpacked {
                     _ if n == 0 => {}
                     Some(u) if n <= NARROW_MAX => u.forward_narrow(par, b, x, n, f, y, scratch),
-                    _ => layer.weights().forward(par, None, b, x, n, f, y),
+                    _ => layer
+                        .weights()
+                        .forward(par, None, b, Input::FeaturesMajor(x), n, f, y),
                 },
             }
             std::mem::swap(x, y);

@@ -14,6 +14,7 @@ pub use share::broadcast_dataset;
 use crate::cluster::{Comm, SelfComm};
 use crate::kernels::Par;
 use crate::kernels::activation::{activation_backward, apply_activation, softmax_columns};
+use crate::kernels::dense::Input;
 use crate::kernels::gemm::PackedRows;
 use crate::model::{Activation, Layer, Network, Structure, Weights};
 use ndarray::Array1;
@@ -73,7 +74,7 @@ impl ShardLayer {
         &self,
         par: Par,
         packed: Option<&PackedRows>,
-        x: &[f32],
+        x: Input<'_>,
         batch: usize,
         act: Activation,
         y: &mut [f32],
@@ -413,12 +414,45 @@ impl<C: Comm> Engine<C> {
     /// # Panics
     /// If `batch` is 0 or `x.len() != inputs * batch`.
     pub fn forward(&mut self, x: &[f32], batch: usize) -> &[f32] {
-        assert!(batch > 0, "Engine::forward: empty batch");
+        self.forward_input(Input::FeaturesMajor(x), batch)
+    }
+
+    /// [`Engine::forward`] on `x` given sample-major (`[batch, inputs]`, one sample after the
+    /// other, as callers hold data): a dense first layer reads it in place (its product packs
+    /// the input either way), a sparse one from a transposed copy. The same bits as
+    /// [`Engine::forward`] on the transposed `x`.
+    ///
+    /// # Panics
+    /// If `batch` is 0 or `x.len() != inputs * batch`.
+    pub fn forward_samples(&mut self, x: &[f32], batch: usize) -> &[f32] {
+        if matches!(self.layers[0].weights, Weights::Dense(_)) || batch == 1 {
+            return self.forward_input(Input::SampleMajor(x), batch);
+        }
+        let inputs = self.inputs();
         assert_eq!(
             x.len(),
+            inputs * batch,
+            "Engine::forward_samples: x is not [batch, inputs]"
+        );
+        let mut columns = vec![0.0; x.len()];
+        crate::kernels::transpose::transpose(x, batch, inputs, &mut columns);
+        self.forward_input(Input::FeaturesMajor(&columns), batch);
+        self.output(batch)
+    }
+
+    fn forward_input(&mut self, x: Input<'_>, batch: usize) -> &[f32] {
+        assert!(batch > 0, "Engine::forward: empty batch");
+        assert_eq!(
+            x.values().len(),
             self.inputs() * batch,
             "Engine::forward: x is not [inputs, batch]"
         );
+        // One sample is the same values in either layout.
+        let x = if batch == 1 {
+            Input::FeaturesMajor(x.values())
+        } else {
+            x
+        };
         self.reserve(batch);
         // Packed weights pay from the second pass with the same weights on (a training step
         // changes them after every pass); matrix-vector products read them as they are.
@@ -443,7 +477,7 @@ impl<C: Comm> Engine<C> {
             let input = if l == 0 {
                 x
             } else {
-                &input_buf[..shard.inputs * batch]
+                Input::FeaturesMajor(&input_buf[..shard.inputs * batch])
             };
             let own = if inference_only { l % 2 } else { l };
             // Softmax spans the whole layer, and GELU/SiLU keep `z`: both are applied after
@@ -689,5 +723,34 @@ mod tests {
         let mut fresh = Engine::new(engine.network(), Par::Seq);
         assert_eq!(changed, fresh.forward(&x, 5));
         assert_ne!(changed, first);
+    }
+
+    #[test]
+    fn sample_major_input_gives_the_bits_of_features_major_input() {
+        // 300 inputs: the first layer is packed from the second pass on; 33 samples cross
+        // the microkernel's tile width; one sample is the matrix-vector path.
+        let dense = Network::new(
+            &[300, 40, 3],
+            Activation::Relu,
+            Activation::Softmax,
+            Init::He,
+            8,
+        )
+        .unwrap();
+        let sparse = dense.with_format(crate::model::Format::Sparse);
+        for net in [dense, sparse] {
+            for (batch, threads) in [(1, 1), (7, 1), (33, 1), (33, 3)] {
+                let rows = batch_of(300, batch);
+                let mut columns = vec![0.0; rows.len()];
+                crate::kernels::transpose::transpose(&rows, batch, 300, &mut columns);
+                let par = Par::threads(threads);
+                let mut engine = Engine::new(net.clone(), par).for_inference();
+                let want = engine.forward(&columns, batch).to_vec();
+                for pass in 0..2 {
+                    let got = engine.forward_samples(&rows, batch);
+                    assert_eq!(got, want, "batch {batch}, {threads} threads, pass {pass}");
+                }
+            }
+        }
     }
 }

@@ -2,11 +2,40 @@
 //!
 //! Shapes: `w` is `[out, in]`, `b` is `[out]`, `x` is `[in, batch]`, `y` and `delta` are
 //! `[out, batch]`, with `batch >= 1`. `out` may be 0 (a rank that owns no neuron of a layer).
+//! A forward pass may also read its input sample-major (`[batch, in]`, [`Input`]): the
+//! product packs its input either way, so a caller's rows need no transposed copy, and the
+//! result is the same bits.
 
 use super::Par;
 use super::activation::Activation;
 use super::activation::bias_activation;
 use super::gemm::{Mat, PackedRows, gemm, gemm_packed};
+
+/// A forward pass's input.
+#[derive(Clone, Copy, Debug)]
+pub enum Input<'a> {
+    /// `[in, batch]`: the engine's layout.
+    FeaturesMajor(&'a [f32]),
+    /// `[batch, in]`: one sample after the other, as callers hold data.
+    SampleMajor(&'a [f32]),
+}
+
+impl<'a> Input<'a> {
+    /// The values.
+    pub fn values(&self) -> &'a [f32] {
+        match *self {
+            Input::FeaturesMajor(x) | Input::SampleMajor(x) => x,
+        }
+    }
+
+    /// The input as the `[in, batch]` operand of the product.
+    fn operand(&self, inputs: usize, batch: usize) -> Mat<'a> {
+        match *self {
+            Input::FeaturesMajor(x) => Mat::row_major(x, batch),
+            Input::SampleMajor(x) => Mat::transposed(x, inputs),
+        }
+    }
+}
 
 /// `y = f(w · x + b)` for an element-wise `f`; bias and activation are applied to each row
 /// block right after its product. Softmax spans every row of a column, so it is the caller's
@@ -19,7 +48,7 @@ pub fn forward(
     par: Par,
     w: &[f32],
     b: &[f32],
-    x: &[f32],
+    x: Input<'_>,
     batch: usize,
     act: Activation,
     y: &mut [f32],
@@ -32,7 +61,7 @@ pub fn forward(
         inputs,
         batch,
         Mat::row_major(w, inputs),
-        Mat::row_major(x, batch),
+        x.operand(inputs, batch),
         y,
         bias_then(b, batch, act),
     );
@@ -47,7 +76,7 @@ pub fn forward_packed(
     par: Par,
     w: &PackedRows,
     b: &[f32],
-    x: &[f32],
+    x: Input<'_>,
     batch: usize,
     act: Activation,
     y: &mut [f32],
@@ -62,19 +91,20 @@ pub fn forward_packed(
         par,
         w,
         batch,
-        Mat::row_major(x, batch),
+        x.operand(inputs, batch),
         y,
         bias_then(b, batch, act),
     );
 }
 
 /// Checks the arguments of a forward pass; returns `(out, in)`.
-fn check_forward(b: &[f32], x: &[f32], batch: usize, act: Activation) -> (usize, usize) {
+fn check_forward(b: &[f32], x: Input<'_>, batch: usize, act: Activation) -> (usize, usize) {
     assert!(
         act.is_elementwise(),
         "dense::forward: softmax is applied by the caller"
     );
     assert!(batch > 0, "dense::forward: empty batch");
+    let x = x.values();
     let inputs = x.len() / batch;
     assert_eq!(
         x.len(),
@@ -174,7 +204,15 @@ mod tests {
         let (mut dw, mut db) = ([0.0f32; 0], [0.0f32; 0]);
         backward_params(Par::Seq, &[], &[1.0; 6], 2, &mut dw, &mut db);
         let mut y = [0.0f32; 0];
-        forward(Par::Seq, &[], &[], &[1.0; 6], 2, Activation::Relu, &mut y);
+        forward(
+            Par::Seq,
+            &[],
+            &[],
+            Input::FeaturesMajor(&[1.0; 6]),
+            2,
+            Activation::Relu,
+            &mut y,
+        );
     }
 
     #[test]
@@ -184,9 +222,25 @@ mod tests {
         let b = crate::kernels::test_values(out, 2);
         let x = crate::kernels::test_values(inputs * batch, 3);
         let (mut plain, mut packed) = (vec![0.0; out * batch], vec![0.0; out * batch]);
-        forward(Par::Seq, &w, &b, &x, batch, Activation::Tanh, &mut plain);
+        forward(
+            Par::Seq,
+            &w,
+            &b,
+            Input::FeaturesMajor(&x),
+            batch,
+            Activation::Tanh,
+            &mut plain,
+        );
         let w = PackedRows::new(&w, out, inputs);
-        forward_packed(Par::Seq, &w, &b, &x, batch, Activation::Tanh, &mut packed);
+        forward_packed(
+            Par::Seq,
+            &w,
+            &b,
+            Input::FeaturesMajor(&x),
+            batch,
+            Activation::Tanh,
+            &mut packed,
+        );
         assert_eq!(plain, packed);
     }
 
@@ -200,7 +254,7 @@ mod tests {
             Par::Seq,
             &w,
             &[0.5, -1.0],
-            &x,
+            Input::FeaturesMajor(&x),
             2,
             Activation::Identity,
             &mut y,

@@ -14,6 +14,7 @@
 //! loops below instead, with their own (equally fixed) order.
 
 use super::Par;
+use super::transpose::{Strided, transpose_strided};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
@@ -476,8 +477,18 @@ fn pack_b(b: Mat<'_>, p0: usize, kc: usize, j0: usize, nc: usize, nr: usize, out
             for (p, dst) in panel.chunks_exact_mut(nr).enumerate() {
                 dst[..cols].copy_from_slice(&b.data[(p0 + p) * b.rs + jq..][..cols]);
             }
+        } else if b.rs == 1 {
+            // Transposed B (a weight gradient's xᵀ, or sample-major input): its columns are
+            // contiguous runs, and the panel is their transpose (8 x 8 blocks in registers;
+            // one value at a time, this pack cost as much as a small product).
+            let columns = Strided {
+                data: &b.data[jq * b.cs + p0..],
+                rows: cols,
+                cols: kc,
+                ld: b.cs,
+            };
+            transpose_strided(columns, panel, nr);
         } else {
-            // Transposed B (a weight gradient's xᵀ): read each column contiguously.
             for j in 0..cols {
                 for p in 0..kc {
                     panel[p * nr + j] = b.at(p0 + p, jq + j);

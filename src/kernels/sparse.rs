@@ -897,7 +897,8 @@ mod tests {
                 for par in [Par::Seq, Par::threads(2)] {
                     let (mut ys, mut yd) = (vec![0.0; rows * batch], vec![0.0; rows * batch]);
                     forward(par, &w, &b, &x, batch, Activation::Tanh, &mut ys);
-                    dense::forward(par, &d, &b, &x, batch, Activation::Tanh, &mut yd);
+                    let input = dense::Input::FeaturesMajor(&x);
+                    dense::forward(par, &d, &b, input, batch, Activation::Tanh, &mut yd);
                     close(&ys, &yd, "y");
                     let (mut dv, mut dbs) = (vec![0.0; w.nnz()], vec![0.0; rows]);
                     let (mut dw, mut dbd) = (vec![0.0; rows * cols], vec![0.0; rows]);

@@ -14,22 +14,65 @@ pub fn transpose(from: &[f32], rows: usize, cols: usize, to: &mut [f32]) {
         "transpose: from is not [rows, cols]"
     );
     assert_eq!(to.len(), rows * cols, "transpose: to is not [cols, rows]");
+    transpose_strided(
+        Strided {
+            data: from,
+            rows,
+            cols,
+            ld: cols,
+        },
+        to,
+        rows,
+    );
+}
+
+/// A `[rows, cols]` block of a row-major matrix whose rows are `ld` values apart.
+#[derive(Clone, Copy, Debug)]
+pub struct Strided<'a> {
+    /// The values, from the block's first.
+    pub data: &'a [f32],
+    /// Rows of the block.
+    pub rows: usize,
+    /// Columns of the block.
+    pub cols: usize,
+    /// Distance between the starts of two rows.
+    pub ld: usize,
+}
+
+/// Writes the block `from` transposed into `to`, whose rows (one per column of `from`) are
+/// `ld_to` values apart; values of `to` outside the `[from.cols, from.rows]` block are left
+/// as they are.
+///
+/// # Panics
+/// If a block overruns its slice.
+pub fn transpose_strided(from: Strided<'_>, to: &mut [f32], ld_to: usize) {
+    let Strided { rows, cols, ld, .. } = from;
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    assert!(
+        cols <= ld && (rows - 1) * ld + cols <= from.data.len(),
+        "transpose: from overruns its slice"
+    );
+    assert!(
+        rows <= ld_to && (cols - 1) * ld_to + rows <= to.len(),
+        "transpose: to overruns its slice"
+    );
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx") {
         // SAFETY: the CPU has AVX.
-        unsafe { x86::transpose_avx(from, rows, cols, to) };
+        unsafe { x86::transpose_avx(from, to, ld_to) };
         return;
     }
-    tiles(from, rows, cols, to, 0..rows, 0..cols);
+    tiles(from, to, ld_to, 0..rows, 0..cols);
 }
 
-/// The part `rows x cols` of the transpose, in square tiles that stay in the L1 cache (one
-/// element at a time, the writes a row apart missed the cache on every one).
+/// The part `part_rows x part_cols` of the transpose, in square tiles that stay in the L1
+/// cache (one element at a time, the writes a row apart missed the cache on every one).
 fn tiles(
-    from: &[f32],
-    rows: usize,
-    cols: usize,
+    from: Strided<'_>,
     to: &mut [f32],
+    ld_to: usize,
     part_rows: std::ops::Range<usize>,
     part_cols: std::ops::Range<usize>,
 ) {
@@ -41,7 +84,7 @@ fn tiles(
             // A run along each output row, reading down the input's column.
             for c in c0..c1 {
                 for r in r0..r1 {
-                    to[c * rows + r] = from[r * cols + c];
+                    to[c * ld_to + r] = from.data[r * from.ld + c];
                 }
             }
         }
@@ -55,7 +98,13 @@ mod x86 {
     /// [`super::transpose`] with 8 x 8 blocks in AVX registers; the edges (rows and columns
     /// past the last multiple of 8) by [`super::tiles`].
     #[target_feature(enable = "avx")]
-    pub(super) fn transpose_avx(from: &[f32], rows: usize, cols: usize, to: &mut [f32]) {
+    pub(super) fn transpose_avx(block: super::Strided<'_>, to: &mut [f32], ld_to: usize) {
+        let super::Strided {
+            data: from,
+            rows,
+            cols,
+            ld,
+        } = block;
         let (rows8, cols8) = (rows - rows % 8, cols - cols % 8);
         // Eight output rows at a time, down all the input's rows: the eight runs written
         // stay in L1 (a power-of-two row length puts them in one cache set; eight fit it).
@@ -65,7 +114,7 @@ mod x86 {
                 // (r0 + 8 <= rows8 <= rows, c0 + 8 <= cols8 <= cols), as the slices below
                 // check.
                 unsafe {
-                    let at = |i: usize| from[(r0 + i) * cols + c0..][..8].as_ptr();
+                    let at = |i: usize| from[(r0 + i) * ld + c0..][..8].as_ptr();
                     let (a0, a1) = (_mm256_loadu_ps(at(0)), _mm256_loadu_ps(at(1)));
                     let (a2, a3) = (_mm256_loadu_ps(at(2)), _mm256_loadu_ps(at(3)));
                     let (a4, a5) = (_mm256_loadu_ps(at(4)), _mm256_loadu_ps(at(5)));
@@ -97,14 +146,14 @@ mod x86 {
                         _mm256_permute2f128_ps::<0x31>(s3, s7),
                     ];
                     for (j, v) in out.into_iter().enumerate() {
-                        let run = &mut to[(c0 + j) * rows + r0..][..8];
+                        let run = &mut to[(c0 + j) * ld_to + r0..][..8];
                         _mm256_storeu_ps(run.as_mut_ptr(), v);
                     }
                 }
             }
         }
-        super::tiles(from, rows, cols, to, rows8..rows, 0..cols);
-        super::tiles(from, rows, cols, to, 0..rows8, cols8..cols);
+        super::tiles(block, to, ld_to, rows8..rows, 0..cols);
+        super::tiles(block, to, ld_to, 0..rows8, cols8..cols);
     }
 }
 
@@ -142,8 +191,38 @@ mod tests {
             transpose(&from, rows, cols, &mut got);
             assert_eq!(got, want, "{rows} x {cols}");
             let mut scalar = vec![f32::NAN; rows * cols];
-            tiles(&from, rows, cols, &mut scalar, 0..rows, 0..cols);
+            let block = Strided {
+                data: &from,
+                rows,
+                cols,
+                ld: cols,
+            };
+            tiles(block, &mut scalar, rows, 0..rows, 0..cols);
             assert_eq!(scalar, want, "{rows} x {cols}, scalar tiles");
+        }
+    }
+
+    #[test]
+    fn a_strided_block_lands_in_a_strided_destination() {
+        // A 11 x 13 block at (2, 3) of a 20 x 30 matrix into a 13 x 16 block of rows 40 apart.
+        let m = crate::kernels::test_values(20 * 30, 5);
+        let block = Strided {
+            data: &m[2 * 30 + 3..],
+            rows: 11,
+            cols: 13,
+            ld: 30,
+        };
+        let mut to = vec![-7.0f32; 13 * 40];
+        transpose_strided(block, &mut to, 40);
+        for c in 0..13 {
+            for r in 0..40 {
+                let want = if r < 11 {
+                    m[(2 + r) * 30 + 3 + c]
+                } else {
+                    -7.0
+                };
+                assert_eq!(to[c * 40 + r], want, "({c}, {r})");
+            }
         }
     }
 }

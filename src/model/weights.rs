@@ -3,6 +3,7 @@
 //! and `sparse` asks these methods and never opens a CSR, so a new layout is added here.
 
 use crate::kernels::activation::Activation;
+use crate::kernels::dense::Input;
 use crate::kernels::gemm::PackedRows;
 use crate::kernels::{Par, dense, sparse};
 use crate::sparse::Csr;
@@ -231,14 +232,14 @@ impl Weights {
     }
 
     /// `y = f(W x + b)` (`f` element-wise), from `packed` (these weights, [`Weights::pack`]ed)
-    /// when given.
+    /// when given. Sparse weights read features-major input only.
     #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
         par: Par,
         packed: Option<&PackedRows>,
         bias: &[f32],
-        x: &[f32],
+        x: Input<'_>,
         batch: usize,
         act: Activation,
         y: &mut [f32],
@@ -254,7 +255,12 @@ impl Weights {
                 act,
                 y,
             ),
-            (Weights::Sparse(w), _) => sparse::forward(par, w, bias, x, batch, act, y),
+            (Weights::Sparse(w), _) => match x {
+                Input::FeaturesMajor(x) => sparse::forward(par, w, bias, x, batch, act, y),
+                Input::SampleMajor(_) => {
+                    panic!("Weights::forward: the sparse kernels read features-major input")
+                }
+            },
         }
     }
 
