@@ -210,8 +210,7 @@ class _Estimator(_Base):
     def _settings(self):
         names = [n for n in _D if n != "hidden"]
         settings = {n: getattr(self, n) for n in names}
-        settings["hidden"] = [int(h) for h in np.atleast_1d(self.hidden)] if len(
-            np.atleast_1d(self.hidden)) else []
+        settings["hidden"] = [int(h) for h in np.atleast_1d(self.hidden)]
         return settings
 
     def fit(self, X, y):

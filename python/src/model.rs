@@ -5,7 +5,7 @@
 use crate::arrays::{self, Labels, dataset};
 use crate::parallel;
 use crate::to_py;
-use crate::training::{Evaluating, Predicting, Pruning, evaluation_dict, for_model};
+use crate::training::{Evaluating, Pruning, evaluation_dict, for_model};
 use nnmpi::cluster::SelfComm;
 use nnmpi::exec::Engine;
 use nnmpi::kernels::Par;
@@ -82,40 +82,29 @@ impl Model {
         })
     }
 
-    /// The network's outputs for `x`, sample-major `[samples, outputs]`, and the number of
-    /// samples.
+    /// The network's outputs for `x`, sample-major `[samples, outputs]`.
     fn run(
         &self,
         x: &Bound<'_, PyAny>,
         threads: Option<usize>,
         batch_size: usize,
-    ) -> PyResult<(Vec<f32>, usize)> {
+    ) -> PyResult<Vec<f32>> {
         let py = x.py();
         let x = arrays::rows(x)?;
         let model = &self.inner;
-        let (samples, outputs) = (x.shape()[0], model.network.outputs());
         // Checked in place; sample-major, as the caller holds it (no transposed copy).
         let given = arrays::checked(&x, Some(model.network.inputs()))?;
         let batch = batch_size.max(1);
-        let normalised = (!model.normalizer.is_identity()).then(|| given.to_vec());
         if parallel::on_several_ranks()? {
-            let rows = normalised.unwrap_or_else(|| given.to_vec());
-            let job = Predicting { model, rows, batch };
-            return Ok((parallel::run(py, threads, job)?, samples));
-        }
-        let mut y = vec![0.0; samples * outputs];
-        let small = given.len() <= KEEP_GIL_UP_TO;
-        let work = move || -> nnmpi::Result<Vec<f32>> {
-            let rows = match normalised {
-                Some(mut copy) => {
-                    model
-                        .normalizer
-                        .apply_samples(&mut copy)
-                        .map_err(|e| nnmpi::Error::data(arrays::ORIGIN, 0, e.to_string()))?;
-                    std::borrow::Cow::Owned(copy)
-                }
-                None => std::borrow::Cow::Borrowed(given),
+            let job = Predicting {
+                model,
+                given,
+                batch,
             };
+            return parallel::run(py, threads, job);
+        }
+        let small = given.len() <= KEEP_GIL_UP_TO;
+        let work = || -> nnmpi::Result<Vec<f32>> {
             let par = threads.map_or_else(Par::current_pool, Par::threads);
             let fresh = || Engine::sharded(&model.network, SelfComm, par).for_inference();
             // The kept engine, unless another thread is using it (then one of our own).
@@ -130,8 +119,7 @@ impl Model {
                 }
                 None => own.insert(fresh()),
             };
-            outputs_by_batch(engine, &rows, batch, &mut y);
-            Ok(y)
+            outputs_of(engine, model, given, batch)
         };
         // Releasing the GIL costs more than a small call's work: small calls keep it. Without
         // it the engine reads the caller's array in place, as NumPy's own functions do when
@@ -142,21 +130,31 @@ impl Model {
             py.detach(|| parallel::on_a_worker(work))
         }
         .map_err(to_py)?;
-        Ok((y, samples))
+        Ok(y)
     }
 }
 
-/// The outputs of `engine` for sample-major `rows` (normalised), `batch` samples per pass,
-/// written sample-major into `y` (`[samples, outputs]`).
-pub fn outputs_by_batch<C: nnmpi::cluster::Comm>(
+/// The outputs of `model` (run by `engine`) for sample-major `rows`, `batch` samples per
+/// pass, sample-major (`[samples, outputs]`); the rows are normalised in a copy when the
+/// model has a normaliser.
+fn outputs_of<C: nnmpi::cluster::Comm>(
     engine: &mut Engine<C>,
+    model: &Inner,
     rows: &[f32],
     batch: usize,
-    y: &mut [f32],
-) {
+) -> nnmpi::Result<Vec<f32>> {
+    let mut normalised = None;
+    if !model.normalizer.is_identity() {
+        let copy = normalised.insert(rows.to_vec());
+        model
+            .normalizer
+            .apply_samples(copy)
+            .map_err(|e| nnmpi::Error::data(arrays::ORIGIN, 0, e.to_string()))?;
+    }
+    let rows = normalised.as_deref().unwrap_or(rows);
     let (inputs, outputs) = (engine.inputs(), engine.outputs());
-    let samples = rows.chunks(inputs.max(1) * batch);
-    for (x, y) in samples.zip(y.chunks_mut(outputs.max(1) * batch)) {
+    let mut y = vec![0.0; rows.len() / inputs.max(1) * outputs];
+    for (x, y) in (rows.chunks(inputs.max(1) * batch)).zip(y.chunks_mut(outputs.max(1) * batch)) {
         let b = x.len() / inputs.max(1);
         let by_output = engine.forward_samples(x, b);
         for (o, values) in by_output.chunks_exact(b).enumerate() {
@@ -164,6 +162,29 @@ pub fn outputs_by_batch<C: nnmpi::cluster::Comm>(
                 y[s * outputs + o] = v;
             }
         }
+    }
+    Ok(y)
+}
+
+/// A model's outputs on every rank of the MPI job, each computing its neurons of every layer.
+struct Predicting<'a> {
+    model: &'a Inner,
+    /// Sample-major, not yet normalised.
+    given: &'a [f32],
+    batch: usize,
+}
+
+impl parallel::Job for Predicting<'_> {
+    type Out = Vec<f32>;
+
+    fn run<C: nnmpi::cluster::Comm>(
+        self,
+        topology: &nnmpi::cluster::Topology<C>,
+        par: Par,
+    ) -> nnmpi::Result<Vec<f32>> {
+        let network = &self.model.network;
+        let mut engine = Engine::sharded(network, topology.model.clone(), par).for_inference();
+        outputs_of(&mut engine, self.model, self.given, self.batch)
     }
 }
 
@@ -265,7 +286,7 @@ impl Model {
         threads: Option<usize>,
         batch_size: usize,
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
-        let (y, _) = self.run(X, threads, batch_size)?;
+        let y = self.run(X, threads, batch_size)?;
         Ok(array2(X.py(), self.inner.network.outputs(), &y))
     }
 
@@ -284,7 +305,7 @@ impl Model {
                 "predict_proba needs a classifier; this model is a regression model",
             ));
         }
-        let (y, _) = self.run(X, threads, batch_size)?;
+        let y = self.run(X, threads, batch_size)?;
         let outputs = self.inner.network.outputs();
         if outputs != 1 {
             return Ok(array2(X.py(), outputs, &y));
@@ -304,7 +325,7 @@ impl Model {
         batch_size: usize,
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = X.py();
-        let (y, samples) = self.run(X, threads, batch_size)?;
+        let y = self.run(X, threads, batch_size)?;
         let outputs = self.inner.network.outputs();
         if self.inner.task.classes().is_none() {
             if outputs == 1 {
@@ -316,7 +337,6 @@ impl Model {
         let labels: Vec<Py<PyAny>> = (y.chunks_exact(outputs.max(1)))
             .map(|row| names[predicted_class(row, 1, 0)].clone_ref(py))
             .collect();
-        debug_assert_eq!(labels.len(), samples);
         Ok(PyArray1::from_vec(py, labels).into_any())
     }
 

@@ -354,37 +354,6 @@ pub fn for_model(data: Dataset, model: &nnmpi::model::Model) -> PyResult<Dataset
     }
 }
 
-/// Outputs of a model for a data set's features (normalised here), on every rank.
-pub struct Predicting<'a> {
-    pub model: &'a nnmpi::model::Model,
-    /// Sample-major, not yet normalised.
-    pub rows: Vec<f32>,
-    pub batch: usize,
-}
-
-impl Job for Predicting<'_> {
-    type Out = Vec<f32>;
-
-    fn run<C: Comm>(self, topology: &Topology<C>, par: Par) -> nnmpi::Result<Vec<f32>> {
-        let Predicting {
-            model,
-            mut rows,
-            batch,
-        } = self;
-        model
-            .normalizer
-            .apply_samples(&mut rows)
-            .map_err(|e| nnmpi::Error::data(arrays::ORIGIN, 0, e.to_string()))?;
-        let network = &model.network;
-        let mut engine = Engine::sharded(network, topology.model.clone(), par).for_inference();
-        let samples = rows.len() / network.inputs().max(1);
-        let mut y = vec![0.0; samples * network.outputs()];
-        // Every rank computes its neurons of each layer and gets every output.
-        crate::model::outputs_by_batch(&mut engine, &rows, batch, &mut y);
-        Ok(y)
-    }
-}
-
 /// The folds `nnmpi train --kfold k` makes of `n` samples (stratified by `labels` when
 /// given): a list of `(train, test)` index lists, each sample tested once.
 #[pyfunction]

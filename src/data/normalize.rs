@@ -133,37 +133,21 @@ impl Normalizer {
         if self.is_identity() {
             return Ok(());
         }
+        if x.as_slice().is_none() {
+            *x = x.as_standard_layout().into_owned();
+        }
         let samples = x.ncols().max(1);
-        let by_feature = |f: usize, row: &mut [f32]| -> std::result::Result<(), Overflow> {
+        let values = x.as_slice_mut().expect("standard layout");
+        if samples == 1 {
+            // One sample: its features are contiguous, as in sample-major data (by feature,
+            // it is 60 rows of one value each, whose loop overhead cost as much as the work).
+            return self.apply_samples(values);
+        }
+        for (f, row) in values.chunks_exact_mut(samples).enumerate() {
             let (o, s) = (self.offset[f], self.scale[f]);
             for v in row.iter_mut() {
-                let n = normalise(*v, o, s);
-                if !n.is_finite() {
-                    return Err(Overflow {
-                        feature: f,
-                        value: *v,
-                    });
-                }
-                *v = n;
+                normalise_in_place(v, f, o, s)?;
             }
-            Ok(())
-        };
-        // Slices of the contiguous features (a one-sample call is 60 rows of one value, where
-        // ndarray's row iterator cost as much as the work).
-        if let Some(values) = x.as_slice_mut() {
-            if samples == 1 {
-                // One sample: its features are contiguous, as in sample-major data.
-                return self.apply_samples(values);
-            }
-            for (f, row) in values.chunks_exact_mut(samples).enumerate() {
-                by_feature(f, row)?;
-            }
-            return Ok(());
-        }
-        for (f, mut row) in x.rows_mut().into_iter().enumerate() {
-            let mut owned = row.to_vec();
-            by_feature(f, &mut owned)?;
-            row.assign(&ndarray::ArrayView1::from(&owned));
         }
         Ok(())
     }
@@ -198,14 +182,7 @@ impl Normalizer {
                 continue;
             }
             for (f, (v, (&o, &s))) in sample.iter_mut().zip(pairs()).enumerate() {
-                let n = normalise(*v, o, s);
-                if !n.is_finite() {
-                    return Err(Overflow {
-                        feature: f,
-                        value: *v,
-                    });
-                }
-                *v = n;
+                normalise_in_place(v, f, o, s)?;
             }
         }
         Ok(())
@@ -250,6 +227,20 @@ impl std::fmt::Display for Overflow {
             self.value
         )
     }
+}
+
+/// Normalises `v` (of feature `f`) in place, or the error naming it when the result is not
+/// an f32.
+fn normalise_in_place(v: &mut f32, f: usize, offset: f32, scale: f32) -> Result<(), Overflow> {
+    let n = normalise(*v, offset, scale);
+    if !n.is_finite() {
+        return Err(Overflow {
+            feature: f,
+            value: *v,
+        });
+    }
+    *v = n;
+    Ok(())
 }
 
 /// `(v - offset) * scale`, in f32 as other frameworks compute it; in f64 where the f32

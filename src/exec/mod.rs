@@ -153,6 +153,8 @@ pub struct Engine<C: Comm = SelfComm> {
     deltas: Vec<Vec<f32>>,
     partial: Vec<f32>,
     out_delta: Vec<f32>,
+    /// Sample-major input transposed for a sparse first layer (kept from call to call).
+    transposed: Vec<f32>,
 }
 
 impl Engine<SelfComm> {
@@ -194,6 +196,7 @@ impl<C: Comm> Engine<C> {
             deltas: vec![Vec::new(); depth],
             partial: Vec::new(),
             out_delta: Vec::new(),
+            transposed: Vec::new(),
         }
     }
 
@@ -434,9 +437,11 @@ impl<C: Comm> Engine<C> {
             inputs * batch,
             "Engine::forward_samples: x is not [batch, inputs]"
         );
-        let mut columns = vec![0.0; x.len()];
+        let mut columns = std::mem::take(&mut self.transposed);
+        columns.resize(x.len(), 0.0);
         crate::kernels::transpose::transpose(x, batch, inputs, &mut columns);
         self.forward_input(Input::FeaturesMajor(&columns), batch);
+        self.transposed = columns;
         self.output(batch)
     }
 
