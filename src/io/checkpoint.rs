@@ -22,7 +22,7 @@ use super::records::{
 use crate::data::{NormKind, Normalizer};
 use crate::error::{Error, Result};
 use crate::model::{Layer, Model, Network, Structure, Task, Weights};
-use crate::train::{Best, TrainConfig, TrainState};
+use crate::train::{Best, EpochProgress, TrainConfig, TrainState};
 use ndarray::Array1;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -30,9 +30,10 @@ use std::path::Path;
 /// First bytes of every checkpoint.
 pub const MAGIC: [u8; 8] = *b"NNMPI\x00CK";
 /// Version of the layout above and of the records in the payload. Version 2 added sparse
-/// layers; version 3 stores a layer's weights and columns as byte blocks. Files of versions 1
-/// (dense only) and 2 are still read.
-pub const FORMAT_VERSION: u32 = 3;
+/// layers; version 3 stores a layer's weights and columns as byte blocks; version 4 adds to
+/// the training state the run's first loss and an interrupted epoch's progress. Files of
+/// versions 1 (dense only) to 3 are still read.
+pub const FORMAT_VERSION: u32 = 4;
 const HEADER_LEN: usize = 24;
 /// Largest payload a checkpoint may declare (64 GiB).
 const MAX_PAYLOAD: u64 = 1 << 36;
@@ -178,8 +179,10 @@ struct BestRecord<L> {
     layers: Vec<L>,
 }
 
+/// The training state; `L` is the layer record of the format version, `C` what version 4
+/// added ([`Continuation`]; nothing before).
 #[derive(Serialize, Deserialize)]
-struct TrainingRecord<L> {
+struct TrainingRecord<L, C> {
     config: TrainConfigRecord,
     validation_split: f64,
     epoch: u64,
@@ -187,19 +190,47 @@ struct TrainingRecord<L> {
     optimizer: OptimizerStateRecord,
     best: Option<BestRecord<L>>,
     bad_epochs: u64,
+    continuation: C,
 }
 
-/// The payload; `L` is the layer record of the format version.
+/// What format version 4 added to the training state, to resume exactly where a run stopped,
+/// also inside an epoch.
+#[derive(Serialize, Deserialize, Default)]
+struct Continuation {
+    start_loss: Option<f64>,
+    progress: Option<ProgressRecord>,
+}
+
+/// An interrupted epoch ([`EpochProgress`]).
 #[derive(Serialize, Deserialize)]
-struct Payload<L> {
+struct ProgressRecord {
+    batches: u64,
+    shuffle: StreamRecord,
+    totals: [f64; 3],
+}
+
+/// The training state's [`Continuation`] in format versions 1 to 3: absent (no bytes).
+#[derive(Serialize, Deserialize)]
+struct Absent;
+
+impl From<Absent> for Continuation {
+    fn from(_: Absent) -> Self {
+        Continuation::default()
+    }
+}
+
+/// The payload; `L` is the layer record of the format version, `C` its training state's
+/// continuation.
+#[derive(Serialize, Deserialize)]
+struct Payload<L, C = Continuation> {
     writer: String,
     layers: Vec<L>,
     normalizer: NormRecord,
     task: TaskRecord,
-    training: Option<TrainingRecord<L>>,
+    training: Option<TrainingRecord<L, C>>,
 }
 
-impl<L: Into<LayerRecord>> Payload<L> {
+impl<L: Into<LayerRecord>, C: Into<Continuation>> Payload<L, C> {
     /// The same payload in today's records.
     fn upgrade(self) -> Payload<LayerRecord> {
         let layers = |v: Vec<L>| v.into_iter().map(L::into).collect();
@@ -220,6 +251,7 @@ impl<L: Into<LayerRecord>> Payload<L> {
                     layers: layers(b.layers),
                 }),
                 bad_epochs: t.bad_epochs,
+                continuation: t.continuation.into(),
             }),
         }
     }
@@ -355,6 +387,14 @@ pub fn encode(ckpt: &Checkpoint) -> Result<Vec<u8>> {
                 layers: layer_records(&b.network),
             }),
             bad_epochs: t.state.bad_epochs as u64,
+            continuation: Continuation {
+                start_loss: t.state.start_loss,
+                progress: t.state.progress.as_ref().map(|p| ProgressRecord {
+                    batches: p.batches as u64,
+                    shuffle: p.shuffle.into(),
+                    totals: p.totals,
+                }),
+            },
         }),
     };
     let body = bincode::serde::encode_to_vec(&payload, bincode::config::standard())
@@ -410,8 +450,9 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
     }
     let cannot = |e: bincode::error::DecodeError| bad(format!("cannot decode payload: {e}"));
     let (p, used) = match version {
-        1 => decode_bounded::<Payload<LayerRecordV1>>(body).map(|(p, n)| (p.upgrade(), n)),
-        2 => decode_bounded::<Payload<LayerRecordV2>>(body).map(|(p, n)| (p.upgrade(), n)),
+        1 => decode_bounded::<Payload<LayerRecordV1, Absent>>(body).map(|(p, n)| (p.upgrade(), n)),
+        2 => decode_bounded::<Payload<LayerRecordV2, Absent>>(body).map(|(p, n)| (p.upgrade(), n)),
+        3 => decode_bounded::<Payload<LayerRecord, Absent>>(body).map(|(p, n)| (p.upgrade(), n)),
         _ => decode_bounded::<Payload<LayerRecord>>(body),
     }
     .map_err(cannot)?;
@@ -501,6 +542,12 @@ fn from_payload(
                     optimizer: t.optimizer.into(),
                     best,
                     bad_epochs: t.bad_epochs as usize,
+                    start_loss: t.continuation.start_loss,
+                    progress: t.continuation.progress.map(|p| EpochProgress {
+                        batches: p.batches as usize,
+                        shuffle: p.shuffle.into(),
+                        totals: p.totals,
+                    }),
                 },
             })
         }
@@ -546,7 +593,7 @@ mod tests {
             5,
         )
         .unwrap();
-        let v1 = Payload {
+        let v1: Payload<LayerRecordV1, Absent> = Payload {
             writer: "nnmpi 0.1.0".into(),
             layers: net
                 .layers()
@@ -570,6 +617,59 @@ mod tests {
         let body = bincode::serde::encode_to_vec(&v1, bincode::config::standard()).unwrap();
         let read = decode(Path::new("v1.nnmpi"), &frame(1, &body)).unwrap();
         assert_eq!(read, model(net));
+    }
+
+    #[test]
+    fn version_3_training_state_reads_without_the_continuation_version_4_added() {
+        let net = Network::new(
+            &[2, 3, 1],
+            Activation::Relu,
+            Activation::Sigmoid,
+            Init::He,
+            9,
+        )
+        .unwrap();
+        let config = crate::train::TrainConfig {
+            epochs: 10,
+            batch_size: 4,
+            loss: crate::train::Loss::BinaryCrossEntropy,
+            optimizer: crate::train::OptimizerConfig::adam(0.01),
+            seed: 3,
+            patience: None,
+            shuffle: true,
+        };
+        let rng = crate::model::UniformStream::new(3, 21).position();
+        let v3: Payload<LayerRecord, Absent> = Payload {
+            writer: "nnmpi 0.1.0".into(),
+            layers: layer_records(&net),
+            normalizer: NormRecord {
+                kind: 0,
+                offset: vec![],
+                scale: vec![],
+            },
+            task: TaskRecord::Regression,
+            training: Some(TrainingRecord {
+                config: (&config).into(),
+                validation_split: 0.25,
+                epoch: 4,
+                rng: rng.into(),
+                optimizer: crate::train::OptimizerState::default().into(),
+                best: None,
+                bad_epochs: 0,
+                continuation: Absent,
+            }),
+        };
+        let body = bincode::serde::encode_to_vec(&v3, bincode::config::standard()).unwrap();
+        let read = decode(Path::new("v3.nnmpi"), &frame(3, &body)).unwrap();
+        let training = read.training.unwrap();
+        assert_eq!((training.state.epoch, training.state.rng), (4, rng));
+        assert_eq!(training.config, config);
+        assert_eq!(
+            (training.state.start_loss, training.state.progress),
+            (None, None)
+        );
+        // Read as version 4, the same bytes lack the continuation's fields.
+        assert!(decode(Path::new("v3.nnmpi"), &frame(4, &body)).is_err());
     }
 
     #[test]

@@ -81,6 +81,16 @@ impl PeriodicCheckpoints {
         Ok(())
     }
 
+    /// Writes the checkpoint of `trainer` as it is now, to continue exactly from here (also
+    /// inside an epoch a stop request interrupted). Every rank must call it; rank 0 writes and
+    /// returns `true`.
+    pub fn save_now<C: Comm>(&self, trainer: &Trainer<C>) -> Result<bool> {
+        match self.snapshot(trainer) {
+            Some(snapshot) => save(&self.path, &snapshot).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
     /// Ends the run and writes its checkpoint: the training state of the last epoch, with
     /// the network [`Trainer::finish`] returns (the best under early stopping, else the
     /// last). Every rank must call it; rank 0 writes and returns `true`.

@@ -14,5 +14,6 @@ pub use metrics::{
 };
 pub use optim::{Optimizer, OptimizerConfig, OptimizerState};
 pub use trainer::{
-    Best, EpochReport, Observer, PrunePlan, PruneStep, Silent, TrainConfig, TrainState, Trainer,
+    Best, EpochProgress, EpochReport, Observer, PrunePlan, PruneStep, Silent, TrainConfig,
+    TrainState, Trainer,
 };

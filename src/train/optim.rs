@@ -28,6 +28,32 @@ pub enum OptimizerConfig {
     },
 }
 
+impl std::fmt::Display for OptimizerConfig {
+    /// As a user would name it: `adam (lr 0.001, weight decay 0)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            OptimizerConfig::Sgd {
+                lr,
+                momentum,
+                weight_decay,
+            } => write!(
+                f,
+                "sgd (lr {lr}, momentum {momentum}, weight decay {weight_decay})"
+            ),
+            OptimizerConfig::Adam {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => write!(
+                f,
+                "adam (lr {lr}, betas {beta1}/{beta2}, eps {eps:e}, weight decay {weight_decay})"
+            ),
+        }
+    }
+}
+
 impl OptimizerConfig {
     /// Adam with the usual defaults.
     pub fn adam(lr: f32) -> Self {

@@ -60,6 +60,23 @@ pub struct TrainState {
     pub best: Option<Best>,
     /// Early stopping: epochs since the best.
     pub bad_epochs: usize,
+    /// Mean loss of the run's first mini-batch (the divergence check compares with it).
+    pub start_loss: Option<f64>,
+    /// An epoch a stop request interrupted, to be continued at its next mini-batch.
+    pub progress: Option<EpochProgress>,
+}
+
+/// How far an interrupted epoch got: enough to continue it at its next mini-batch with the
+/// same shuffle, as if it had not been interrupted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpochProgress {
+    /// Mini-batches finished.
+    pub batches: usize,
+    /// Position of the shuffle stream before the epoch's shuffle.
+    pub shuffle: StreamPosition,
+    /// Sums over the finished mini-batches and all data groups: loss, correct predictions,
+    /// and the loss of the run's first mini-batch (when this is the run's first epoch).
+    pub totals: [f64; 3],
 }
 
 /// What one epoch did.
@@ -167,7 +184,16 @@ pub struct Trainer<C: Comm = SelfComm> {
     start_loss: Option<f64>,
     /// Whether the last [`Trainer::fit`] ended on a stop request.
     stopped: bool,
+    /// The epoch a stop request interrupted, continued by the next [`Trainer::run_epoch`].
+    progress: Option<EpochProgress>,
+    /// Mini-batches between two checks for a stop request (`None`: by the work they hold).
+    stop_check: Option<usize>,
 }
+
+/// Floating-point operations of training work between two checks for a stop request when
+/// the ranks must agree on it (one small all-reduce): about 0.1 ms of compute, so the check
+/// costs well under 2% even on the smallest networks, and a stop lands within a millisecond.
+const WORK_PER_STOP_CHECK: usize = 4_000_000;
 
 /// A run whose epoch loss is over this many times the loss it started at (and over it by
 /// more than 1) has blown up: training does not raise the loss that far.
@@ -265,6 +291,8 @@ impl<C: Comm> Trainer<C> {
             optimizer: OptimizerState::default(),
             best: None,
             bad_epochs: 0,
+            start_loss: None,
+            progress: None,
         };
         Trainer::resume_distributed(network, config, state, par, topology)
     }
@@ -312,8 +340,10 @@ impl<C: Comm> Trainer<C> {
             order: Vec::new(),
             x: Vec::new(),
             t: Vec::new(),
-            start_loss: None,
+            start_loss: state.start_loss,
             stopped: false,
+            progress: state.progress,
+            stop_check: None,
         })
     }
 
@@ -360,6 +390,8 @@ impl<C: Comm> Trainer<C> {
             optimizer: optimizer?,
             best,
             bad_epochs: self.bad_epochs,
+            start_loss: self.start_loss,
+            progress: self.progress.clone(),
         };
         Some((network, state))
     }
@@ -434,6 +466,8 @@ impl<C: Comm> Trainer<C> {
         self.grads = self.engine.zero_gradients();
         self.best = None;
         self.bad_epochs = 0;
+        // An interrupted epoch is not continued on a different network.
+        self.progress = None;
         let plan = self.engine.plan();
         let stored: usize = (0..plan.depth()).map(|l| plan.values(l).total()).sum();
         1.0 - stored as f64 / totals.iter().sum::<usize>() as f64
@@ -553,11 +587,18 @@ impl<C: Comm> Trainer<C> {
             observer.epoch_done(self, &report)?;
             let stop = report.stopped_early;
             reports.push(report);
-            if stop || self.agreed_stop(observer) {
+            // After the last epoch there is nothing left to stop.
+            if stop || (self.epoch < self.config.epochs && self.agreed_stop(observer)) {
                 break;
             }
         }
         Ok(reports)
+    }
+
+    /// The epoch a stop request interrupted, if the last one was (the next
+    /// [`Trainer::run_epoch`] continues it).
+    pub fn interrupted_epoch(&self) -> Option<&EpochProgress> {
+        self.progress.as_ref()
     }
 
     /// Whether the last [`Trainer::fit`] ended on a stop request of its observer (after an
@@ -699,7 +740,32 @@ impl<C: Comm> Trainer<C> {
         Ok(())
     }
 
-    /// One pass over `train` in shuffled mini-batches.
+    /// Checks for a stop request every `batches` mini-batches (at least 1) instead of the
+    /// default: after every one in one process, else about every [`WORK_PER_STOP_CHECK`]
+    /// floating-point operations. Every rank must set the same.
+    pub fn set_stop_check_interval(&mut self, batches: usize) {
+        self.stop_check = Some(batches.max(1));
+    }
+
+    /// Mini-batches between two checks for a stop request: every one when the check is free
+    /// (one process), else about [`WORK_PER_STOP_CHECK`] of work apart. Every rank computes
+    /// the same number, so they check at the same mini-batches.
+    fn stop_check_interval(&self, batch_size: usize) -> usize {
+        if let Some(batches) = self.stop_check {
+            return batches;
+        }
+        if self.groups.size() * self.engine.comm().size() == 1 {
+            return 1;
+        }
+        let sizes = self.engine.plan().sizes();
+        let weights: usize = sizes.windows(2).map(|p| p[0] * p[1]).sum();
+        // Forward, input gradient and weight gradient: three products of 2 flops a weight.
+        let work = (6 * weights * batch_size).max(1);
+        WORK_PER_STOP_CHECK.div_ceil(work)
+    }
+
+    /// One pass over `train` in shuffled mini-batches, or the rest of the epoch a stop
+    /// request interrupted (same shuffle, from its next mini-batch).
     pub fn run_epoch(
         &mut self,
         train: &Dataset,
@@ -710,6 +776,11 @@ impl<C: Comm> Trainer<C> {
         let bs = self.config.batch_size.min(n.max(1));
         let (inputs, outputs) = (self.engine.inputs(), self.engine.outputs());
         let (groups, group) = (self.groups.size(), self.groups.rank());
+        let continued = self.progress.take();
+        if let Some(p) = &continued {
+            self.rng = UniformStream::at(p.shuffle);
+        }
+        let shuffle = self.rng.position();
         self.order.clear();
         self.order.extend(0..n);
         if self.config.shuffle {
@@ -718,14 +789,24 @@ impl<C: Comm> Trainer<C> {
         let most = bs.div_ceil(groups);
         self.x.resize(inputs * most, 0.0);
         self.t.resize(outputs * most, 0.0);
-        observer.epoch_started(self.epoch + 1, n.div_ceil(bs));
+        let batches = n.div_ceil(bs);
+        let check_every = self.stop_check_interval(bs);
+        observer.epoch_started(self.epoch + 1, batches);
         // [loss sum, correct, loss of the run's first batch], summed over the data groups at
-        // the end of the epoch.
-        let mut totals = [0.0f64; 3];
+        // the end of the epoch (a continued epoch's sums so far count once, on group 0).
+        let (skipped, mut totals) = match &continued {
+            Some(p) if group == 0 => (p.batches, p.totals),
+            Some(p) => (p.batches, [0.0; 3]),
+            None => (0, [0.0; 3]),
+        };
+        if skipped > 0 {
+            observer.batch_done(skipped);
+        }
         let first_batch = self.start_loss.is_none().then(|| n.min(bs));
         let order = std::mem::take(&mut self.order);
-        let mut seen = 0;
-        for (bi, batch) in order.chunks(bs).enumerate() {
+        let mut seen = (skipped * bs).min(n);
+        let mut done = skipped;
+        for (bi, batch) in order.chunks(bs).enumerate().skip(skipped) {
             let mine = &batch[Partition::share(batch.len(), groups, group)];
             let b = mine.len();
             let (x, t) = (&mut self.x[..inputs * b], &mut self.t[..outputs * b]);
@@ -744,20 +825,28 @@ impl<C: Comm> Trainer<C> {
                     .filter(|&(col, &i)| predicted_class(y, b, col) == ids[i] as usize)
                     .count() as f64;
             }
-            observer.batch_done(bi + 1);
+            done = bi + 1;
+            observer.batch_done(done);
             seen += batch.len();
-            if seen < n && self.agreed_stop(observer) {
+            if seen < n && done.is_multiple_of(check_every) && self.agreed_stop(observer) {
                 break;
             }
         }
         self.order = order;
         self.groups.all_reduce_sum(&mut totals);
         // A stop request ends the epoch early: its figures cover the batches run, and it
-        // does not count as done (nor is it checked for divergence).
+        // does not count as done (nor is it checked for divergence); the next run_epoch (or a
+        // run resumed from a checkpoint of this state) continues it.
         let interrupted = seen < n;
         let samples = seen.max(1) as f64;
         let train_loss = totals[0] / samples;
-        if !interrupted {
+        if interrupted {
+            self.progress = Some(EpochProgress {
+                batches: done,
+                shuffle,
+                totals,
+            });
+        } else {
             self.epoch += 1;
             if let Some(size) = first_batch {
                 self.start_loss = Some(totals[2] / size.max(1) as f64);
@@ -765,13 +854,14 @@ impl<C: Comm> Trainer<C> {
             self.check_diverged(train_loss)?;
         }
         let secs = started.elapsed().as_secs_f64();
+        let run_now = seen - (skipped * bs).min(n);
         Ok(EpochReport {
             epoch: self.epoch + usize::from(interrupted),
             train_loss,
             train_accuracy: matches!(train.targets, Targets::Classes(_))
                 .then(|| totals[1] / samples),
             validation: None,
-            samples_per_sec: seen as f64 / secs.max(1e-9),
+            samples_per_sec: run_now as f64 / secs.max(1e-9),
             stopped_early: false,
             interrupted,
         })
@@ -908,6 +998,7 @@ mod tests {
             let asks = world.rank() + 1 == grid.ranks();
             let topology = Topology::new(world, grid).unwrap();
             let mut t = Trainer::distributed(&network(), config(), Par::Seq, &topology).unwrap();
+            t.set_stop_check_interval(1);
             let mut stop = StopAt {
                 epoch,
                 after,
@@ -953,6 +1044,86 @@ mod tests {
                 diff <= 1e-5,
                 "grid {grid}: largest weight difference {diff}"
             );
+        }
+    }
+
+    /// Trains on `grid` until the last rank asks to stop after `after` batches of epoch 2,
+    /// passes the whole state through a checkpoint, resumes on the same grid and trains to the
+    /// end: the network and state then, on rank 0.
+    fn interrupt_and_resume(grid: Grid, after: usize) -> (Network, TrainState) {
+        let data = data();
+        let mut ends = ThreadComm::run(grid.ranks(), |world| {
+            let asks = world.rank() + 1 == grid.ranks();
+            let topology = Topology::new(world, grid).unwrap();
+            let mut t = Trainer::distributed(&network(), config(), Par::Seq, &topology).unwrap();
+            t.set_stop_check_interval(1);
+            let mut stop = StopAt {
+                epoch: 2,
+                after: Some(after),
+                asks,
+                current: 0,
+                done: 0,
+            };
+            t.fit(&data, None, &mut stop).unwrap();
+            assert_eq!(t.interrupted_epoch().map(|p| p.batches), Some(after));
+            // Through the checkpoint format, as a preempted job's state goes.
+            let mut bytes = match t.snapshot() {
+                Some((network, state)) => crate::io::encode(&crate::io::Checkpoint {
+                    model: crate::model::Model {
+                        network,
+                        normalizer: crate::data::Normalizer::identity(),
+                        task: crate::model::Task::Regression,
+                    },
+                    training: Some(crate::io::TrainingCheckpoint {
+                        config: config(),
+                        validation_split: 0.0,
+                        state,
+                    }),
+                })
+                .unwrap(),
+                None => Vec::new(),
+            };
+            topology.world.broadcast_bytes(0, &mut bytes);
+            let saved = crate::io::decode(std::path::Path::new("saved"), &bytes).unwrap();
+            let training = saved.training.unwrap();
+            let mut t = Trainer::resume_distributed(
+                &saved.model.network,
+                training.config,
+                training.state,
+                Par::Seq,
+                &topology,
+            )
+            .unwrap();
+            let reports = t.fit(&data, None, &mut Silent).unwrap();
+            assert!(!reports[0].interrupted && reports.len() == 2);
+            t.snapshot()
+        });
+        ends.remove(0).expect("rank 0 gathers")
+    }
+
+    #[test]
+    fn a_run_interrupted_inside_an_epoch_resumes_to_the_uninterrupted_result() {
+        for grid in [
+            Grid::model(1),
+            Grid::model(2),
+            Grid::data(2),
+            "2x2".parse().unwrap(),
+        ] {
+            let whole = ThreadComm::run(grid.ranks(), |world| {
+                let topology = Topology::new(world, grid).unwrap();
+                let mut t =
+                    Trainer::distributed(&network(), config(), Par::Seq, &topology).unwrap();
+                t.fit(&data(), None, &mut Silent).unwrap();
+                t.snapshot()
+            })
+            .remove(0)
+            .unwrap();
+            for after in [1, 3, 5] {
+                let (network, state) = interrupt_and_resume(grid, after);
+                assert_eq!(network, whole.0, "grid {grid}, stopped after batch {after}");
+                assert_eq!(state, whole.1, "grid {grid}, stopped after batch {after}");
+                assert!(state.progress.is_none() && state.start_loss.is_some());
+            }
         }
     }
 
