@@ -16,12 +16,13 @@ mod share;
 mod threads;
 mod timed;
 mod topology;
+pub mod watchdog;
 
 pub use affinity::cores_available;
 pub use comm::{Comm, Scalar, SelfComm};
 pub use memory::{check_memory, human_bytes, memory_available, ranks_on_this_node};
 #[cfg(feature = "mpi")]
-pub use mpi_comm::{MpiComm, MpiRuntime, MpiSession, launched_by_mpi};
+pub use mpi_comm::{MpiComm, MpiRuntime, MpiSession, STALL_EXIT_CODE, launched_by_mpi};
 pub use partition::Partition;
 pub use share::broadcast_outcome;
 pub use threads::ThreadComm;

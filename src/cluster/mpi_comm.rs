@@ -1,6 +1,6 @@
 //! [`Comm`] over MPI (rsmpi). The only file that talks to MPI.
 
-use super::{Comm, Scalar};
+use super::{Comm, Scalar, watchdog};
 use crate::error::{Error, Result};
 use mpi::Threading;
 use mpi::environment::Universe;
@@ -76,7 +76,37 @@ impl MpiRuntime {
     pub fn world(&self) -> MpiComm {
         MpiComm::wrap(self.universe.world())
     }
+
+    /// Ends the whole job with [`STALL_EXIT_CODE`] when this rank has waited in one
+    /// collective for more than `timeout` (see [`watchdog`]): it prints which rank waited
+    /// where, gives the other ranks' watchdogs 2 s to print theirs, and calls `MPI_Abort`.
+    pub fn abort_job_on_stall(&self, timeout: std::time::Duration) {
+        let world = self.universe.world();
+        let (rank, size) = (world.rank(), world.size());
+        let host = mpi::environment::processor_name().unwrap_or_else(|_| "?".into());
+        watchdog::start(timeout, move |waited, what| {
+            eprintln!(
+                "error: rank {rank} of {size} (on {host}) has waited {:.0} s in {what}: another rank has stopped, is stuck or cannot be reached (a rank that prints no such line is one); ending the job (the stall timeout is {} s: --stall-timeout)",
+                waited.as_secs_f64(),
+                timeout.as_secs()
+            );
+            std::thread::sleep(std::time::Duration::from_secs(2));
+            // SAFETY: MPI is initialised (the runtime outlives the watchdog's purpose: a
+            // finalised MPI is checked first); MPI_Abort from another thread is what the panic
+            // hook does too: the job is ending.
+            unsafe {
+                let mut finalized: c_int = 0;
+                ffi::MPI_Finalized(&mut finalized);
+                if finalized == 0 {
+                    ffi::MPI_Abort(ffi::RSMPI_COMM_WORLD, STALL_EXIT_CODE);
+                }
+            }
+        });
+    }
 }
+
+/// Exit code of a job ended by the stall watchdog (as `timeout(1)`'s).
+pub const STALL_EXIT_CODE: c_int = 124;
 
 /// MPI for nnmpi as a library inside another program (the Python package): when the host
 /// initialised MPI already (e.g. `from mpi4py import MPI` ran first), nnmpi uses that MPI and
@@ -202,6 +232,7 @@ impl Comm for MpiComm {
     }
 
     fn barrier(&self) {
+        let _wait = watchdog::waiting("barrier", 0);
         self.inner.barrier();
     }
 
@@ -209,6 +240,7 @@ impl Comm for MpiComm {
         // One call per chunk: an MPI count is a C int, so a data set of 2^31 values or more
         // goes in several calls (every rank cuts its buffer the same way).
         let root = self.inner.process_at_rank(root as i32);
+        let _wait = watchdog::waiting("broadcast", buf.len());
         for chunk in buf.chunks_mut(broadcast_chunk()) {
             root.broadcast_into(chunk);
         }
@@ -228,6 +260,7 @@ impl Comm for MpiComm {
             counts.iter().sum::<usize>(),
             "all_gather_varcount: recv length"
         );
+        let _wait = watchdog::waiting("all-gather", recv.len());
         let (counts, displs) = counts_displs(counts);
         // SAFETY: the buffers hold the counted values (checked above), the datatype matches T,
         // and the communicator is alive.
@@ -268,6 +301,7 @@ impl Comm for MpiComm {
                 "gather_varcount: recv length"
             );
         }
+        let _wait = watchdog::waiting("gather", counts.iter().sum());
         let (counts, displs) = counts_displs(counts);
         // SAFETY: as for all_gather_varcount; the receive arguments are read at the root only.
         unsafe {
@@ -289,6 +323,7 @@ impl Comm for MpiComm {
         if self.size() == 1 || buf.is_empty() {
             return;
         }
+        let _wait = watchdog::waiting("all-reduce", buf.len());
         let bytes = std::mem::size_of_val(buf);
         let mut scratch = self.scratch.borrow_mut();
         scratch.resize(bytes.div_ceil(8), 0);
@@ -325,6 +360,7 @@ impl Comm for MpiComm {
             counts[self.rank()],
             "reduce_scatter: recv length"
         );
+        let _wait = watchdog::waiting("reduce-scatter", send.len());
         let (counts, _) = counts_displs(counts);
         // rsmpi only wraps the equal-count MPI_Reduce_scatter_block; this is MPI_Reduce_scatter.
         // SAFETY: the buffers hold the counted values (checked above), the datatype matches T.

@@ -11,7 +11,7 @@ pub use distinct::{Distinct, DistinctColumns, forward_distinct, nonzero_samples_
 pub use plan::{Plan, Split};
 pub use share::broadcast_dataset;
 
-use crate::cluster::{Comm, SelfComm};
+use crate::cluster::{Comm, SelfComm, watchdog};
 use crate::kernels::Par;
 use crate::kernels::activation::{activation_backward, apply_activation, softmax_columns};
 use crate::kernels::dense::Input;
@@ -381,6 +381,7 @@ impl<C: Comm> Engine<C> {
         }
         let sharded = self.comm.size() > 1;
         for (l, shard) in self.layers.iter().enumerate() {
+            watchdog::set_layer(l);
             let out = self.plan.layer(l).total();
             let slot = if self.inference_only { l % 2 } else { l };
             if self.acts[slot].len() < out * batch {
@@ -566,6 +567,7 @@ impl<C: Comm> Engine<C> {
         self.deltas[last][..own_out.len() * batch]
             .copy_from_slice(&self.out_delta[own_out.start * batch..own_out.end * batch]);
         for (l, shard) in self.layers.iter().enumerate().rev() {
+            watchdog::set_layer(l);
             let (below, here) = self.deltas.split_at_mut(l);
             let delta = &here[0][..shard.len() * batch];
             let input = if l == 0 {
