@@ -5,6 +5,13 @@ mod cli;
 fn main() {
     restore_default_sigpipe();
     if let Err(e) = cli::main() {
+        if let Some(cli::Preempted(message)) = e.downcast_ref() {
+            // Every rank stopped at the same mini-batch and rank 0 saved: a clean end.
+            if !message.is_empty() {
+                eprintln!("nnmpi: {message}");
+            }
+            std::process::exit(cli::EXIT_PREEMPTED);
+        }
         eprintln!("error: {}", cli::describe(&e));
         std::process::exit(1);
     }

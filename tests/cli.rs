@@ -251,6 +251,9 @@ fn cli_resume_equals_an_uninterrupted_run() {
     assert!(o.status.success(), "{}", stderr(&o));
     let (ca, cb) = (nnmpi::io::load(&a).unwrap(), nnmpi::io::load(&b).unwrap());
     assert_eq!(ca.model, cb.model);
+    // The whole training state too, the first loss the divergence check compares with
+    // included.
+    assert_eq!(ca.training, cb.training);
     assert_eq!(ca.training.unwrap().state.epoch, 6);
 }
 

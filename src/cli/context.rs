@@ -2,7 +2,7 @@
 //! prints and writes while the other ranks stay quiet.
 
 use anyhow::{Context, Result, anyhow};
-use nnmpi::cluster::{Comm, Grid, Topology, broadcast_outcome, cores_available};
+use nnmpi::cluster::{Comm, Grid, Topology, broadcast_outcome, cores_available, watchdog};
 use nnmpi::data::Dataset;
 use nnmpi::exec::broadcast_dataset;
 use nnmpi::io::{Checkpoint, decode, encode, load};
@@ -104,8 +104,11 @@ impl<C: Comm> Ctx<C> {
 
     /// A data set read by rank 0 with `load` and handed to every rank.
     pub fn load_data(&self, load: impl FnOnce() -> Result<Dataset>) -> Result<Dataset> {
+        watchdog::set_phase("loading the data on rank 0", true);
         let data = self.on_root(load)?;
-        Ok(broadcast_dataset(self.world(), 0, data))
+        let data = broadcast_dataset(self.world(), 0, data);
+        watchdog::set_phase("starting", false);
+        Ok(data)
     }
 
     /// A checkpoint read (and checked) by rank 0 and handed to every rank.
@@ -113,10 +116,12 @@ impl<C: Comm> Ctx<C> {
         if self.world().size() == 1 {
             return Ok(load(path)?);
         }
+        watchdog::set_phase("reading the checkpoint on rank 0", true);
         let mut bytes = self
             .on_root(|| Ok(encode(&load(path)?)?))?
             .unwrap_or_default();
         self.world().broadcast_bytes(0, &mut bytes);
+        watchdog::set_phase("starting", false);
         Ok(decode(path, &bytes)?)
     }
 }

@@ -171,8 +171,16 @@ fn describe(path: &std::path::Path, ckpt: &Checkpoint) {
         net.macs_per_sample()
     );
     if let Some(t) = &ckpt.training {
+        let within = match &t.state.progress {
+            Some(p) => format!(
+                " and {} mini-batches of epoch {} (stopped by a signal; --resume continues it)",
+                p.batches,
+                t.state.epoch + 1
+            ),
+            None => String::new(),
+        };
         println!(
-            "training: {} of {} epochs done, batch {}, loss {}, optimiser {:?}",
+            "training: {} of {} epochs done{within}, batch {}, loss {}, optimiser {}",
             t.state.epoch, t.config.epochs, t.config.batch_size, t.config.loss, t.config.optimizer
         );
     }

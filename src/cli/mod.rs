@@ -6,6 +6,7 @@ mod convert;
 mod data_args;
 mod info;
 mod predict;
+mod preempt;
 mod progress;
 mod prune;
 mod ranges;
@@ -16,6 +17,7 @@ use anyhow::{Result, bail};
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use context::Ctx;
 use nnmpi::cluster::{Comm, Grid, SelfComm};
+pub use preempt::{EXIT_PREEMPTED, Preempted};
 
 /// nnmpi trains, evaluates and serves feed-forward neural networks (MLPs), on one machine or
 /// across an MPI cluster.
@@ -42,6 +44,12 @@ pub struct Cli {
     /// ranks); overrides --parallel (model = 1xP, data = Px1).
     #[arg(long, global = true, value_name = "DxM")]
     pub grid: Option<Grid>,
+    /// Under MPI: end the job with exit code 124 and a message saying where each rank waited
+    /// when a rank has waited this many seconds in one collective (another rank stopped, stuck
+    /// or cut off); phases where rank 0 reads or writes files alone allow 6 times as long. 0
+    /// turns the watchdog off.
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 600)]
+    pub stall_timeout: u64,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -126,9 +134,14 @@ fn run_command(cli: &Cli, matches: &ArgMatches) -> Result<()> {
         let world = runtime.world();
         if world.size() > 1 {
             runtime.abort_job_on_panic();
+            if cli.stall_timeout > 0 {
+                runtime.abort_job_on_stall(std::time::Duration::from_secs(cli.stall_timeout));
+            }
         }
         let result = run(cli, matches, world.clone());
-        if let Err(e) = &result {
+        if let Err(e) = &result
+            && !e.is::<Preempted>()
+        {
             end_job(&world, e);
         }
         drop(world);

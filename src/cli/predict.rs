@@ -4,7 +4,7 @@ use super::context::Ctx;
 use super::data_args::DataArgs;
 use anyhow::{Context, Result};
 use clap::Args;
-use nnmpi::cluster::Comm;
+use nnmpi::cluster::{Comm, watchdog};
 use nnmpi::data::Dataset;
 use nnmpi::exec::Engine;
 use nnmpi::model::Task;
@@ -57,6 +57,7 @@ impl ModelInput {
         let engine =
             Engine::sharded(&model.network, ctx.topology.model.clone(), ctx.par).for_inference();
         let loss = nnmpi::recipe::implied_loss(model.network.output_activation(), &model.task);
+        watchdog::set_phase("predicting", false);
         Ok((model.task, loss, data, engine))
     }
 }

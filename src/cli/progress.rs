@@ -1,9 +1,10 @@
 //! What `nnmpi train` shows and writes while it trains: a progress bar, a line per epoch, a
 //! metrics log, and the library's periodic checkpoints.
 
+use super::preempt::StopSignals;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use nnmpi::cluster::Comm;
+use nnmpi::cluster::{Comm, watchdog};
 use nnmpi::io::PeriodicCheckpoints;
 use nnmpi::train::{EpochReport, Observer, Trainer};
 use std::fs::{File, OpenOptions};
@@ -85,6 +86,11 @@ pub struct Progress {
     total_epochs: usize,
     log: Option<MetricsLog>,
     checkpoints: Option<PeriodicCheckpoints>,
+    /// The signals that stop training cleanly, when caught.
+    stop: Option<StopSignals>,
+    /// The epoch running (1-based) and its mini-batches.
+    epoch: usize,
+    batches: usize,
 }
 
 impl Progress {
@@ -104,12 +110,36 @@ impl Progress {
             total_epochs,
             log,
             checkpoints,
+            stop: None,
+            epoch: 0,
+            batches: 0,
         }
+    }
+
+    /// Stops training cleanly when one of `signals` arrives.
+    pub fn stopping_on(mut self, signals: StopSignals) -> Self {
+        self.stop = Some(signals);
+        self
+    }
+
+    /// The stop signal this rank received, if any.
+    pub fn stop_signal(&self) -> Option<&'static str> {
+        self.stop.as_ref()?.received()
+    }
+
+    /// After a stop inside an epoch: the bar of that epoch removed, and the checkpoints, if
+    /// the run writes them.
+    pub fn interrupted(&mut self) -> Option<&PeriodicCheckpoints> {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        self.checkpoints.as_ref()
     }
 }
 
 impl Progress {
-    /// The checkpoints, if the run writes them.
+    /// The checkpoints, if the run writes them. From now on a stop signal ends the process
+    /// at once.
     pub fn into_checkpoints(self) -> Option<PeriodicCheckpoints> {
         self.checkpoints
     }
@@ -136,6 +166,8 @@ fn pct(v: f64) -> String {
 
 impl<C: Comm> Observer<C> for Progress {
     fn epoch_started(&mut self, epoch: usize, batches: usize) {
+        (self.epoch, self.batches) = (epoch, batches);
+        watchdog::set_position(epoch, 1);
         if !self.show_bar {
             return;
         }
@@ -151,6 +183,8 @@ impl<C: Comm> Observer<C> for Progress {
     }
 
     fn batch_done(&mut self, done: usize) {
+        // The mini-batch running next (the last one while the epoch ends).
+        watchdog::set_position(self.epoch, (done + 1).min(self.batches));
         if let Some(bar) = &self.bar {
             bar.set_position(done as u64);
         }
@@ -187,5 +221,13 @@ impl<C: Comm> Observer<C> for Progress {
             Some(c) => c.epoch_done(trainer, r.epoch),
             None => Ok(()),
         }
+    }
+
+    fn may_stop(&self) -> bool {
+        self.stop.is_some()
+    }
+
+    fn stop_requested(&mut self) -> bool {
+        self.stop_signal().is_some()
     }
 }

@@ -2,12 +2,13 @@
 
 use super::context::{Ctx, say};
 use super::data_args::DataArgs;
+use super::preempt::{self, Preempted, StopSignals};
 use super::progress::{MetricsLog, Progress};
 use anyhow::{Context, Result, bail};
 use clap::{ArgMatches, Args, parser::ValueSource};
-use nnmpi::cluster::Comm;
+use nnmpi::cluster::{Comm, watchdog};
 use nnmpi::data::{LabelKind, NormKind, Targets};
-use nnmpi::io::PeriodicCheckpoints;
+use nnmpi::io::{PeriodicCheckpoints, TrainingCheckpoint};
 use nnmpi::model::{Activation, Init, Model};
 use nnmpi::prune::Scope;
 use nnmpi::recipe::{self, PruneSettings, Run, TrainSettings};
@@ -114,9 +115,13 @@ pub struct TrainArgs {
     /// Also write --out every N epochs while training (crash-safe), so a run can be resumed.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub checkpoint_every: usize,
-    /// Continue training from a checkpoint written by --out; its settings are kept (only --epochs, data, output and display flags may be given).
-    #[arg(long, value_name = "PATH")]
-    pub resume: Option<PathBuf>,
+    /// Continue training from a checkpoint written by --out; its settings are kept (only
+    /// --epochs, data, output and display flags may be given). `--resume auto` resumes from
+    /// --out when that file exists and starts afresh with the other flags otherwise, so a job
+    /// script can be requeued unchanged after a preemption (the flags must then match the
+    /// checkpoint's settings).
+    #[arg(long, value_name = "PATH|auto")]
+    pub resume: Option<ResumeFrom>,
     /// Start from the weights of this model (a checkpoint, e.g. made by `nnmpi import` or a
     /// finished run) with fresh optimiser state: its layers, activations, normaliser and
     /// classes are kept, the other flags apply.
@@ -144,6 +149,26 @@ pub struct TrainArgs {
     /// --block`; 4 lets the sparse kernels run four rows at a time).
     #[arg(long, value_name = "ROWS", default_value_t = defaults().prune.block, value_parser = super::ranges::at_least_one)]
     pub prune_block: usize,
+}
+
+/// Where `--resume` continues from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ResumeFrom {
+    /// `--out`, when it exists; else a fresh start.
+    Auto,
+    /// This checkpoint.
+    File(PathBuf),
+}
+
+impl std::str::FromStr for ResumeFrom {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        Ok(match s {
+            "auto" => ResumeFrom::Auto,
+            path => ResumeFrom::File(path.into()),
+        })
+    }
 }
 
 /// Flags that a resumed run takes from the checkpoint and so may not be given again.
@@ -227,17 +252,36 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, matches: &ArgMatches) -> Res
         ("--out", args.out.as_deref()),
         ("--log", args.log.as_deref()),
     ])?;
-    if let Some(path) = &args.resume {
-        for flag in FIXED_ON_RESUME {
-            if matches.value_source(flag) == Some(ValueSource::CommandLine) {
+    match &args.resume {
+        Some(ResumeFrom::File(path)) => {
+            for flag in FIXED_ON_RESUME {
+                if matches.value_source(flag) == Some(ValueSource::CommandLine) {
+                    bail!(
+                        "--{} cannot be given with --resume: the run continues with the settings stored in {}",
+                        flag.replace('_', "-"),
+                        path.display()
+                    );
+                }
+            }
+            return resume(ctx, args, path, false);
+        }
+        Some(ResumeFrom::Auto) => {
+            let Some(out) = &args.out else {
                 bail!(
-                    "--{} cannot be given with --resume: the run continues with the settings stored in {}",
-                    flag.replace('_', "-"),
-                    path.display()
+                    "--resume auto needs --out: it resumes from the --out checkpoint when that exists"
                 );
+            };
+            // Rank 0 reads and writes the files, so it decides for every rank.
+            let mut exists = [u8::from(ctx.is_root() && out.exists())];
+            ctx.world().broadcast(0, &mut exists);
+            if exists[0] == 1 {
+                return resume(ctx, args, out, true);
+            }
+            if !args.quiet {
+                say!(ctx, "{} does not exist yet: starting afresh", out.display());
             }
         }
-        return resume(ctx, args, path);
+        None => {}
     }
     if args.patience.is_some() && args.val_split <= 0.0 {
         bail!("--patience needs validation data: add --val-split (e.g. 0.2)");
@@ -393,8 +437,81 @@ fn fine_tune<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, path: &std::path::Path) ->
     fit_and_save(ctx, args, run, false)
 }
 
-/// Continues a run from its checkpoint.
-fn resume<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, path: &std::path::Path) -> Result<()> {
+/// The flags of this command that differ from the settings `training` was started with,
+/// each as "--flag given (the checkpoint has stored)": `--resume auto` continues the run its
+/// flags describe, and says so when they describe another.
+fn differences(args: &TrainArgs, model: &Model, training: &TrainingCheckpoint) -> Vec<String> {
+    let stored = &training.config;
+    let given = args.settings().config(args.loss.unwrap_or(stored.loss));
+    let sizes = model.network.sizes();
+    let stored_hidden = &sizes[1..sizes.len() - 1];
+    let stored_activation = model.network.layers()[0].activation();
+    let pairs = [
+        (
+            "batch-size",
+            given.batch_size.to_string(),
+            stored.batch_size.to_string(),
+        ),
+        ("seed", given.seed.to_string(), stored.seed.to_string()),
+        (
+            "no-shuffle",
+            (!given.shuffle).to_string(),
+            (!stored.shuffle).to_string(),
+        ),
+        (
+            "patience",
+            format!("{:?}", given.patience),
+            format!("{:?}", stored.patience),
+        ),
+        ("loss", given.loss.to_string(), stored.loss.to_string()),
+        (
+            "optimizer/--lr/--momentum/--weight-decay",
+            given.optimizer.to_string(),
+            stored.optimizer.to_string(),
+        ),
+        (
+            "val-split",
+            args.val_split.to_string(),
+            training.validation_split.to_string(),
+        ),
+        ("hidden", join(&args.hidden), join(stored_hidden)),
+        (
+            "normalize",
+            args.normalize.to_string(),
+            model.normalizer.kind().to_string(),
+        ),
+    ];
+    let mut out: Vec<String> = pairs
+        .into_iter()
+        .filter(|(_, given, stored)| given != stored)
+        .map(|(flag, given, stored)| format!("--{flag} {given} (the checkpoint has {stored})"))
+        .collect();
+    if !stored_hidden.is_empty() && args.activation != stored_activation {
+        out.push(format!(
+            "--activation {} (the checkpoint has {stored_activation})",
+            args.activation
+        ));
+    }
+    out
+}
+
+/// Layer sizes as the flag takes them: "128,64".
+fn join(sizes: &[usize]) -> String {
+    sizes
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Continues a run from its checkpoint; `auto` (`--resume auto`): the command's flags must
+/// describe the run it continues, and a run that has trained all its epochs is left alone.
+fn resume<C: Comm>(
+    ctx: &Ctx<C>,
+    args: &TrainArgs,
+    path: &std::path::Path,
+    auto: bool,
+) -> Result<()> {
     let ckpt = ctx.load_checkpoint(path)?;
     let Some(training) = ckpt.training else {
         bail!(
@@ -403,6 +520,25 @@ fn resume<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, path: &std::path::Path) -> Re
         );
     };
     let model = ckpt.model;
+    if auto {
+        let differ = differences(args, &model, &training);
+        if !differ.is_empty() {
+            bail!(
+                "--resume auto: {} was trained with other settings than this command gives: {}; give the same flags, or remove the file to start afresh",
+                path.display(),
+                differ.join(", ")
+            );
+        }
+        if training.state.epoch >= args.epochs && training.state.progress.is_none() {
+            say!(
+                ctx,
+                "{} has trained all {} epochs: nothing to do",
+                path.display(),
+                training.state.epoch
+            );
+            return Ok(());
+        }
+    }
     let data = ctx.load_data(|| args.data.load_for(&model))?;
     let Model {
         network,
@@ -427,9 +563,17 @@ fn resume<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, path: &std::path::Path) -> Re
     let mut config = training.config;
     config.epochs = args.epochs;
     if !args.quiet {
+        let within = match &training.state.progress {
+            Some(p) => format!(
+                " and batch {} of epoch {}",
+                p.batches,
+                training.state.epoch + 1
+            ),
+            None => String::new(),
+        };
         say!(
             ctx,
-            "resuming {} after epoch {} of {}",
+            "resuming {} after epoch {}{within} of {}",
             path.display(),
             training.state.epoch,
             config.epochs
@@ -479,11 +623,18 @@ fn fit_and_save<C: Comm>(
         run.trainer.config().epochs,
         log,
         checkpoints,
-    );
+    )
+    .stopping_on(StopSignals::install()?);
+    watchdog::set_phase("training", false);
     let reports = run.fit(&mut progress).map_err(|e| {
         anyhow::Error::new(e).context(format!("training stopped ({})", progress.what_is_kept()))
     })?;
+    if run.trainer.stopped() {
+        return Err(stop_for_signal(ctx, &run, &mut progress)?.into());
+    }
+    let checkpoints = progress.into_checkpoints();
     if let Some(plan) = args.settings().prune_plan() {
+        watchdog::set_phase("pruning", false);
         let steps = plan.schedule.steps;
         run.prune_gradually(&plan, &mut |step| {
             if !args.quiet {
@@ -500,6 +651,7 @@ fn fit_and_save<C: Comm>(
     if !reports.is_empty() {
         // The model saved, evaluated: the epoch lines show running figures of the weights
         // as they moved during each epoch, which are not the saved model's.
+        watchdog::set_phase("evaluating the final model", false);
         let (train, val) = run.evaluate_final()?;
         let mut summary = format!("training {}", describe(&train));
         if let Some(v) = val {
@@ -515,7 +667,7 @@ fn fit_and_save<C: Comm>(
             }
         );
     }
-    if let Some(c) = progress.into_checkpoints() {
+    if let Some(c) = checkpoints {
         let written = c
             .save_final(run.trainer)
             .with_context(|| format!("saving the model to {}", c.path().display()))?;
@@ -524,4 +676,36 @@ fn fit_and_save<C: Comm>(
         }
     }
     Ok(())
+}
+
+/// After a stop signal: the training state written to `--out` (when given), and the message
+/// to end the job with.
+fn stop_for_signal<C: Comm>(
+    ctx: &Ctx<C>,
+    run: &Run<C>,
+    progress: &mut Progress,
+) -> Result<Preempted> {
+    let signals = preempt::tally(ctx.world(), progress.stop_signal());
+    let trainer = &run.trainer;
+    let place = match trainer.interrupted_epoch() {
+        Some(p) => format!("in epoch {} after batch {}", trainer.epoch() + 1, p.batches),
+        None => format!("after epoch {}", trainer.epoch()),
+    };
+    let saved = match progress.interrupted() {
+        Some(c) => {
+            c.save_now(trainer)
+                .with_context(|| format!("saving the training state to {}", c.path().display()))?;
+            format!(
+                "saved the training state to {0}; the same command with --resume auto (or --resume {0}) continues it",
+                c.path().display()
+            )
+        }
+        None => "nothing was saved (no --out)".into(),
+    };
+    let message = format!("stopped by {signals} {place}: {saved}");
+    Ok(Preempted(if ctx.is_root() {
+        message
+    } else {
+        String::new()
+    }))
 }
