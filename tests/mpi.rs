@@ -330,7 +330,8 @@ fn an_error_on_one_rank_ends_the_job_within_10_seconds() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("rank 2 was started with other arguments"),
+        err.contains("error: rank 2 of 3 started with other arguments than rank 0")
+            && !err.contains("error on rank"),
         "{err}"
     );
 }
@@ -403,19 +404,19 @@ fn a_stopped_rank_ends_the_job_through_the_stall_watchdog() {
     let took = stopped.elapsed();
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    // The timeout (3 s) + 10 s, as the issue asks; measured here: 5.4 s.
+    // The timeout (3 s) + 10 s, as the issue asks.
     assert!(took < Duration::from_secs(13), "{took:?}\n{err}");
     assert_eq!(out.status.code(), Some(124), "{err}");
+    // One message, from rank 0 (the lowest rank that waits), naming the stopped rank.
+    let verdicts: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(verdicts.len(), 1, "{err}");
+    let verdict = verdicts[0];
     assert!(
-        err.contains("rank 0 of 3 (on ")
-            && err.contains(" has waited ")
-            && err.contains("values (training, epoch ")
-            && err.contains("the stall timeout is 3 s"),
+        verdict.starts_with("error: rank 1 of 3 (on ")
+            && verdict.contains(") does not answer: stopped, stuck or cut off from the network; ranks 0, 2 of 3 waited ")
+            && verdict.contains(" values (training, epoch ")
+            && verdict.ends_with("the stall timeout is 3 s: --stall-timeout)"),
         "{err}"
-    );
-    assert!(
-        !err.contains("rank 1 of 3"),
-        "the stopped rank says nothing: {err}"
     );
 }
 

@@ -134,9 +134,9 @@ fn run_command(cli: &Cli, matches: &ArgMatches) -> Result<()> {
         let world = runtime.world();
         if world.size() > 1 {
             runtime.abort_job_on_panic();
-            if cli.stall_timeout > 0 {
-                runtime.abort_job_on_stall(std::time::Duration::from_secs(cli.stall_timeout));
-            }
+            runtime.abort_job_on_stall(
+                (cli.stall_timeout > 0).then(|| std::time::Duration::from_secs(cli.stall_timeout)),
+            );
         }
         let result = run(cli, matches, world.clone());
         if let Err(e) = &result
@@ -151,9 +151,14 @@ fn run_command(cli: &Cli, matches: &ArgMatches) -> Result<()> {
     run(cli, matches, SelfComm)
 }
 
+/// How long a rank other than 0 waits before printing its error and ending the job itself.
+#[cfg(feature = "mpi")]
+const QUIET_RANKS_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// On more than one rank, an error must end every rank, not leave the others waiting in a
-/// collective: print it and `MPI_Abort`. Rank 0 speaks first; another rank waits a second,
-/// so that when every rank fails alike (a bad flag), the job shows rank 0's message once.
+/// collective: print it and `MPI_Abort`. Rank 0 speaks first; another rank waits
+/// [`QUIET_RANKS_WAIT`], so that when every rank fails alike (a bad flag), rank 0's abort
+/// ends it first (an abort takes seconds to cross hosts) and the job shows the message once.
 #[cfg(feature = "mpi")]
 fn end_job<C: Comm>(world: &C, e: &anyhow::Error) {
     if world.size() == 1 {
@@ -162,7 +167,7 @@ fn end_job<C: Comm>(world: &C, e: &anyhow::Error) {
     if world.rank() == 0 {
         eprintln!("error: {}", describe(e));
     } else {
-        std::thread::sleep(std::time::Duration::from_secs(1));
+        std::thread::sleep(QUIET_RANKS_WAIT);
         eprintln!(
             "error on rank {} of {}: {}",
             world.rank(),
@@ -203,18 +208,31 @@ fn in_flags(e: &nnmpi::Error) -> String {
 }
 
 /// Every rank must run the same command with the same flags (an MPMD launch with different
-/// ones would pair up mismatched collectives and hang): compare with rank 0's.
+/// ones would pair up mismatched collectives and hang): compare with rank 0's. Every rank
+/// learns which ranks differ, so rank 0 reports it (once, for the job) and all of them stop.
 fn check_same_arguments<C: Comm>(world: &C) -> Result<()> {
-    let mine: Vec<String> = std::env::args().skip(1).collect();
-    let mut root = mine.join("\0").into_bytes();
+    let mine = std::env::args().skip(1).collect::<Vec<_>>().join("\0");
+    let mut root = mine.clone().into_bytes();
     world.broadcast_bytes(0, &mut root);
-    if root != mine.join("\0").into_bytes() {
-        bail!(
-            "rank {} was started with other arguments than rank 0 ({:?} instead of {:?}); every rank must run the same command",
-            world.rank(),
-            mine.join(" "),
-            String::from_utf8_lossy(&root).replace('\0', " ")
+    let mut differs = vec![0u8; world.size()];
+    let own = [u8::from(root != mine.as_bytes())];
+    world.all_gather_varcount(&own, &mut differs, &vec![1; world.size()]);
+    let others: Vec<String> = (0..world.size())
+        .filter(|&r| differs[r] != 0)
+        .map(|r| r.to_string())
+        .collect();
+    if !others.is_empty() {
+        let root = String::from_utf8_lossy(&root).replace('\0', " ");
+        let noun = if others.len() == 1 { "rank" } else { "ranks" };
+        let mut message = format!(
+            "{noun} {} of {} started with other arguments than rank 0 ({root:?}); every rank must run the same command",
+            others.join(", "),
+            world.size()
         );
+        if differs[world.rank()] != 0 {
+            message += &format!(" (this rank: {:?})", mine.replace('\0', " "));
+        }
+        bail!(message);
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ mod memory;
 #[cfg(feature = "mpi")]
 mod mpi_comm;
 mod partition;
+pub mod rollcall;
 mod share;
 mod threads;
 mod timed;

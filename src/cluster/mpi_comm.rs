@@ -1,5 +1,6 @@
 //! [`Comm`] over MPI (rsmpi). The only file that talks to MPI.
 
+use super::rollcall::RollCall;
 use super::{Comm, Scalar, watchdog};
 use crate::error::{Error, Result};
 use mpi::Threading;
@@ -11,6 +12,7 @@ use mpi::traits::{Communicator, CommunicatorCollectives, Root};
 use std::cell::RefCell;
 use std::os::raw::{c_int, c_void};
 use std::rc::Rc;
+use std::time::Duration;
 
 /// Whether this process was started by an MPI launcher (`mpirun`, `mpiexec`, `srun`): the
 /// launchers of Open MPI, MPICH and PMIx-based schedulers set these variables. `NNMPI_MPI=1`
@@ -78,19 +80,46 @@ impl MpiRuntime {
     }
 
     /// Ends the whole job with [`STALL_EXIT_CODE`] when this rank has waited in one
-    /// collective for more than `timeout` (see [`watchdog`]): it prints which rank waited
-    /// where, gives the other ranks' watchdogs 2 s to print theirs, and calls `MPI_Abort`.
-    pub fn abort_job_on_stall(&self, timeout: std::time::Duration) {
-        let world = self.universe.world();
-        let (rank, size) = (world.rank(), world.size());
+    /// collective for more than `timeout` (see [`watchdog`]). The stalled ranks hold a roll
+    /// call (see [`rollcall`](super::rollcall)): the lowest rank that waits prints which rank does not answer or
+    /// is elsewhere, and where the others waited; then the job is aborted. With `None` no
+    /// watchdog runs, but the roll-call addresses are still exchanged (a collective: every
+    /// rank calls this, whatever its timeout).
+    pub fn abort_job_on_stall(&self, timeout: Option<Duration>) {
+        let world = self.world();
         let host = mpi::environment::processor_name().unwrap_or_else(|_| "?".into());
-        watchdog::start(timeout, move |waited, what| {
-            eprintln!(
-                "error: rank {rank} of {size} (on {host}) has waited {:.0} s in {what}: another rank has stopped, is stuck or cannot be reached (a rank that prints no such line is one); ending the job (the stall timeout is {} s: --stall-timeout)",
-                waited.as_secs_f64(),
-                timeout.as_secs()
-            );
-            std::thread::sleep(std::time::Duration::from_secs(2));
+        let roll = RollCall::open(&world, &host, watchdog::state);
+        let Some(timeout) = timeout else {
+            return;
+        };
+        let roll = std::sync::Arc::new(roll);
+        let early = roll.clone();
+        let on_long_wait = move |waited: Duration, what: String| {
+            let answers = early.ask(ROLL_CALL_WAIT);
+            if let Some(verdict) = early.verdict(waited, &what, &answers)
+                && verdict.culprits
+            {
+                eprintln!(
+                    "warning: {}; the job ends if this wait reaches the stall timeout ({} s: --stall-timeout), or sooner if the launcher notices a lost node",
+                    verdict.message,
+                    timeout.as_secs()
+                );
+            }
+        };
+        watchdog::start(timeout, on_long_wait, move |waited, what| {
+            let answers = roll.ask(ROLL_CALL_WAIT);
+            match roll.verdict(waited, &what, &answers) {
+                Some(verdict) => {
+                    eprintln!(
+                        "error: {}; ending the job (the stall timeout is {} s: --stall-timeout)",
+                        verdict.message,
+                        timeout.as_secs()
+                    );
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                // The rank that prints aborts the job; this one follows if that fails.
+                None => std::thread::sleep(ROLL_CALL_WAIT + Duration::from_secs(3)),
+            }
             // SAFETY: MPI is initialised (the runtime outlives the watchdog's purpose: a
             // finalised MPI is checked first); MPI_Abort from another thread is what the panic
             // hook does too: the job is ending.
@@ -104,6 +133,9 @@ impl MpiRuntime {
         });
     }
 }
+
+/// How long a stalled rank waits for the others to answer the roll call.
+const ROLL_CALL_WAIT: Duration = Duration::from_secs(2);
 
 /// Exit code of a job ended by the stall watchdog (as `timeout(1)`'s).
 pub const STALL_EXIT_CODE: c_int = 124;

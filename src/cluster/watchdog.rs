@@ -8,6 +8,7 @@
 //! atomic stores, so the marks cost nothing measurable; the thread wakes a few times per
 //! timeout.
 
+use super::rollcall::State;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -105,34 +106,55 @@ fn position() -> String {
 /// wait, when that is longer than `timeout` (`IO_FACTOR` × `timeout` in a phase where rank 0
 /// works alone).
 fn stalled(timeout: Duration) -> Option<(Duration, String)> {
-    let since = SINCE.load(Relaxed);
-    if since == 0 {
+    let State::Waiting { waited, what } = state() else {
         return None;
-    }
-    let waited = Duration::from_millis(now_ms().saturating_sub(since - 1));
+    };
     let rank0_io = PHASE.lock().map(|p| p.1).unwrap_or(false);
     let limit = if rank0_io {
         timeout * IO_FACTOR
     } else {
         timeout
     };
-    if waited <= limit {
-        return None;
-    }
-    let (op, values) = OP.lock().map(|o| *o).unwrap_or(("?", 0));
-    Some((waited, format!("{op} of {values} values ({})", position())))
+    (waited > limit).then_some((waited, what))
 }
 
-/// Starts the watchdog thread: when this rank has waited in one collective for more than
-/// `timeout`, `on_stall` is called with the time waited and where (it should end the job).
-pub fn start(timeout: Duration, on_stall: impl Fn(Duration, String) + Send + 'static) {
+/// Where this rank is now, for the roll call of a stalled job: in a collective (since when
+/// and which), or elsewhere (the phase and position).
+pub fn state() -> State {
+    let since = SINCE.load(Relaxed);
+    if since == 0 {
+        return State::Elsewhere { at: position() };
+    }
+    let (op, values) = OP.lock().map(|o| *o).unwrap_or(("?", 0));
+    State::Waiting {
+        waited: Duration::from_millis(now_ms().saturating_sub(since - 1)),
+        what: format!("{op} of {values} values ({})", position()),
+    }
+}
+
+/// How long a wait lasts before the watchdog looks into it ([`start`]'s `on_long_wait`):
+/// [`NOTICE_AFTER`], or half the timeout when that is shorter.
+pub const NOTICE_AFTER: Duration = Duration::from_secs(5);
+
+/// Starts the watchdog thread. When this rank has waited in one collective for
+/// [`NOTICE_AFTER`] (or half the timeout), `on_long_wait` is called once for that wait with
+/// the time waited and where (to find out why, without ending anything); when the wait passes
+/// `timeout`, `on_stall` is called the same way (it should end the job).
+pub fn start(
+    timeout: Duration,
+    on_long_wait: impl Fn(Duration, String) + Send + 'static,
+    on_stall: impl Fn(Duration, String) + Send + 'static,
+) {
     clock();
     WATCHING.store(true, Relaxed);
-    let poll = (timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let notice = NOTICE_AFTER.min(timeout / 2);
+    let poll = (notice / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
     let spawned = std::thread::Builder::new()
         .name("nnmpi-watchdog".into())
         .spawn(move || {
             let mut last = now_ms();
+            // The wait (its start, as in SINCE) `on_long_wait` was last called for.
+            let mut noticed = 0;
             loop {
                 std::thread::sleep(poll);
                 // A process that was itself stopped (SIGSTOP, a suspended job) did not wait for
@@ -149,6 +171,15 @@ pub fn start(timeout: Duration, on_stall: impl Fn(Duration, String) + Send + 'st
                 if let Some((waited, what)) = stalled(timeout) {
                     on_stall(waited, what);
                     return;
+                }
+                let since = SINCE.load(Relaxed);
+                if since != noticed
+                    && let Some((waited, what)) = stalled(notice)
+                {
+                    noticed = since;
+                    on_long_wait(waited, what);
+                    // The time spent in it was this thread's, not a frozen process's.
+                    last = now_ms();
                 }
             }
         });
