@@ -21,3 +21,5 @@ echo "[test] cargo test --no-default-features --features cli (single process, th
 cargo test --no-default-features --features cli
 echo "[test] the Python package (python/): build, install into a virtual environment, pytest"
 scripts/test-python.sh
+echo "[test] a simulated cluster of 4 hosts (network namespaces; skipped without root): scripts/sim-cluster.sh test"
+scripts/sim-cluster.sh test

@@ -136,6 +136,7 @@ fn run_command(cli: &Cli, matches: &ArgMatches) -> Result<()> {
             runtime.abort_job_on_panic();
             runtime.abort_job_on_stall(
                 (cli.stall_timeout > 0).then(|| std::time::Duration::from_secs(cli.stall_timeout)),
+                "--stall-timeout",
             );
         }
         let result = run(cli, matches, world.clone());

@@ -84,8 +84,9 @@ impl MpiRuntime {
     /// call (see [`rollcall`](super::rollcall)): the lowest rank that waits prints which rank does not answer or
     /// is elsewhere, and where the others waited; then the job is aborted. With `None` no
     /// watchdog runs, but the roll-call addresses are still exchanged (a collective: every
-    /// rank calls this, whatever its timeout).
-    pub fn abort_job_on_stall(&self, timeout: Option<Duration>) {
+    /// rank calls this, whatever its timeout). `setting` names, in the caller's terms, where
+    /// the timeout is set (a command-line flag, a parameter name): the messages point to it.
+    pub fn abort_job_on_stall(&self, timeout: Option<Duration>, setting: &str) {
         let world = self.world();
         let host = mpi::environment::processor_name().unwrap_or_else(|_| "?".into());
         let roll = RollCall::open(&world, &host, watchdog::state);
@@ -94,15 +95,16 @@ impl MpiRuntime {
         };
         let roll = std::sync::Arc::new(roll);
         let early = roll.clone();
+        let timeout_is = format!("{} s: {setting}", timeout.as_secs());
+        let timeout_was = timeout_is.clone();
         let on_long_wait = move |waited: Duration, what: String| {
             let answers = early.ask(ROLL_CALL_WAIT);
             if let Some(verdict) = early.verdict(waited, &what, &answers)
                 && verdict.culprits
             {
                 eprintln!(
-                    "warning: {}; the job ends if this wait reaches the stall timeout ({} s: --stall-timeout), or sooner if the launcher notices a lost node",
-                    verdict.message,
-                    timeout.as_secs()
+                    "warning: {}; the job ends if this wait reaches the stall timeout ({timeout_is}), or sooner if the launcher notices a lost node",
+                    verdict.message
                 );
             }
         };
@@ -111,9 +113,8 @@ impl MpiRuntime {
             match roll.verdict(waited, &what, &answers) {
                 Some(verdict) => {
                     eprintln!(
-                        "error: {}; ending the job (the stall timeout is {} s: --stall-timeout)",
-                        verdict.message,
-                        timeout.as_secs()
+                        "error: {}; ending the job (the stall timeout is {timeout_was})",
+                        verdict.message
                     );
                     std::thread::sleep(Duration::from_millis(500));
                 }
