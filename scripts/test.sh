@@ -23,3 +23,5 @@ echo "[test] the Python package (python/): build, install into a virtual environ
 scripts/test-python.sh
 echo "[test] a simulated cluster of 4 hosts (network namespaces; skipped without root): scripts/sim-cluster.sh test"
 scripts/sim-cluster.sh test
+echo "[test] a one-node Slurm (installs slurm-wlm and munge; skipped without root): scripts/slurm-test.sh"
+scripts/slurm-test.sh

@@ -12,7 +12,9 @@ fn main() {
             }
             std::process::exit(cli::EXIT_PREEMPTED);
         }
-        eprintln!("error: {}", cli::describe(&e));
+        if !e.is::<cli::ReportedElsewhere>() {
+            eprintln!("error: {}", cli::describe(&e));
+        }
         std::process::exit(1);
     }
 }

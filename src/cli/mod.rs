@@ -252,12 +252,17 @@ fn inject_test_fault<C: Comm>(world: &C) {
 /// Slurm's default `MpiDefault=none`, `srun -n 2 nnmpi ...` starts two processes that each see
 /// no MPI, and each would run the whole command alone and write the same files. `env` reads
 /// an environment variable.
+/// Only task 0 of the step says so; the others end with [`ReportedElsewhere`].
 fn check_slurm_launch(world_size: usize, env: impl Fn(&str) -> Option<String>) -> Result<()> {
     let Some(tasks) = env("SLURM_STEP_NUM_TASKS").and_then(|v| v.trim().parse::<usize>().ok())
     else {
         return Ok(());
     };
     if tasks > 1 && world_size != tasks {
+        let task = env("SLURM_PROCID").and_then(|v| v.trim().parse::<usize>().ok());
+        if task.is_some_and(|t| t > 0) {
+            return Err(ReportedElsewhere.into());
+        }
         bail!(
             "Slurm started {tasks} tasks (SLURM_STEP_NUM_TASKS={tasks}) but they are {}: each would run the whole command alone and write the same files. Start nnmpi with `srun --mpi=pmix ...` (`srun --mpi=list` shows the plugins this cluster has), or with mpirun inside the allocation",
             if world_size == 1 {
@@ -269,6 +274,19 @@ fn check_slurm_launch(world_size: usize, env: impl Fn(&str) -> Option<String>) -
     }
     Ok(())
 }
+
+/// The error of a process whose failure another process of the job reports: `main` exits
+/// with status 1 and prints nothing, so the user reads the message once.
+#[derive(Debug)]
+pub struct ReportedElsewhere;
+
+impl std::fmt::Display for ReportedElsewhere {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the failure is reported by another process of the job")
+    }
+}
+
+impl std::error::Error for ReportedElsewhere {}
 
 fn run<C: Comm>(cli: &Cli, matches: &ArgMatches, world: C) -> Result<()> {
     check_slurm_launch(world.size(), |name| std::env::var(name).ok())?;
@@ -316,6 +334,13 @@ mod tests {
             alone.contains("not one MPI job") && alone.contains("srun --mpi=pmix"),
             "{alone}"
         );
+        let second_task = |name: &str| match name {
+            "SLURM_STEP_NUM_TASKS" => Some("2".to_string()),
+            "SLURM_PROCID" => Some("1".to_string()),
+            _ => None,
+        };
+        let quiet = check_slurm_launch(1, second_task).unwrap_err();
+        assert!(quiet.is::<super::ReportedElsewhere>(), "{quiet}");
         let fewer = check_slurm_launch(2, step("4")).unwrap_err().to_string();
         assert!(fewer.contains("an MPI job of 2 ranks"), "{fewer}");
     }
