@@ -805,3 +805,93 @@ fn a_data_set_broadcast_in_small_chunks_trains_the_same_model() {
         train(None, "whole.nnmpi")
     );
 }
+
+/// The lines of `dir/rank-R.csv` for `ranks` ranks, as columns by name.
+fn rank_logs(dir: &Path, ranks: usize) -> Vec<Vec<std::collections::HashMap<String, String>>> {
+    (0..ranks)
+        .map(|r| {
+            let text = std::fs::read_to_string(dir.join(format!("rank-{r}.csv"))).unwrap();
+            let mut lines = text.lines();
+            let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+            lines
+                .map(|l| {
+                    header
+                        .iter()
+                        .zip(l.split(','))
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn every_rank_logs_its_time_its_bytes_and_what_it_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = |name: &str| dir.path().join(name);
+    let num = |line: &std::collections::HashMap<String, String>, key: &str| -> f64 {
+        line[key].parse().unwrap()
+    };
+    // Sonar 60-24-10-1: 35 neurons, 60*24 + 24*10 + 10*1 = 1690 connections.
+    let (neurons, connections) = (35.0, 1690.0);
+    let model = logs("model");
+    train(
+        3,
+        &dir.path().join("m.nnmpi"),
+        &["--grid", "1x3", "--log-dir", model.to_str().unwrap()],
+    );
+    let by_rank = rank_logs(&model, 3);
+    for (rank, lines) in by_rank.iter().enumerate() {
+        assert_eq!(lines.len(), 3, "rank {rank}: one line per epoch");
+        for (e, line) in lines.iter().enumerate() {
+            assert_eq!(line["epoch"], (e + 1).to_string());
+            assert_eq!(line["rank"], rank.to_string());
+            let parts = num(line, "compute_s") + num(line, "comm_s");
+            assert!((parts - num(line, "seconds")).abs() < 2e-6, "{line:?}");
+            assert!(num(line, "bytes_sent") > 0.0, "{line:?}");
+            // Collectives are matched: every rank called as many.
+            assert_eq!(line["comm_calls"], by_rank[0][e]["comm_calls"]);
+        }
+    }
+    // Model parallel: the shards add up to the network.
+    let sum = |key: &str| by_rank.iter().map(|l| num(&l[0], key)).sum::<f64>();
+    assert_eq!((sum("neurons"), sum("connections")), (neurons, connections));
+
+    // Data parallel: each of 2 ranks holds the whole network and all-reduces its gradients
+    // (1690 weights + 35 biases, 4 bytes each) once per mini-batch of 16: at least 11 steps
+    // for the 166 training samples of Sonar's 80%.
+    let data = logs("data");
+    train(
+        2,
+        &dir.path().join("d.nnmpi"),
+        &["--parallel", "data", "--log-dir", data.to_str().unwrap()],
+    );
+    for lines in rank_logs(&data, 2) {
+        for line in &lines {
+            assert_eq!(
+                (num(line, "neurons"), num(line, "connections")),
+                (neurons, connections)
+            );
+            assert!(num(line, "bytes_sent") >= 11.0 * 1725.0 * 4.0, "{line:?}");
+        }
+    }
+
+    // One process exchanges nothing.
+    let alone = logs("alone");
+    train(
+        0,
+        &dir.path().join("a.nnmpi"),
+        &["--log-dir", alone.to_str().unwrap()],
+    );
+    for line in &rank_logs(&alone, 1)[0] {
+        assert_eq!(
+            (line["comm_calls"].as_str(), line["bytes_sent"].as_str()),
+            ("0", "0")
+        );
+        assert_eq!(
+            (num(line, "neurons"), num(line, "connections")),
+            (neurons, connections)
+        );
+    }
+}

@@ -2,12 +2,15 @@
 //! prints and writes while the other ranks stay quiet.
 
 use anyhow::{Context, Result, anyhow};
-use nnmpi::cluster::{Comm, Grid, Topology, broadcast_outcome, cores_available, watchdog};
+use nnmpi::cluster::{
+    Comm, CommTally, Grid, Topology, broadcast_outcome, cores_available, watchdog,
+};
 use nnmpi::data::Dataset;
 use nnmpi::exec::broadcast_dataset;
 use nnmpi::io::{Checkpoint, decode, encode, load};
 use nnmpi::kernels::Par;
 use std::path::Path;
+use std::rc::Rc;
 
 /// Prints a line on rank 0 only. The arguments are evaluated on rank 0 only too: never put a
 /// collective call in them.
@@ -26,15 +29,18 @@ pub struct Ctx<C: Comm> {
     pub topology: Topology<C>,
     /// How the math may use threads.
     pub par: Par,
+    /// What this rank's collectives have cost so far (for `--log-dir`).
+    pub comm_tally: Rc<CommTally>,
 }
 
 impl<C: Comm> Ctx<C> {
     /// Arranges `world` as `grid` and warns (on rank 0) when ranks have fewer cores than
-    /// rayon threads.
-    pub fn new(world: C, grid: Grid) -> Result<Self> {
+    /// rayon threads. `comm_tally` is what `world` counts its collectives in.
+    pub fn new(world: C, grid: Grid, comm_tally: Rc<CommTally>) -> Result<Self> {
         let ctx = Ctx {
             topology: Topology::new(world, grid)?,
             par: Par::current_pool(),
+            comm_tally,
         };
         ctx.check_affinity();
         Ok(ctx)
@@ -100,6 +106,33 @@ impl<C: Comm> Ctx<C> {
             (Some(_), Some(Err(e))) => Err(e),
             (Some(message), _) => Err(anyhow!("rank 0 failed: {message}")),
         }
+    }
+
+    /// Runs `work` on every rank; when it fails anywhere, every rank fails with the message of
+    /// the lowest rank that failed, which names that rank and its host.
+    pub fn on_every_rank<T>(&self, work: impl FnOnce() -> Result<T>) -> Result<T> {
+        let world = self.world();
+        let result = work();
+        let mut failed = vec![0u8; world.size()];
+        world.all_gather_varcount(
+            &[u8::from(result.is_err())],
+            &mut failed,
+            &vec![1; world.size()],
+        );
+        let Some(first) = failed.iter().position(|&f| f == 1) else {
+            return result;
+        };
+        let outcome = match &result {
+            Err(e) if world.rank() == first => Err(format!(
+                "rank {first} of {} (on {}): {e:#}",
+                world.size(),
+                nnmpi::cluster::host_name()
+            )),
+            _ => Ok(()),
+        };
+        let message =
+            broadcast_outcome(world, first, outcome).expect("the rank that failed says so");
+        Err(anyhow!(message))
     }
 
     /// A data set read by rank 0 with `load` and handed to every rank.

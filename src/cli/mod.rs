@@ -10,13 +10,14 @@ mod preempt;
 mod progress;
 mod prune;
 mod ranges;
+mod rank_log;
 mod sdnn;
 mod train;
 
 use anyhow::{Result, bail};
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use context::Ctx;
-use nnmpi::cluster::{Comm, Grid, SelfComm};
+use nnmpi::cluster::{Comm, Grid, SelfComm, Timed};
 pub use preempt::{EXIT_PREEMPTED, Preempted};
 
 /// nnmpi trains, evaluates and serves feed-forward neural networks (MLPs), on one machine or
@@ -297,7 +298,9 @@ fn run<C: Comm>(cli: &Cli, matches: &ArgMatches, world: C) -> Result<()> {
         Command::Info(_) => Grid::model(world.size()),
         _ => cli.grid_for(world.size()),
     };
-    let ctx = Ctx::new(world, grid)?;
+    let world = Timed::new(world);
+    let comm_tally = world.tally();
+    let ctx = Ctx::new(world, grid, comm_tally)?;
     match &cli.command {
         Command::Train(args) => {
             let sub = matches

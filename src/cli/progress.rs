@@ -2,6 +2,7 @@
 //! metrics log, and the library's periodic checkpoints.
 
 use super::preempt::StopSignals;
+use super::rank_log::RankLog;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use nnmpi::cluster::{Comm, watchdog};
@@ -91,6 +92,8 @@ pub struct Progress {
     /// The epoch running (1-based) and its mini-batches.
     epoch: usize,
     batches: usize,
+    /// This rank's own log (`--log-dir`), on every rank.
+    rank_log: Option<RankLog>,
 }
 
 impl Progress {
@@ -113,7 +116,14 @@ impl Progress {
             stop: None,
             epoch: 0,
             batches: 0,
+            rank_log: None,
         }
+    }
+
+    /// Writes a line per epoch to this rank's log too.
+    pub fn logging_rank(mut self, log: Option<RankLog>) -> Self {
+        self.rank_log = log;
+        self
     }
 
     /// Stops training cleanly when one of `signals` arrives.
@@ -168,6 +178,9 @@ impl<C: Comm> Observer<C> for Progress {
     fn epoch_started(&mut self, epoch: usize, batches: usize) {
         (self.epoch, self.batches) = (epoch, batches);
         watchdog::set_position(epoch, 1);
+        if let Some(log) = &mut self.rank_log {
+            log.epoch_started();
+        }
         if !self.show_bar {
             return;
         }
@@ -193,6 +206,9 @@ impl<C: Comm> Observer<C> for Progress {
     fn epoch_done(&mut self, trainer: &Trainer<C>, r: &EpochReport) -> nnmpi::Result<()> {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
+        }
+        if let Some(log) = &mut self.rank_log {
+            log.epoch_done(r.epoch, trainer.shard())?;
         }
         if !self.quiet {
             let mut line = format!(

@@ -4,6 +4,7 @@ use super::context::{Ctx, say};
 use super::data_args::DataArgs;
 use super::preempt::{self, Preempted, StopSignals};
 use super::progress::{MetricsLog, Progress};
+use super::rank_log::RankLog;
 use anyhow::{Context, Result, bail};
 use clap::{ArgMatches, Args, parser::ValueSource};
 use nnmpi::cluster::{Comm, watchdog};
@@ -130,6 +131,11 @@ pub struct TrainArgs {
     /// Append one line of metrics per epoch to this file: CSV, or JSON lines if it ends in .json/.jsonl.
     #[arg(long, value_name = "PATH")]
     pub log: Option<PathBuf>,
+    /// Under MPI too: every rank writes DIR/rank-R.csv, a line per epoch with its wall,
+    /// compute and communication seconds, collectives called, bytes it passed into them, and
+    /// the neurons and connections it holds (DIR is created on each rank's node).
+    #[arg(long, value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
     /// Print only the final result.
     #[arg(long)]
     pub quiet: bool,
@@ -624,7 +630,13 @@ fn fit_and_save<C: Comm>(
         log,
         checkpoints,
     )
-    .stopping_on(StopSignals::install()?);
+    .stopping_on(StopSignals::install()?)
+    .logging_rank(
+        args.log_dir
+            .as_deref()
+            .map(|dir| RankLog::open(ctx, dir, appending))
+            .transpose()?,
+    );
     watchdog::set_phase("training", false);
     let reports = run.fit(&mut progress).map_err(|e| {
         anyhow::Error::new(e).context(format!("training stopped ({})", progress.what_is_kept()))

@@ -19,7 +19,7 @@ mod timed;
 mod topology;
 pub mod watchdog;
 
-pub use affinity::cores_available;
+pub use affinity::{cores_available, host_name};
 pub use comm::{Comm, Scalar, SelfComm};
 pub use memory::{check_memory, human_bytes, memory_available, ranks_on_this_node};
 #[cfg(feature = "mpi")]
@@ -27,5 +27,5 @@ pub use mpi_comm::{MpiComm, MpiRuntime, MpiSession, STALL_EXIT_CODE, launched_by
 pub use partition::Partition;
 pub use share::broadcast_outcome;
 pub use threads::ThreadComm;
-pub use timed::Timed;
+pub use timed::{CommReading, CommTally, Timed};
 pub use topology::{Grid, Topology};

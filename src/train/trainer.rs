@@ -352,6 +352,11 @@ impl<C: Comm> Trainer<C> {
         &self.config
     }
 
+    /// This rank's rows of every layer (its shard of the network).
+    pub fn shard(&self) -> &[ShardLayer] {
+        self.engine.layers()
+    }
+
     /// Epochs completed.
     pub fn epoch(&self) -> usize {
         self.epoch
