@@ -58,7 +58,9 @@ down() {
 }
 
 cluster_mpirun() {
-    mpirun --hostfile "$DIR/hostfile" --mca plm_rsh_agent "$ROOT/scripts/netns-rsh" \
+    # --bind-to none: Open MPI binds a host's only rank to that host's core 0, and here every
+    # host is this machine, so all ranks would share one core.
+    mpirun --bind-to none --hostfile "$DIR/hostfile" --mca plm_rsh_agent "$ROOT/scripts/netns-rsh" \
         --mca oob_tcp_if_include $NET.0/24 --mca btl tcp,self --mca btl_tcp_if_include $NET.0/24 \
         "${KEEPALIVE[@]}" "$@"
 }

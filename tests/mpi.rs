@@ -895,3 +895,89 @@ fn every_rank_logs_its_time_its_bytes_and_what_it_holds() {
         );
     }
 }
+
+#[test]
+fn a_calibration_on_two_ranks_plans_every_grid_and_one_rank_needs_the_network_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let two = dir.path().join("two.json");
+    let calibrate = |ranks: usize, path: &Path| {
+        let args = [
+            "bench",
+            "--calibrate",
+            "--layers",
+            "64,64,8",
+            "--batch",
+            "16",
+            "--reps",
+            "1",
+            "--calibration",
+            path.to_str().unwrap(),
+        ];
+        run(ranks, &args)
+    };
+    let printed = calibrate(2, &two);
+    assert!(printed.contains("network: latency"), "{printed}");
+    let cal: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&two).unwrap()).unwrap();
+    assert_eq!(cal["ranks"], 2);
+    assert!(cal["network"]["beta"].as_f64().unwrap() > 0.0, "{cal}");
+
+    let plan = run(
+        0,
+        &[
+            "plan",
+            "--calibration",
+            two.to_str().unwrap(),
+            "--ranks",
+            "2,4",
+            "--json",
+        ],
+    );
+    let rows: Vec<serde_json::Value> = plan
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let grids: Vec<&str> = rows.iter().map(|r| r["grid"].as_str().unwrap()).collect();
+    assert_eq!(grids, ["1x2", "2x1", "1x4", "2x2", "4x1"]);
+    for r in &rows {
+        let (p, t) = (
+            r["predict_ms"].as_f64().unwrap(),
+            r["train_ms"].as_f64().unwrap(),
+        );
+        assert!(0.0 < p && p < t, "{r}");
+    }
+
+    // One rank measures no network: the plan asks for it, naming the flags.
+    let one = dir.path().join("one.json");
+    calibrate(0, &one);
+    let out = Command::new(NNMPI)
+        .args([
+            "plan",
+            "--calibration",
+            one.to_str().unwrap(),
+            "--ranks",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--latency-us") && err.contains("--bandwidth-gbs"),
+        "{err}"
+    );
+    let given = run(
+        0,
+        &[
+            "plan",
+            "--calibration",
+            one.to_str().unwrap(),
+            "--ranks",
+            "2",
+            "--latency-us",
+            "2",
+            "--bandwidth-gbs",
+            "10",
+        ],
+    );
+    assert!(given.contains("recommended: --grid"), "{given}");
+}

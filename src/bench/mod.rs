@@ -7,6 +7,8 @@
 //! reported time is the median over repetitions of the time per call, taken on the slowest
 //! rank (repetitions start and end with a barrier).
 
+pub mod cost;
+
 use crate::cluster::{Comm, Grid, Partition, Timed, Topology, check_memory};
 use crate::data::{Dataset, Targets};
 use crate::error::{Error, Result};

@@ -5,6 +5,7 @@ mod context;
 mod convert;
 mod data_args;
 mod info;
+mod plan;
 mod predict;
 mod preempt;
 mod progress;
@@ -79,6 +80,8 @@ pub enum Command {
     Info(info::InfoArgs),
     /// Time forward (predict) or training steps of a synthetic network; run it under mpirun for scaling.
     Bench(bench::BenchArgs),
+    /// Predict the time per batch of every grid of N ranks from `bench --calibrate`'s figures, and recommend one.
+    Plan(plan::PlanArgs),
     /// Write a model as safetensors, for PyTorch, NumPy and other frameworks.
     Export(convert::ExportArgs),
     /// Read a safetensors model (as written by export) into an nnmpi checkpoint.
@@ -313,6 +316,9 @@ fn run<C: Comm>(cli: &Cli, matches: &ArgMatches, world: C) -> Result<()> {
         Command::Prune(args) => prune::run(&ctx, args),
         Command::Info(args) => info::run(&ctx, cli, args),
         Command::Bench(args) => bench::run(&ctx, args),
+        // It only computes: rank 0 prints.
+        Command::Plan(args) if ctx.is_root() => plan::run(args),
+        Command::Plan(_) => Ok(()),
         Command::Export(args) => convert::run_export(&ctx, args),
         Command::Import(args) => convert::run_import(&ctx, args),
         Command::Sdnn(args) => sdnn::run(&ctx, args),

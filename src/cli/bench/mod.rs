@@ -3,6 +3,7 @@
 //! (`--sweep`). The measuring is `nnmpi::bench`'s.
 
 mod plot;
+pub use plot::{PlanLine, plan_svg};
 mod sweep;
 
 use super::context::{Ctx, say};
@@ -87,6 +88,20 @@ pub struct BenchArgs {
         allow_hyphen_values = true
     )]
     pub mpirun_args: String,
+    /// Measure what `nnmpi plan` needs instead: every rank's compute rates on the --layers
+    /// network at --batch and a quarter of it (all ranks at once), and the latency and bandwidth
+    /// of all-gathers and all-reduces among all ranks; writes them to --calibration. Run it
+    /// under mpirun on the nodes (and with the threads per rank) you will train on.
+    #[arg(long, conflicts_with_all = ["sweep", "replot"])]
+    pub calibrate: bool,
+    /// The file --calibrate writes (JSON).
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "calibration.json",
+        requires = "calibrate"
+    )]
+    pub calibration: PathBuf,
 }
 
 impl BenchArgs {
@@ -121,6 +136,9 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &BenchArgs) -> Result<()> {
         }
         return Ok(());
     }
+    if args.calibrate {
+        return run_calibration(ctx, args);
+    }
     if let Some(combos) = &args.sweep {
         return run_sweep(ctx, args, combos);
     }
@@ -137,6 +155,21 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &BenchArgs) -> Result<()> {
             println!("{r}");
         }
     }
+    Ok(())
+}
+
+/// `nnmpi bench --calibrate`: measures, prints and writes the calibration.
+fn run_calibration<C: Comm>(ctx: &Ctx<C>, args: &BenchArgs) -> Result<()> {
+    ctx.check_outputs(&[("--calibration", Some(&args.calibration))])?;
+    let cal =
+        nnmpi::bench::cost::calibrate(ctx.world(), ctx.par, &args.layers, args.batch, args.reps)?;
+    ctx.on_root(|| {
+        let json = serde_json::to_string_pretty(&cal)?;
+        nnmpi::io::write_atomic(&args.calibration, json.as_bytes())
+            .with_context(|| format!("writing --calibration {}", args.calibration.display()))
+    })?;
+    say!(ctx, "{}", super::plan::describe_calibration(&cal));
+    say!(ctx, "wrote {}", args.calibration.display());
     Ok(())
 }
 

@@ -148,3 +148,61 @@ pub fn sweep_svg(points: &[Point]) -> Result<String> {
     }
     Ok(svg)
 }
+
+/// A line of the plan's plot: its label and its points as (ranks, ms per batch).
+pub type PlanLine = (String, Vec<(f64, f64)>);
+
+/// The plan's plot as SVG text: predicted time per batch against ranks (both log scale).
+pub fn plan_svg(title: &str, lines: &[PlanLine]) -> Result<String> {
+    let all = lines.iter().flat_map(|(_, p)| p.iter());
+    let (x_hi, lo, hi) = all.fold((1.0f64, f64::INFINITY, 0.0f64), |(x, lo, hi), p| {
+        (x.max(p.0), lo.min(p.1), hi.max(p.1))
+    });
+    let (lo, hi) = if lo.is_finite() {
+        (lo / 2.0, hi * 2.0)
+    } else {
+        (0.001, 1.0)
+    };
+    let x_lo = lines
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|p| p.0))
+        .fold(x_hi, f64::min);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (800, 500)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 16))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d((x_lo / 1.2..x_hi * 1.2).log_scale(), (lo..hi).log_scale())
+            .map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .x_desc("ranks (one per node)")
+            .y_desc("predicted ms per batch")
+            .draw()
+            .map_err(plot_error)?;
+        for (i, (label, pts)) in lines.iter().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            chart
+                .draw_series(LineSeries::new(pts.iter().copied(), color))
+                .map_err(plot_error)?
+                .label(label.as_str())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            chart
+                .draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                .map_err(plot_error)?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(plot_error)?;
+        root.present().map_err(plot_error)?;
+    }
+    Ok(svg)
+}
