@@ -60,7 +60,7 @@ down() {
 cluster_mpirun() {
     # --bind-to none: Open MPI binds a host's only rank to that host's core 0, and here every
     # host is this machine, so all ranks would share one core.
-    mpirun --bind-to none --hostfile "$DIR/hostfile" --mca plm_rsh_agent "$ROOT/scripts/netns-rsh" \
+    mpirun --bind-to none --hostfile "${HOSTFILE:-$DIR/hostfile}" --mca plm_rsh_agent "$ROOT/scripts/netns-rsh" \
         --mca oob_tcp_if_include $NET.0/24 --mca btl tcp,self --mca btl_tcp_if_include $NET.0/24 \
         "${KEEPALIVE[@]}" "$@"
 }
@@ -89,6 +89,14 @@ run_tests() {
     cluster_mpirun -np 4 "$bin" train --data "$sonar" --hidden 24,10 --epochs 3 --quiet --out "$t/hosts.nnmpi"
     mpirun --oversubscribe --bind-to none -np 4 "$bin" train --data "$sonar" --hidden 24,10 --epochs 3 --quiet --out "$t/local.nnmpi"
     cmp "$t/hosts.nnmpi" "$t/local.nnmpi" || fail "4 hosts and 4 local ranks trained different checkpoints"
+
+    echo "[sim-cluster] the README's cluster lines: install, 2 ranks per host of 2 threads, train, eval"
+    CARGO_TARGET_DIR=$ROOT/target cargo install --path "$ROOT" --root "$t/local" --locked --quiet
+    sed 's/slots=1/slots=2/' "$DIR/hostfile" > "$t/hostfile"
+    HOSTFILE=$t/hostfile cluster_mpirun -np 8 --map-by ppr:2:node -x RAYON_NUM_THREADS=2 \
+        "$t/local/bin/nnmpi" train --data "$sonar" --hidden 64,32 --epochs 5 --quiet --out "$t/readme.nnmpi"
+    "$t/local/bin/nnmpi" eval --model "$t/readme.nnmpi" --data "$sonar" | grep -q accuracy ||
+        fail "the model trained by the README's line does not evaluate"
 
     echo "[sim-cluster] a host whose link goes down ends the job within 30 s, 5 times of 5"
     for round in 1 2 3 4 5; do
