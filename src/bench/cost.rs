@@ -532,47 +532,27 @@ mod tests {
         // alpha 1e-6, beta 1e-9, gamma 0.5e-9.
         // Predict, 1x2, batch 8: rows 3 and 2 per rank; flops 2*8*(10*3 + 6*2) = 672,
         // parameters 11*3 + 7*2 = 47; all-gathers of 8*6*4 = 192 and 8*4*4 = 128 bytes.
-        let e = estimate(
-            &cal,
-            net,
-            &layers,
-            8,
-            Grid { data: 1, model: 2 },
-            Mode::Predict,
-        );
+        let at = |data, model, mode| estimate(&cal, net, &layers, 8, Grid { data, model }, mode);
+        let e = at(1, 2, Mode::Predict);
         assert!((e.compute - (672.0 * 1e-9 + 47.0 * 1e-8)).abs() < 1e-15);
         let gathers = 2.0 * 1e-6 + 0.5 * (192.0 + 128.0) * 1e-9;
         assert!((e.model_comm - gathers).abs() < 1e-15, "{e:?}");
         assert_eq!((e.data_comm, e.bytes), (0.0, 160.0));
         // Train, 2x1, batch 8: 4 samples per group; flops 2*4*(2*60 + 3*24) = 1536,
         // parameters 66 + 28 = 94; one all-reduce of 376 bytes between 2 groups.
-        let e = estimate(
-            &cal,
-            net,
-            &layers,
-            8,
-            Grid { data: 2, model: 1 },
-            Mode::Train,
-        );
+        let e = at(2, 1, Mode::Train);
         assert!((e.compute - (1536.0 * 2e-9 + 94.0 * 3e-8)).abs() < 1e-15);
         assert_eq!(e.model_comm, 0.0);
         let all_reduce = 2.0 * 1e-6 + 188.0 * (2e-9 + 0.5e-9);
         assert!((e.data_comm - all_reduce).abs() < 1e-15, "{e:?}");
         // Train, 1x2, batch 8: the all-gathers above and a reduce-scatter of the second
         // layer's input gradients, 8*6*4 = 192 bytes.
-        let e = estimate(
-            &cal,
-            net,
-            &layers,
-            8,
-            Grid { data: 1, model: 2 },
-            Mode::Train,
-        );
+        let e = at(1, 2, Mode::Train);
         let scatter = 1e-6 + 96.0 * (1e-9 + 0.5e-9);
         assert!((e.model_comm - (gathers + scatter)).abs() < 1e-15, "{e:?}");
         assert_eq!(e.bytes, 160.0 + 192.0);
         // One rank: no communication at all.
-        let one = estimate(&cal, net, &layers, 8, Grid::model(1), Mode::Train);
+        let one = at(1, 1, Mode::Train);
         assert_eq!(one.model_comm + one.data_comm, 0.0);
     }
 
