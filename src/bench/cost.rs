@@ -321,11 +321,14 @@ fn time_collective<C: Comm>(world: &C, reps: usize, mut op: impl FnMut()) -> f64
         times.push(start.elapsed().as_secs_f64());
     }
     times.sort_by(f64::total_cmp);
-    let mut mine = vec![times[reps / 2]];
+    slowest(world, times[reps / 2])
+}
+
+/// The largest of every rank's `seconds` (the collective waits for the slowest rank).
+fn slowest<C: Comm>(world: &C, seconds: f64) -> f64 {
     let mut all = vec![0.0; world.size()];
-    world.all_gather_varcount(&mine, &mut all, &vec![1; world.size()]);
-    mine[0] = all.iter().copied().fold(0.0, f64::max);
-    mine[0]
+    world.all_gather_varcount(&[seconds], &mut all, &vec![1; world.size()]);
+    all.into_iter().fold(0.0, f64::max)
 }
 
 /// Times one rank's forward passes and training steps of `layers` at `batch` and a quarter
@@ -361,20 +364,16 @@ fn compute_rates<C: Comm>(
             world.barrier();
             let alone = measure(&SelfComm, Grid::model(1), par, &case)?
                 .expect("a single rank is its own root");
-            let mut all = vec![0.0; world.size()];
-            world.all_gather_varcount(&[alone.median_ms / 1e3], &mut all, &vec![1; world.size()]);
-            times.push(all.iter().copied().fold(0.0, f64::max));
+            times.push(slowest(world, alone.median_ms / 1e3));
         }
         let grid = Grid::model(1);
         let (f1, p) = rank_work(layers, batch, grid, mode);
         let (f2, _) = rank_work(layers, small, grid, mode);
-        let per_flop = if f1 > f2 {
-            ((times[0] - times[1]) / (f1 - f2)).max(0.0)
-        } else {
-            times[0] / f1
-        };
-        let per_flop = if per_flop > 0.0 {
-            per_flop
+        // The slope between the two batches; all of the time per flop when there is no
+        // slope to take (batch 1) or noise made it flat.
+        let slope = (times[0] - times[1]) / (f1 - f2);
+        let per_flop = if f1 > f2 && slope > 0.0 {
+            slope
         } else {
             times[0] / f1
         };

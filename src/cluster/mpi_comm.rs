@@ -88,8 +88,7 @@ impl MpiRuntime {
     /// the timeout is set (a command-line flag, a parameter name): the messages point to it.
     pub fn abort_job_on_stall(&self, timeout: Option<Duration>, setting: &str) {
         let world = self.world();
-        let host = mpi::environment::processor_name().unwrap_or_else(|_| "?".into());
-        let roll = RollCall::open(&world, &host, watchdog::state);
+        let roll = RollCall::open(&world, &super::host_name(), watchdog::state);
         let Some(timeout) = timeout else {
             return;
         };

@@ -124,15 +124,13 @@ impl RollCall {
         let spawned = std::thread::Builder::new()
             .name("nnmpi-rollcall".into())
             .spawn(move || {
+                let question = format!("{MAGIC} {key:016x} Q");
                 let mut buf = [0u8; 256];
                 loop {
                     let Ok((n, from)) = socket.recv_from(&mut buf) else {
                         continue;
                     };
-                    let asked = std::str::from_utf8(&buf[..n])
-                        .ok()
-                        .and_then(|text| text.strip_prefix(&format!("{MAGIC} {key:016x} Q")))
-                        .is_some();
+                    let asked = buf[..n].starts_with(question.as_bytes());
                     if asked {
                         let answer = format!("{MAGIC} {key:016x} A {rank} {}", state().encode());
                         let _ = socket.send_to(answer.as_bytes(), from);
