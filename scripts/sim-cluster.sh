@@ -101,8 +101,12 @@ run_tests() {
     sed 's/slots=1/slots=2/' "$DIR/hostfile" > "$t/hostfile"
     HOSTFILE=$t/hostfile cluster_mpirun -np 8 --map-by ppr:2:node -x RAYON_NUM_THREADS=2 \
         "$t/local/bin/nnmpi" train --data "$sonar" --hidden 64,32 --epochs 5 --quiet --out "$t/readme.nnmpi"
-    "$t/local/bin/nnmpi" eval --model "$t/readme.nnmpi" --data "$sonar" | grep -q accuracy ||
-        fail "the model trained by the README's line does not evaluate"
+    # Into a file, then grep: `eval | grep -q` under pipefail fails whenever grep exits before
+    # eval has written its last line (eval gets SIGPIPE).
+    "$t/local/bin/nnmpi" eval --model "$t/readme.nnmpi" --data "$sonar" > "$t/readme-eval.txt" 2>&1 ||
+        { cat "$t/readme-eval.txt" >&2; fail "the model trained by the README's line does not evaluate"; }
+    grep -q accuracy "$t/readme-eval.txt" ||
+        { cat "$t/readme-eval.txt" >&2; fail "evaluating the README's model prints no accuracy"; }
 
     echo "[sim-cluster] a host whose link goes down ends the job within 30 s, 5 times of 5"
     for round in 1 2 3 4 5; do

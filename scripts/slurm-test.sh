@@ -74,7 +74,7 @@ slurmd -f "$SLURM_CONF"
 for _ in $(seq 1 100); do sinfo -h -o %t 2>/dev/null | grep -q idle && break; sleep 0.2; done
 sinfo -h -o %t | grep -q idle || { tail -20 "$DIR"/*.log >&2; fail "the Slurm node did not become idle"; }
 echo "[slurm] one-node Slurm up ($host, $cpus CPUs)"
-srun --mpi=list 2>&1 | grep -qw pmix || skip "this Slurm has no pmix plugin (srun --mpi=list)"
+srun --mpi=list > "$DIR/mpi-list.txt" 2>&1 || true grep -qw pmix "$DIR/mpi-list.txt" || skip "this Slurm has no pmix plugin (srun --mpi=list)"
 
 cargo build --release --quiet
 bin=$ROOT/target/release/nnmpi t=$DIR/work
