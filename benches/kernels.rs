@@ -82,7 +82,7 @@ fn train_epoch(c: &mut Criterion) {
     let features = ndarray::Array2::from_shape_fn((784, n), |_| rng.next_unit());
     let labels = (0..n).map(|_| rng.next_below(10) as u32).collect();
     let data = Dataset {
-        features,
+        features: features.into(),
         targets: Targets::Classes(labels),
         classes: (0..10).map(|d| d.to_string()).collect(),
         origin: "synthetic".into(),

@@ -1,6 +1,7 @@
 //! nnmpi as a library: load Sonar, normalise, train a 60-60-1 network, report accuracy.
 //! Run with `cargo run --release --example train_sonar`.
 
+use nnmpi::cluster::SelfComm;
 use nnmpi::data::{CsvOptions, NormKind, Normalizer, load_csv};
 use nnmpi::kernels::Par;
 use nnmpi::model::{Activation, Init, Network};
@@ -9,7 +10,11 @@ use nnmpi::train::{Loss, OptimizerConfig, Silent, TrainConfig, Trainer};
 fn main() -> Result<(), nnmpi::Error> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/data/sonar.csv");
     let mut data = load_csv(path.as_ref(), &CsvOptions::default())?;
-    data.normalize(&Normalizer::fit(NormKind::ZScore, data.features.view()))?;
+    data.normalize(&Normalizer::fit_dataset(
+        NormKind::ZScore,
+        &data,
+        &SelfComm,
+    )?)?;
     let net = Network::new(
         &[60, 60, 1],
         Activation::Relu,

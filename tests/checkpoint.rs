@@ -15,7 +15,7 @@ fn data() -> Dataset {
         .map(|s| u32::from(features[[0, s]] + features[[1, s]] > 1.0))
         .collect();
     Dataset {
-        features,
+        features: features.into(),
         targets: Targets::Classes(labels),
         classes: vec!["no".into(), "yes".into()],
         origin: "synthetic".into(),
@@ -49,7 +49,8 @@ fn checkpoint_of(trainer: &Trainer, data: &Dataset) -> Checkpoint {
     Checkpoint {
         model: Model {
             network: trainer.network().clone(),
-            normalizer: Normalizer::fit(NormKind::ZScore, data.features.view()),
+            normalizer: Normalizer::fit_dataset(NormKind::ZScore, data, &nnmpi::cluster::SelfComm)
+                .unwrap(),
             task: Task::Classification {
                 classes: data.classes.clone(),
             },
@@ -247,7 +248,7 @@ fn a_version_2_file_from_before_the_record_types_reads_with_the_same_meaning() {
     let mut data = nnmpi::data::load_csv(&sonar, &Default::default()).unwrap();
     data.normalize(&ckpt.model.normalizer).unwrap();
     let mut engine = nnmpi::exec::Engine::new(ckpt.model.network.clone(), Par::Seq);
-    let x = data.features.as_standard_layout();
+    let x = data.features.to_resident().unwrap();
     let p = engine.forward(x.as_slice().unwrap(), data.len()).to_vec();
     let then = std::fs::read_to_string(dir.join("v2-sonar-predictions.csv")).unwrap();
     for (i, line) in then.lines().skip(1).enumerate() {

@@ -727,3 +727,119 @@ fn a_slurm_step_of_two_tasks_without_mpi_stops_with_the_srun_to_use() {
     let one = run("1");
     assert!(one.status.success(), "{}", stderr(&one));
 }
+
+/// `nnmpi train` of 8 hidden neurons for 3 epochs on `data` (with `extra` flags); the
+/// checkpoint's bytes.
+fn trained_bytes(data: &Path, out: &Path, extra: &[&str]) -> Vec<u8> {
+    let (data, out_s) = (data.to_str().unwrap(), out.to_str().unwrap());
+    let mut args = vec!["train", "--data", data, "--hidden", "8", "--epochs", "3"];
+    args.extend_from_slice(&["--seed", "5", "--quiet", "--out", out_s]);
+    args.extend_from_slice(extra);
+    let o = nnmpi(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::read(out).unwrap()
+}
+
+#[test]
+fn npy_data_of_every_type_trains_exactly_as_the_same_data_in_csv() {
+    use ndarray::Array2;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Sonar converted: the directory nnmpi convert writes (float32 features, text labels).
+    let npy_dir = d.join("sonar-npy");
+    let o = nnmpi(&[
+        "convert",
+        "--data",
+        &sonar(),
+        "--out",
+        npy_dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("wrote 208 samples of 60 features, 2 classes"));
+    assert_eq!(
+        trained_bytes(Path::new(&sonar()), &d.join("csv.nnmpi"), &[]),
+        trained_bytes(&npy_dir, &d.join("npy.nnmpi"), &[])
+    );
+
+    // 48 samples of 5 features whose values every type holds exactly, integer labels.
+    let value = |s: usize, f: usize| ((s * 37 + f * 11) % 200) as f64;
+    let labels: Vec<i64> = (0..48).map(|s| [3, 10, 7][s % 3]).collect();
+    let csv: String = (0..48)
+        .map(|s| {
+            let x: Vec<String> = (0..5).map(|f| value(s, f).to_string()).collect();
+            format!("{},{}\n", x.join(","), labels[s])
+        })
+        .collect();
+    let csv_path = write(d, "small.csv", &csv);
+    let want = trained_bytes(&csv_path, &d.join("small.nnmpi"), &["--header", "no"]);
+    let y = d.join("y.npy");
+    ndarray_npy::write_npy(&y, &ndarray::Array1::from(labels.clone())).unwrap();
+    let x = |name: &str| d.join(name);
+    let (f32s, f64s, u8s) = (x("x32.npy"), x("x64.npy"), x("x8.npy"));
+    ndarray_npy::write_npy(
+        &f32s,
+        &Array2::from_shape_fn((48, 5), |(s, f)| value(s, f) as f32),
+    )
+    .unwrap();
+    ndarray_npy::write_npy(&f64s, &Array2::from_shape_fn((48, 5), |(s, f)| value(s, f))).unwrap();
+    ndarray_npy::write_npy(
+        &u8s,
+        &Array2::from_shape_fn((48, 5), |(s, f)| value(s, f) as u8),
+    )
+    .unwrap();
+    for features in [&f32s, &f64s, &u8s] {
+        let got = trained_bytes(
+            features,
+            &d.join("n.nnmpi"),
+            &["--labels", y.to_str().unwrap()],
+        );
+        assert!(got == want, "{} trains another model", features.display());
+    }
+    // And a model predicts NPY input as it predicts the CSV.
+    let model = d.join("small.nnmpi");
+    let predict = |data: &Path, extra: &[&str]| {
+        let out = d.join("p.csv");
+        let (m, data, o) = (
+            model.to_str().unwrap(),
+            data.to_str().unwrap(),
+            out.to_str().unwrap(),
+        );
+        let mut args = vec!["predict", "--model", m, "--data", data, "--out", o];
+        args.extend_from_slice(extra);
+        let r = nnmpi(&args);
+        assert!(r.status.success(), "{}", stderr(&r));
+        std::fs::read_to_string(out).unwrap()
+    };
+    assert_eq!(predict(&csv_path, &["--header", "no"]), predict(&u8s, &[]));
+
+    // Bad files are named with what was expected.
+    let short = d.join("short.npy");
+    ndarray_npy::write_npy(&short, &ndarray::Array1::from(vec![1i64, 2])).unwrap();
+    let o = nnmpi(&[
+        "train",
+        "--data",
+        f32s.to_str().unwrap(),
+        "--labels",
+        short.to_str().unwrap(),
+        "--hidden",
+        "2",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("short.npy") && stderr(&o).contains("expected [48]"),
+        "{}",
+        stderr(&o)
+    );
+    let o = nnmpi(&["train", "--data", y.to_str().unwrap(), "--hidden", "2"]);
+    assert!(
+        stderr(&o).contains("expected numbers of shape [samples, features]"),
+        "{}",
+        stderr(&o)
+    );
+    let o = nnmpi(&["train", "--data", d.to_str().unwrap(), "--hidden", "2"]);
+    assert!(
+        stderr(&o).contains("a directory without features.npy"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -130,7 +130,7 @@ fn fine_tuning_keeps_zeros_exactly_where_the_mask_says() {
     let features = ndarray::Array2::from_shape_vec((20, n), inputs(20, n)).unwrap();
     let ids: Vec<u32> = (0..n as u32).map(|i| i % 3).collect();
     let data = nnmpi::data::Dataset {
-        features,
+        features: features.into(),
         targets: nnmpi::data::Targets::Classes(ids),
         classes: vec!["a".into(), "b".into(), "c".into()],
         origin: "synthetic".into(),

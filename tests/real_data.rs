@@ -121,7 +121,13 @@ fn mnist_idx_loader_reads_the_test_set() {
     };
     let count = |c: u32| ids.iter().filter(|&&i| i == c).count();
     assert_eq!((count(0), count(1), count(9)), (980, 1135, 1009)); // the published counts
-    assert!(d.features.iter().all(|&p| (0.0..=255.0).contains(&p)));
+    assert!(
+        d.features
+            .resident()
+            .unwrap()
+            .iter()
+            .all(|&p| (0.0..=255.0).contains(&p))
+    );
 }
 
 #[test]

@@ -81,7 +81,7 @@ fn one_online_sgd_step_matches_the_hand_computed_example() {
     // the two outputs are read as a one-hot class target: here class 1 = (0, 1), so check
     // only that the trainer's online step equals the engine step above for that target.
     let data = Dataset {
-        features: array![[0.05f32], [0.10]],
+        features: array![[0.05f32], [0.10]].into(),
         targets: Targets::Classes(vec![1]),
         classes: vec!["a".into(), "b".into()],
         origin: "inline".into(),

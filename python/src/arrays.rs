@@ -117,7 +117,7 @@ pub fn dataset(
                 )));
             }
             Ok(Dataset {
-                features,
+                features: features.into(),
                 targets: Targets::Values(values.to_vec()),
                 classes: Vec::new(),
                 origin: ORIGIN.into(),

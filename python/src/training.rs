@@ -296,7 +296,7 @@ impl Job for Pruning {
             // No fine-tuning: the steps only prune (no sample is read).
             let mut trainer = Trainer::distributed(&model.network, config, par, topology)?;
             let empty = Dataset {
-                features: numpy::ndarray::Array2::zeros((model.network.inputs(), 0)),
+                features: numpy::ndarray::Array2::zeros((model.network.inputs(), 0)).into(),
                 targets: nnmpi::data::Targets::None,
                 classes: Vec::new(),
                 origin: "no data".into(),
@@ -318,7 +318,7 @@ impl Job for Pruning {
             model.task,
             config,
             (&data, 0.0),
-            |_| normalizer,
+            |_| Ok(normalizer),
             par,
             topology,
         )?;

@@ -307,7 +307,7 @@ pub fn measure<C: Comm>(world: &C, grid: Grid, par: Par, case: &Case) -> Result<
                 .map(|i| (i * 7919 % outputs) as u32)
                 .collect();
             let data = Dataset {
-                features,
+                features: features.into(),
                 targets: Targets::Classes(ids),
                 classes: (0..outputs).map(|c| c.to_string()).collect(),
                 origin: "synthetic".into(),

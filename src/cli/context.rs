@@ -1,7 +1,8 @@
 //! What every command runs with: the ranks and their roles, and the rule that rank 0 reads,
 //! prints and writes while the other ranks stay quiet.
 
-use anyhow::{Context, Result, anyhow};
+use super::data_args::DataArgs;
+use anyhow::{Context, Result, anyhow, bail};
 use nnmpi::cluster::{
     Comm, CommTally, Grid, Topology, broadcast_outcome, cores_available, watchdog,
 };
@@ -135,13 +136,54 @@ impl<C: Comm> Ctx<C> {
         Err(anyhow!(message))
     }
 
-    /// A data set read by rank 0 with `load` and handed to every rank.
-    pub fn load_data(&self, load: impl FnOnce() -> Result<Dataset>) -> Result<Dataset> {
+    /// The data set `load` reads: a memory-mapped NPY file is mapped by every rank itself
+    /// (each then reads only the samples it uses, and the ranks check that they read the same
+    /// data set); any other is read by rank 0 and handed to every rank.
+    pub fn load_data(
+        &self,
+        source: &DataArgs,
+        load: impl FnOnce() -> Result<Dataset>,
+    ) -> Result<Dataset> {
+        if source.is_mapped() {
+            watchdog::set_phase("mapping the data on every rank", true);
+            let data = self.on_every_rank(load)?;
+            self.check_same_data(&data)?;
+            watchdog::set_phase("starting", false);
+            return Ok(data);
+        }
         watchdog::set_phase("loading the data on rank 0", true);
         let data = self.on_root(load)?;
         let data = broadcast_dataset(self.world(), 0, data);
         watchdog::set_phase("starting", false);
         Ok(data)
+    }
+
+    /// An error on every rank when a rank mapped another data set than rank 0 (another
+    /// copy of the file on its node, say): samples, features and labels are compared.
+    fn check_same_data(&self, data: &Dataset) -> Result<()> {
+        let world = self.world();
+        let mine = [
+            data.len() as u64,
+            data.n_features() as u64,
+            data.fingerprint(),
+        ];
+        let mut all = vec![0u64; 3 * world.size()];
+        world.all_gather_varcount(&mine, &mut all, &vec![3; world.size()]);
+        match all.chunks_exact(3).position(|r| r != &all[..3]) {
+            None => Ok(()),
+            Some(rank) => {
+                let what = |r: &[u64]| format!("{} samples of {} features", r[0], r[1]);
+                bail!(
+                    "rank {rank} of {} reads another data set from {} than rank 0: {} (labels {:016x}) against {} (labels {:016x}); give every node the same file",
+                    world.size(),
+                    data.origin.display(),
+                    what(&all[3 * rank..]),
+                    all[3 * rank + 2],
+                    what(&all[..3]),
+                    all[2],
+                )
+            }
+        }
     }
 
     /// A checkpoint read (and checked) by rank 0 and handed to every rank.

@@ -1,10 +1,14 @@
 //! `nnmpi export` and `nnmpi import`: a model to and from safetensors, for PyTorch, NumPy and
-//! other frameworks (the layout is documented in `nnmpi::io::safetensors`).
+//! other frameworks (the layout is documented in `nnmpi::io::safetensors`); `nnmpi convert`:
+//! a data set to NPY files, which every rank then maps and reads only in part.
 
 use super::context::{Ctx, say};
+use super::data_args::DataArgs;
+use super::train::TaskKind;
 use anyhow::{Context, Result};
 use clap::Args;
 use nnmpi::cluster::Comm;
+use nnmpi::data::{LabelKind, NPY_FEATURES, NPY_LABELS};
 use nnmpi::io::{Checkpoint, load, safetensors, save};
 use nnmpi::model::Format;
 use std::path::PathBuf;
@@ -39,6 +43,47 @@ pub struct ImportArgs {
     /// (sparse below the measured crossover density), dense or sparse.
     #[arg(long)]
     pub format: Option<Format>,
+}
+
+/// Flags of `nnmpi convert`.
+#[derive(Args, Debug)]
+pub struct ConvertArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// classify (labels are class names) or regress (the label is a number).
+    #[arg(long, value_enum, default_value_t = TaskKind::Classify)]
+    pub task: TaskKind,
+    /// The directory to write features.npy ([samples, features], float32) and labels.npy
+    /// ([samples]: class names as int64, float32 or text; regression targets as float32)
+    /// into; `--data DIR` then reads them.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+/// Runs `nnmpi convert` (rank 0 does the work).
+pub fn run_convert<C: Comm>(ctx: &Ctx<C>, args: &ConvertArgs) -> Result<()> {
+    let labels = match args.task {
+        TaskKind::Classify => LabelKind::Classes(None),
+        TaskKind::Regress => LabelKind::Values,
+    };
+    let shape = ctx.on_root(|| {
+        let data = args.data.load(labels, None)?;
+        nnmpi::io::npy::write_dataset(&data, &args.out)
+            .with_context(|| format!("converting to {}", args.out.display()))?;
+        Ok((data.len(), data.n_features(), data.classes.len()))
+    })?;
+    if let Some((samples, features, classes)) = shape {
+        let classes = match classes {
+            0 => String::new(),
+            k => format!(", {k} classes"),
+        };
+        say!(
+            ctx,
+            "wrote {samples} samples of {features} features{classes} to {} ({NPY_FEATURES}, {NPY_LABELS})",
+            args.out.display()
+        );
+    }
+    Ok(())
 }
 
 /// Runs `nnmpi export` (rank 0 does the work).

@@ -12,10 +12,14 @@ use std::path::PathBuf;
 #[derive(Args, Debug, Clone)]
 #[group(requires = "data")]
 pub struct DataArgs {
-    /// Samples: a CSV file (plain or .gz; one sample per line) or an IDX image file (MNIST format, plain or .gz).
+    /// Samples: a CSV file (plain or .gz; one sample per line), an IDX image file (MNIST
+    /// format, plain or .gz), an NPY file [samples, features] (float32, float64 or uint8;
+    /// memory-mapped: each rank reads only the samples it uses), or a directory holding
+    /// features.npy and labels.npy (what `nnmpi convert` writes).
     #[arg(long, value_name = "PATH", required = false)]
     pub data: PathBuf,
-    /// IDX label file to go with IDX images given by --data.
+    /// Label file to go with IDX images (IDX) or NPY features (NPY [samples]: class names as
+    /// text or numbers, or regression targets) given by --data.
     #[arg(long, value_name = "PATH")]
     pub labels: Option<PathBuf>,
     /// CSV column holding the label: last, first, a 0-based index, a header name, or none.
@@ -41,6 +45,12 @@ fn parse_header(s: &str) -> Result<HeaderMode, String> {
 }
 
 impl DataArgs {
+    /// Whether `--data` is read in place by every rank (an NPY file or a directory holding
+    /// one) rather than by rank 0.
+    pub fn is_mapped(&self) -> bool {
+        self.data.is_dir() || nnmpi::data::looks_like_npy(&self.data).unwrap_or(false)
+    }
+
     /// Loads the data set in `model`'s schema: its feature count and its classes (or
     /// regression targets); the label column is optional. Features are left raw.
     pub fn load_for(&self, model: &Model) -> Result<Dataset> {

@@ -68,7 +68,7 @@ pub enum Parallel {
 /// The commands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Train a network on a CSV or IDX data set (optionally with k-fold cross-validation) and save it.
+    /// Train a network on a CSV, IDX or NPY data set (optionally with k-fold cross-validation) and save it.
     Train(Box<train::TrainArgs>),
     /// Write a saved model's predictions for a data set as CSV.
     Predict(predict::PredictArgs),
@@ -86,6 +86,8 @@ pub enum Command {
     Export(convert::ExportArgs),
     /// Read a safetensors model (as written by export) into an nnmpi checkpoint.
     Import(convert::ImportArgs),
+    /// Write a data set (CSV, IDX) as NPY files that every rank maps and reads only in part.
+    Convert(convert::ConvertArgs),
     /// Run the GraphChallenge sparse deep neural network benchmark: read its files, time inference, check the categories.
     ///
     /// Under mpirun the inputs are dealt over the ranks, each rank holding the whole network
@@ -321,6 +323,7 @@ fn run<C: Comm>(cli: &Cli, matches: &ArgMatches, world: C) -> Result<()> {
         Command::Plan(_) => Ok(()),
         Command::Export(args) => convert::run_export(&ctx, args),
         Command::Import(args) => convert::run_import(&ctx, args),
+        Command::Convert(args) => convert::run_convert(&ctx, args),
         Command::Sdnn(args) => sdnn::run(&ctx, args),
     }
 }

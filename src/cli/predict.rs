@@ -52,7 +52,7 @@ impl ModelInput {
     /// engine (which keeps only this rank's shard of the network).
     fn load<C: Comm>(&self, ctx: &Ctx<C>) -> Result<(Task, Loss, Dataset, Engine<C>)> {
         let model = ctx.load_checkpoint(&self.model)?.model;
-        let mut data = ctx.load_data(|| self.data.load_for(&model))?;
+        let mut data = ctx.load_data(&self.data, || self.data.load_for(&model))?;
         data.normalize(&model.normalizer)?;
         let engine =
             Engine::sharded(&model.network, ctx.topology.model.clone(), ctx.par).for_inference();
@@ -67,7 +67,7 @@ pub fn run_predict<C: Comm>(ctx: &Ctx<C>, args: &PredictArgs) -> Result<()> {
     let (task, _, data, mut engine) = args.input.load(ctx)?;
     let outputs = engine.outputs();
     let groups = &ctx.topology.data;
-    let y = predict_all(&mut engine, groups, &data, args.input.batch_size);
+    let y = predict_all(&mut engine, groups, &data, args.input.batch_size)?;
     let Some(y) = y.filter(|_| ctx.is_root()) else {
         return Ok(());
     };

@@ -111,10 +111,10 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &PruneArgs) -> Result<()> {
                 normalizer: normalizer.clone(),
                 task: task.clone(),
             };
-            let data = ctx.load_data(|| d.load_for(&model))?;
+            let data = ctx.load_data(d, || d.load_for(&model))?;
             let (train, val, _) =
                 nnmpi::recipe::split_and_normalize(&data, split, config.seed, |_| {
-                    normalizer.clone()
+                    Ok(normalizer.clone())
                 })?;
             Some((train, val))
         }

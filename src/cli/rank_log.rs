@@ -1,10 +1,12 @@
 //! `nnmpi train --log-dir DIR`: one CSV file per rank, `DIR/rank-R.csv`, one line per epoch
 //! saying where that rank's time went (computing, in collectives), what it holds (neurons and
-//! stored connections of its shard) and how many bytes it passed into collectives.
+//! stored connections of its shard), how many bytes it passed into collectives and how many
+//! samples it read from a memory-mapped NPY data set.
 
 use super::context::Ctx;
 use anyhow::{Context, Result};
 use nnmpi::cluster::{Comm, CommReading, CommTally, host_name};
+use nnmpi::data::mapped_samples_read;
 use nnmpi::exec::ShardLayer;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -13,8 +15,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 /// The columns of a rank's log.
-pub const HEADER: &str =
-    "epoch,rank,ranks,host,seconds,compute_s,comm_s,comm_calls,bytes_sent,neurons,connections";
+pub const HEADER: &str = "epoch,rank,ranks,host,seconds,compute_s,comm_s,comm_calls,bytes_sent,neurons,connections,samples_read";
 
 /// One rank's log.
 pub struct RankLog {
@@ -24,8 +25,8 @@ pub struct RankLog {
     ranks: usize,
     host: String,
     tally: Rc<CommTally>,
-    /// When the epoch running started, and the collectives' tally then.
-    started: Option<(Instant, CommReading)>,
+    /// When the epoch running started, the collectives' tally and the samples read then.
+    started: Option<(Instant, CommReading, u64)>,
 }
 
 impl RankLog {
@@ -75,12 +76,12 @@ impl RankLog {
 
     /// An epoch starts now.
     pub fn epoch_started(&mut self) {
-        self.started = Some((Instant::now(), self.tally.read()));
+        self.started = Some((Instant::now(), self.tally.read(), mapped_samples_read()));
     }
 
     /// Epoch `epoch` is done; `shard` is what this rank holds.
     pub fn epoch_done(&mut self, epoch: usize, shard: &[ShardLayer]) -> nnmpi::Result<()> {
-        let Some((start, before)) = self.started.take() else {
+        let Some((start, before, read_before)) = self.started.take() else {
             return Ok(());
         };
         let seconds = start.elapsed().as_secs_f64();
@@ -89,14 +90,15 @@ impl RankLog {
         let connections: usize = shard.iter().map(|l| l.weights.stored()).sum();
         writeln!(
             self.out,
-            "{epoch},{},{},{},{seconds:.6},{:.6},{:.6},{},{},{neurons},{connections}",
+            "{epoch},{},{},{},{seconds:.6},{:.6},{:.6},{},{},{neurons},{connections},{}",
             self.rank,
             self.ranks,
             self.host,
             (seconds - comm.seconds).max(0.0),
             comm.seconds,
             comm.calls,
-            comm.bytes
+            comm.bytes,
+            mapped_samples_read() - read_before
         )
         .and_then(|()| self.out.flush())
         .map_err(|e| nnmpi::Error::io(&self.path, e))

@@ -295,7 +295,7 @@ pub fn run<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, matches: &ArgMatches) -> Res
     if let Some(path) = &args.init_from {
         return fine_tune(ctx, args, path);
     }
-    let data = ctx.load_data(|| args.data.load(args.label_kind(), None))?;
+    let data = ctx.load_data(&args.data, || args.data.load(args.label_kind(), None))?;
     let settings = args.settings();
     settings.check()?;
     let blueprint = settings.architecture.for_data(&data)?;
@@ -401,7 +401,7 @@ fn announce<C: Comm>(
 /// this command's.
 fn fine_tune<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, path: &std::path::Path) -> Result<()> {
     let model = ctx.load_checkpoint(path)?.model;
-    let data = ctx.load_data(|| args.data.load_for(&model))?;
+    let data = ctx.load_data(&args.data, || args.data.load_for(&model))?;
     let Model {
         network,
         normalizer,
@@ -434,7 +434,7 @@ fn fine_tune<C: Comm>(ctx: &Ctx<C>, args: &TrainArgs, path: &std::path::Path) ->
         task,
         config,
         (&data, args.val_split),
-        |_| normalizer,
+        |_| Ok(normalizer),
         ctx.par,
         &ctx.topology,
     )?;
@@ -545,7 +545,7 @@ fn resume<C: Comm>(
             return Ok(());
         }
     }
-    let data = ctx.load_data(|| args.data.load_for(&model))?;
+    let data = ctx.load_data(&args.data, || args.data.load_for(&model))?;
     let Model {
         network,
         normalizer,
@@ -555,7 +555,7 @@ fn resume<C: Comm>(
         &data,
         training.validation_split,
         training.config.seed,
-        |_| normalizer.clone(),
+        |_| Ok(normalizer.clone()),
     )?;
     drop(data);
     if args.epochs <= training.state.epoch {

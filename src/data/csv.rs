@@ -235,7 +235,7 @@ fn parse_csv(path: &Path, text: &str, opts: &CsvOptions) -> Result<Dataset> {
         Some(c) => build_targets(path, rows, c, &labels, &opts.labels)?,
     };
     Ok(Dataset {
-        features,
+        features: features.into(),
         targets,
         classes,
         origin: path.to_path_buf(),
@@ -372,7 +372,7 @@ mod tests {
         let d = parse("1,2,R\r\n3,.5,M\r\n5,6,R", &CsvOptions::default()).unwrap();
         assert_eq!(
             d.features,
-            ndarray::array![[1.0, 3.0, 5.0], [2.0, 0.5, 6.0]]
+            ndarray::array![[1.0, 3.0, 5.0], [2.0, 0.5, 6.0]].into()
         );
         assert_eq!(d.classes, vec!["M", "R"]);
         assert_eq!(d.targets, Targets::Classes(vec![1, 0, 1]));
@@ -386,7 +386,7 @@ mod tests {
             ..Default::default()
         };
         let d = parse("y,a,b\n1.5,2,3\n2.5,4,5\n", &opts).unwrap();
-        assert_eq!(d.features, ndarray::array![[2.0, 4.0], [3.0, 5.0]]);
+        assert_eq!(d.features, ndarray::array![[2.0, 4.0], [3.0, 5.0]].into());
         assert_eq!(d.targets, Targets::Values(vec![1.5, 2.5]));
     }
 

@@ -124,7 +124,7 @@ pub fn load_idx(images: &Path, labels: Option<&Path>) -> Result<Dataset> {
         }
     };
     Ok(Dataset {
-        features,
+        features: features.into(),
         targets,
         classes,
         origin: images.to_path_buf(),

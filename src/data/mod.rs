@@ -1,17 +1,23 @@
-//! Data sets: loading (CSV, IDX), normalisation, splits.
+//! Data sets: loading (CSV, IDX, NPY), normalisation, splits.
 //!
-//! A [`Dataset`] keeps its features features-major (`[features, samples]`), the layout the
-//! engine consumes, so a mini-batch is gathered column by column into `[features, batch]`.
+//! A [`Dataset`] gives its features features-major (`[features, samples]`), the layout the
+//! engine consumes: a mini-batch is gathered column by column into `[features, batch]`, from
+//! memory (CSV, IDX) or from a memory-mapped NPY file, read only for the samples gathered.
 
 mod csv;
 mod idx;
 mod normalize;
+mod npy;
 mod sparse_samples;
 mod split;
 
 pub use csv::{CsvOptions, HeaderMode, LabelColumn, load_csv};
 pub use idx::{is_idx, load_idx};
 pub use normalize::{NormKind, Normalizer, Overflow};
+pub use npy::{
+    MappedSamples, NPY_FEATURES, NPY_LABELS, NPY_MAGIC, NpyMatrix, NpyType, RELEASE_EVERY, is_npy,
+    load_npy, mapped_samples_read,
+};
 pub use sparse_samples::SparseSamples;
 pub use split::{kfold, train_val_split};
 
@@ -43,11 +49,71 @@ pub enum LabelKind {
     Values,
 }
 
+/// Where a data set's features are.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Features {
+    /// In memory, `[features, samples]`.
+    Resident(Array2<f32>),
+    /// In a memory-mapped NPY file, read as samples are gathered.
+    Mapped(MappedSamples),
+}
+
+impl From<Array2<f32>> for Features {
+    fn from(x: Array2<f32>) -> Self {
+        Features::Resident(x)
+    }
+}
+
+impl Features {
+    /// The features in memory (`[features, samples]`), `None` for a mapped file.
+    pub fn resident(&self) -> Option<&Array2<f32>> {
+        match self {
+            Features::Resident(x) => Some(x),
+            Features::Mapped(_) => None,
+        }
+    }
+
+    /// Number of features per sample.
+    pub fn n_features(&self) -> usize {
+        match self {
+            Features::Resident(x) => x.nrows(),
+            Features::Mapped(m) => m.file().features(),
+        }
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        match self {
+            Features::Resident(x) => x.ncols(),
+            Features::Mapped(m) => m.len(),
+        }
+    }
+
+    /// Whether there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// All the features in memory, `[features, samples]` (a mapped file is read whole).
+    pub fn to_resident(&self) -> Result<Array2<f32>> {
+        match self {
+            Features::Resident(x) => Ok(x.as_standard_layout().into_owned()),
+            Features::Mapped(m) => {
+                let n = m.len();
+                let mut x = Array2::zeros((self.n_features(), n));
+                let all: Vec<usize> = (0..n).collect();
+                m.gather(&all, x.as_slice_mut().expect("a new array is contiguous"))?;
+                Ok(x)
+            }
+        }
+    }
+}
+
 /// Features and labels of one data set.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dataset {
-    /// `[features, samples]`.
-    pub features: Array2<f32>,
+    /// `[features, samples]`, in memory or mapped.
+    pub features: Features,
     /// The labels, if any.
     pub targets: Targets,
     /// Class names indexed by class id (empty unless `targets` is `Classes`).
@@ -67,14 +133,15 @@ impl Dataset {
         origin: impl Into<PathBuf>,
     ) -> Result<Dataset> {
         let origin = origin.into();
-        if labels.len() != features.ncols() {
+        let features = Features::Resident(features);
+        if labels.len() != features.len() {
             return Err(Error::data(
                 &origin,
                 0,
                 format!(
                     "{} labels for {} samples: give one label per sample",
                     labels.len(),
-                    features.ncols()
+                    features.len()
                 ),
             ));
         }
@@ -94,7 +161,7 @@ impl Dataset {
 
     /// Number of samples.
     pub fn len(&self) -> usize {
-        self.features.ncols()
+        self.features.len()
     }
 
     /// Whether there are no samples.
@@ -104,12 +171,15 @@ impl Dataset {
 
     /// Number of features per sample.
     pub fn n_features(&self) -> usize {
-        self.features.nrows()
+        self.features.n_features()
     }
 
     /// The samples at `indices`, in that order.
     pub fn subset(&self, indices: &[usize]) -> Dataset {
-        let features = self.features.select(ndarray::Axis(1), indices);
+        let features = match &self.features {
+            Features::Resident(x) => Features::Resident(x.select(ndarray::Axis(1), indices)),
+            Features::Mapped(m) => Features::Mapped(m.subset(indices)),
+        };
         let targets = match &self.targets {
             Targets::None => Targets::None,
             Targets::Classes(c) => Targets::Classes(indices.iter().map(|&i| c[i]).collect()),
@@ -124,11 +194,18 @@ impl Dataset {
     }
 
     /// Normalises the features with `normalizer`; an error names the file and the feature
-    /// whose value overflows (see [`Normalizer::apply`]).
+    /// whose value overflows (see [`Normalizer::apply`]). Mapped features are normalised as
+    /// they are read (and the error comes from the gather that reads the value).
     pub fn normalize(&mut self, normalizer: &Normalizer) -> Result<()> {
-        normalizer
-            .apply(&mut self.features)
-            .map_err(|e| Error::data(&self.origin, 0, e.to_string()))
+        match &mut self.features {
+            Features::Resident(x) => normalizer
+                .apply(x)
+                .map_err(|e| Error::data(&self.origin, 0, e.to_string())),
+            Features::Mapped(m) => {
+                *m = m.normalized(normalizer);
+                Ok(())
+            }
+        }
     }
 
     /// The samples in `rows` (0-based, end exclusive), e.g. the first 8000 of 10000.
@@ -167,27 +244,50 @@ impl Dataset {
         Ok(self)
     }
 
+    /// A hash of the sample count, the labels and the class names (FNV-1a): two ranks that
+    /// read the same labels get the same number.
+    pub fn fingerprint(&self) -> u64 {
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        let mut eat = |bytes: &[u8]| {
+            for &b in bytes {
+                h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+            }
+        };
+        eat(&(self.len() as u64).to_le_bytes());
+        match &self.targets {
+            Targets::None => {}
+            Targets::Classes(ids) => ids.iter().for_each(|i| eat(&i.to_le_bytes())),
+            Targets::Values(v) => v.iter().for_each(|x| eat(&x.to_le_bytes())),
+        }
+        for c in &self.classes {
+            eat(c.as_bytes());
+            eat(&[0]);
+        }
+        h
+    }
+
     /// Copies the features of samples `indices` into `out` as `[features, indices.len()]`.
+    /// Only mapped features can fail (a value the normaliser cannot bring into f32).
     ///
     /// # Panics
     /// If `out.len() != n_features * indices.len()` or an index is out of range.
-    pub fn gather_features(&self, indices: &[usize], out: &mut [f32]) {
+    pub fn gather_features(&self, indices: &[usize], out: &mut [f32]) -> Result<()> {
         let batch = indices.len();
         assert_eq!(
             out.len(),
             self.n_features() * batch,
             "gather_features: bad buffer"
         );
-        for (row, dst) in self
-            .features
-            .rows()
-            .into_iter()
-            .zip(out.chunks_exact_mut(batch.max(1)))
-        {
+        let x = match &self.features {
+            Features::Resident(x) => x,
+            Features::Mapped(m) => return m.gather(indices, out),
+        };
+        for (row, dst) in x.rows().into_iter().zip(out.chunks_exact_mut(batch.max(1))) {
             for (d, &i) in dst.iter_mut().zip(indices) {
                 *d = row[i];
             }
         }
+        Ok(())
     }
 }
 
@@ -210,6 +310,14 @@ pub fn looks_like_idx(path: &Path) -> Result<bool> {
         return Ok(n == 4 && is_idx(&head));
     }
     Ok(n == 4 && is_idx(&head))
+}
+
+/// Whether the file at `path` starts like an NPY file (`\x93NUMPY`).
+pub fn looks_like_npy(path: &Path) -> Result<bool> {
+    let mut head = [0u8; 6];
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let n = read_up_to(&mut f, &mut head).map_err(|e| Error::io(path, e))?;
+    Ok(is_npy(&head[..n]))
 }
 
 fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {

@@ -1,6 +1,9 @@
 //! Per-feature normalisation whose statistics travel with the model.
 
-use ndarray::{Array2, ArrayView2};
+use super::Dataset;
+use crate::cluster::{Comm, Partition, SelfComm};
+use crate::error::Result as DataResult;
+use ndarray::{Array2, ArrayView1, ArrayView2, s};
 use std::fmt;
 use std::str::FromStr;
 
@@ -69,36 +72,37 @@ impl Normalizer {
         })
     }
 
-    /// Fits `kind` on features-major data `x` (`[features, samples]`).
+    /// Fits `kind` on features-major data `x` (`[features, samples]`), to the bits
+    /// [`Normalizer::fit_dataset`] gives on any number of ranks.
     pub fn fit(kind: NormKind, x: ArrayView2<'_, f32>) -> Self {
-        if kind == NormKind::None {
-            return Self::identity();
+        let blocks = x.ncols().div_ceil(STATS_BLOCK);
+        let block = |b: usize, visit: &mut dyn FnMut(ArrayView2<'_, f32>)| {
+            let lo = b * STATS_BLOCK;
+            visit(x.slice(s![.., lo..(lo + STATS_BLOCK).min(x.ncols())]));
+            Ok(())
+        };
+        fit_blocks(kind, x.nrows(), x.ncols(), blocks, &SelfComm, block)
+            .expect("reading features in memory cannot fail")
+    }
+
+    /// Fits `kind` on the samples of `data`, shared out among the data-parallel `groups`:
+    /// each rank reads the blocks of [`STATS_BLOCK`] samples it is dealt (a mapped file is
+    /// read only there) and the blocks' sums are combined in block order, so every rank gets
+    /// the normaliser one process fits. An error is a sample that cannot be read.
+    pub fn fit_dataset<C: Comm>(kind: NormKind, data: &Dataset, groups: &C) -> DataResult<Self> {
+        if let Some(x) = data.features.resident() {
+            return Ok(Self::fit(kind, x.view()));
         }
-        let mut offset = Vec::with_capacity(x.nrows());
-        let mut scale = Vec::with_capacity(x.nrows());
-        for row in x.rows() {
-            let (o, spread) = match kind {
-                NormKind::MinMax => {
-                    let min = row.iter().copied().fold(f32::INFINITY, f32::min);
-                    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    (min, (max as f64 - min as f64))
-                }
-                _ => {
-                    let n = row.len().max(1) as f64;
-                    let mean = row.iter().map(|&v| v as f64).sum::<f64>() / n;
-                    let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
-                    (mean as f32, var.sqrt())
-                }
-            };
-            let usable = spread.is_finite() && spread > 1e-12;
-            offset.push(if o.is_finite() { o } else { 0.0 });
-            scale.push(if usable { (1.0 / spread) as f32 } else { 0.0 });
-        }
-        Normalizer {
-            kind,
-            offset,
-            scale,
-        }
+        let (features, n) = (data.n_features(), data.len());
+        let mut buf = Vec::new();
+        let block = |b: usize, visit: &mut dyn FnMut(ArrayView2<'_, f32>)| {
+            let rows: Vec<usize> = (b * STATS_BLOCK..((b + 1) * STATS_BLOCK).min(n)).collect();
+            buf.resize(features * rows.len(), 0.0);
+            data.gather_features(&rows, &mut buf)?;
+            visit(ArrayView2::from_shape((features, rows.len()), &buf).expect("sized above"));
+            Ok(())
+        };
+        fit_blocks(kind, features, n, n.div_ceil(STATS_BLOCK), groups, block)
     }
 
     /// The statistics' kind.
@@ -207,6 +211,111 @@ impl Normalizer {
             *o = normalise(v, off, s);
         }
     }
+}
+
+/// Samples per block of the statistics: a rank reads whole blocks, and the blocks' partial
+/// sums are added in block order whatever the number of ranks.
+pub const STATS_BLOCK: usize = 4096;
+
+/// The statistics of `kind` over `samples` samples of `features` features, in `blocks`
+/// blocks of which this rank of `groups` reads its even share through `block(b, visit)`
+/// (which hands `visit` block `b` as `[features, samples of the block]`).
+fn fit_blocks<C: Comm>(
+    kind: NormKind,
+    features: usize,
+    samples: usize,
+    blocks: usize,
+    groups: &C,
+    mut block: impl FnMut(usize, &mut dyn FnMut(ArrayView2<'_, f32>)) -> DataResult<()>,
+) -> DataResult<Normalizer> {
+    if kind == NormKind::None {
+        return Ok(Normalizer::identity());
+    }
+    let mine = Partition::share(blocks, groups.size(), groups.rank());
+    // Each pass: `width` values per feature per block, then all blocks of every rank in
+    // block order on every rank.
+    // `stat(feature, values, out)` writes one block's `width` statistics of one feature.
+    type Stat<'a> = &'a dyn Fn(usize, ArrayView1<'_, f32>, &mut [f64]);
+    let mut pass = |width: usize, stat: Stat<'_>| -> DataResult<Vec<f64>> {
+        let mut local = vec![0.0f64; mine.len() * features * width];
+        for (k, b) in mine.clone().enumerate() {
+            let out = &mut local[k * features * width..(k + 1) * features * width];
+            block(b, &mut |x| {
+                for (f, (row, o)) in x
+                    .rows()
+                    .into_iter()
+                    .zip(out.chunks_exact_mut(width))
+                    .enumerate()
+                {
+                    stat(f, row, o);
+                }
+            })?;
+        }
+        let counts: Vec<usize> = (0..groups.size())
+            .map(|r| Partition::share(blocks, groups.size(), r).len() * features * width)
+            .collect();
+        let mut all = vec![0.0f64; blocks * features * width];
+        groups.all_gather_varcount(&local, &mut all, &counts);
+        Ok(all)
+    };
+    fn per_feature(
+        all: &[f64],
+        (blocks, features, width): (usize, usize, usize),
+        f: usize,
+    ) -> impl Iterator<Item = &[f64]> {
+        (0..blocks).map(move |b| &all[(b * features + f) * width..(b * features + f + 1) * width])
+    }
+    let (offset, spread): (Vec<f32>, Vec<f64>) = match kind {
+        NormKind::MinMax => {
+            let all = pass(2, &|_, row, o| {
+                o[0] = row.iter().copied().fold(f32::INFINITY, f32::min) as f64;
+                o[1] = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+            })?;
+            (0..features)
+                .map(|f| {
+                    let (min, max) = per_feature(&all, (blocks, features, 2), f)
+                        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| {
+                            (lo.min(v[0] as f32), hi.max(v[1] as f32))
+                        });
+                    (min, max as f64 - min as f64)
+                })
+                .unzip()
+        }
+        _ => {
+            let n = samples.max(1) as f64;
+            let sums = pass(1, &|_, row, o| o[0] = row.iter().map(|&v| v as f64).sum())?;
+            let mean: Vec<f64> = (0..features)
+                .map(|f| {
+                    per_feature(&sums, (blocks, features, 1), f)
+                        .map(|v| v[0])
+                        .sum::<f64>()
+                        / n
+                })
+                .collect();
+            let squares = pass(1, &|f, row, o| {
+                o[0] = row.iter().map(|&v| (v as f64 - mean[f]).powi(2)).sum();
+            })?;
+            (0..features)
+                .map(|f| {
+                    let var = per_feature(&squares, (blocks, features, 1), f)
+                        .map(|v| v[0])
+                        .sum::<f64>()
+                        / n;
+                    (mean[f] as f32, var.sqrt())
+                })
+                .unzip()
+        }
+    };
+    let usable = |d: f64| d.is_finite() && d > 1e-12;
+    Ok(Normalizer {
+        kind,
+        offset: (offset.iter())
+            .map(|&o| if o.is_finite() { o } else { 0.0 })
+            .collect(),
+        scale: (spread.iter())
+            .map(|&d| if usable(d) { (1.0 / d) as f32 } else { 0.0 })
+            .collect(),
+    })
 }
 
 /// A raw value whose normalised value overflows f32.
@@ -346,5 +455,88 @@ mod tests {
         assert_eq!(rows.t(), all);
         let mut rows = [2.0f32, 0.0, 2.0, 2.0, 0.0, 1e33];
         assert_eq!(n.apply_samples(&mut rows).unwrap_err(), err);
+    }
+
+    /// A mapped NPY file of `x` (`[features, samples]`) written sample-major, as float32.
+    fn mapped(x: &Array2<f32>, dir: &std::path::Path) -> Dataset {
+        let path = dir.join("x.npy");
+        let sample_major = x.t().as_standard_layout().into_owned();
+        ndarray_npy::write_npy(&path, &sample_major).unwrap();
+        crate::data::load_npy(&path, None, &crate::data::LabelKind::Classes(None)).unwrap()
+    }
+
+    #[test]
+    fn a_mapped_file_on_any_number_of_ranks_fits_what_one_process_fits_in_memory() {
+        use crate::cluster::ThreadComm;
+        // 3 blocks and a bit, values whose sums round differently in another order.
+        let n = 2 * STATS_BLOCK + 1234;
+        let x = Array2::from_shape_fn((3, n), |(f, s)| {
+            ((s * 7919 + f * 104_729) % 10_007) as f32 * 0.013 + 1e4 * f as f32
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let data = mapped(&x, dir.path());
+        for kind in [NormKind::MinMax, NormKind::ZScore] {
+            let want = Normalizer::fit(kind, x.view());
+            assert_eq!(
+                Normalizer::fit_dataset(kind, &data, &SelfComm).unwrap(),
+                want
+            );
+            for ranks in [2, 3, 5] {
+                let mut before = 0;
+                if let crate::data::Features::Mapped(m) = &data.features {
+                    before = m.file().samples_read();
+                }
+                let fitted = ThreadComm::run(ranks, |comm| {
+                    Normalizer::fit_dataset(kind, &data, &comm).unwrap()
+                });
+                assert!(fitted.iter().all(|f| *f == want), "{kind} on {ranks} ranks");
+                // Every sample is read once per pass, by one rank: 1 pass for min-max, 2
+                // for the mean and the variance.
+                if let crate::data::Features::Mapped(m) = &data.features {
+                    let passes = if kind == NormKind::MinMax { 1 } else { 2 };
+                    assert_eq!(m.file().samples_read() - before, passes * n as u64);
+                }
+            }
+        }
+        // And the sums are good ones: the mean of one feature against an exact sum.
+        let z = Normalizer::fit(NormKind::ZScore, x.view());
+        let exact: f64 = x.row(0).iter().map(|&v| v as f64).sum::<f64>() / n as f64;
+        assert!((z.offset()[0] as f64 - exact).abs() <= exact * 1e-7);
+    }
+
+    #[test]
+    fn mapped_samples_normalise_as_they_are_read() {
+        let x = array![[1.0f32, 5.0, 3.0], [10.0, 20.0, 30.0]];
+        let dir = tempfile::tempdir().unwrap();
+        let mut data = mapped(&x, dir.path());
+        let n = Normalizer::fit(NormKind::MinMax, x.view());
+        data.normalize(&n).unwrap();
+        let mut resident = x.clone();
+        n.apply(&mut resident).unwrap();
+        assert_eq!(data.features.to_resident().unwrap(), resident);
+        let sub = data.subset(&[2, 0]);
+        let mut out = [0.0f32; 4];
+        sub.gather_features(&[1, 0], &mut out).unwrap();
+        assert_eq!(
+            out,
+            [
+                resident[[0, 0]],
+                resident[[0, 2]],
+                resident[[1, 0]],
+                resident[[1, 2]]
+            ]
+        );
+        // A value the normaliser cannot bring into f32 is an error naming the sample.
+        let tiny =
+            Normalizer::from_parts(NormKind::MinMax, vec![0.0, 0.0], vec![1e38, 1.0]).unwrap();
+        data.normalize(&tiny).unwrap();
+        let err = data
+            .gather_features(&[1], &mut [0.0; 2])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sample 2") && err.contains("feature 1"),
+            "{err}"
+        );
     }
 }

@@ -8,11 +8,18 @@ use std::path::PathBuf;
 /// Copies the data set of rank `root` (`Some` there, ignored elsewhere) to every rank.
 ///
 /// # Panics
-/// If `data` is `None` on the root.
+/// If `data` is `None` on the root, or its features are a mapped file (every rank maps the
+/// file itself instead).
 pub fn broadcast_dataset<C: Comm>(comm: &C, root: usize, data: Option<Dataset>) -> Dataset {
     let at_root = comm.rank() == root;
     let data = if at_root {
-        data.map(|d| (d.features.as_standard_layout().into_owned(), d))
+        data.map(|d| {
+            let x = (d.features.resident())
+                .expect("broadcast_dataset: mapped features are read by every rank, not broadcast")
+                .as_standard_layout()
+                .into_owned();
+            (x, d)
+        })
     } else {
         None
     };
@@ -27,8 +34,8 @@ pub fn broadcast_dataset<C: Comm>(comm: &C, root: usize, data: Option<Dataset>) 
         .join("\n")
         .into_bytes();
         head = [
-            d.features.nrows() as u64,
-            d.features.ncols() as u64,
+            d.n_features() as u64,
+            d.len() as u64,
             match d.targets {
                 Targets::None => 0,
                 Targets::Classes(_) => 1,
@@ -71,7 +78,8 @@ pub fn broadcast_dataset<C: Comm>(comm: &C, root: usize, data: Option<Dataset>) 
     lines.truncate(classes);
     Dataset {
         features: Array2::from_shape_vec((features, samples), x)
-            .expect("the broadcast features are [features, samples]"),
+            .expect("the broadcast features are [features, samples]")
+            .into(),
         targets,
         classes: lines,
         origin,
@@ -86,7 +94,9 @@ mod tests {
     #[test]
     fn one_rank_gets_its_own_data_back() {
         let d = Dataset {
-            features: Array2::from_shape_vec((2, 3), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap(),
+            features: Array2::from_shape_vec((2, 3), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+                .unwrap()
+                .into(),
             targets: Targets::Classes(vec![0, 1, 0]),
             classes: vec!["M".into(), "R".into()],
             origin: PathBuf::from("data/x.csv"),

@@ -10,9 +10,18 @@ use std::path::{Path, PathBuf};
 /// Atomically replaces `path` with `bytes`. Temporaries of `path` that killed writers left
 /// behind are removed first (see `remove_stale_temps`).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |w| w.write_all(bytes))
+}
+
+/// Atomically replaces `path` with what `write` writes (through a buffer), for files too large
+/// to hold in memory first; as [`write_atomic`] otherwise.
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<()> {
     remove_stale_temps(path);
     let tmp = temp_path(path);
-    let result = write_synced(&tmp, bytes)
+    let result = write_synced(&tmp, write)
         .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -106,14 +115,21 @@ fn process_exists(pid: u32) -> bool {
     }
 }
 
-fn write_synced(tmp: &Path, bytes: &[u8]) -> Result<()> {
-    let mut f = OpenOptions::new()
+fn write_synced(
+    tmp: &Path,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<()> {
+    let f = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .open(tmp)
         .map_err(|e| Error::io(tmp, e))?;
-    f.write_all(bytes).map_err(|e| Error::io(tmp, e))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+    write(&mut w)
+        .and_then(|()| w.flush())
+        .map_err(|e| Error::io(tmp, e))?;
+    let f = w.into_inner().map_err(|e| Error::io(tmp, e.into_error()))?;
     f.sync_all().map_err(|e| Error::io(tmp, e))
 }
 

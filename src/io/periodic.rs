@@ -132,7 +132,7 @@ mod tests {
         let path = dir.join("run.nnmpi");
         let features = ndarray::Array2::from_shape_fn((2, 20), |(i, s)| (i + s) as f32 / 20.0);
         let data = Dataset {
-            features,
+            features: features.into(),
             targets: Targets::Values((0..20).map(|s| s as f32 / 20.0).collect()),
             classes: vec![],
             origin: "synthetic".into(),

@@ -16,7 +16,8 @@
 
 use crate::data::Targets;
 use crate::data::{
-    CsvOptions, Dataset, LabelKind, Normalizer, load_csv, load_idx, looks_like_idx, train_val_split,
+    CsvOptions, Dataset, LabelKind, NPY_FEATURES, NPY_LABELS, Normalizer, load_csv, load_idx,
+    load_npy, looks_like_idx, looks_like_npy, train_val_split,
 };
 use crate::error::{Error, Result};
 use crate::model::{Activation, Init, Network, Task};
@@ -205,11 +206,29 @@ pub fn fine_tuning(loss: Loss) -> TrainConfig {
     }
 }
 
-/// Reads `path` as what its content says: an IDX image file (MNIST format, with `labels`, an
-/// IDX label file) or CSV (read with `csv`). Class names or regression targets follow
+/// Reads `path` as what its content says: a directory of NPY files ([`NPY_FEATURES`] and,
+/// unless `labels` names another, [`NPY_LABELS`]), an NPY file (with `labels`, an NPY label
+/// file), an IDX image file (MNIST format, with `labels`, an IDX label file) or CSV (read
+/// with `csv`). Class names or regression targets follow
 /// `csv.labels`, and a model's feature count `csv.expect_features` when given.
 pub fn load_dataset(path: &Path, labels: Option<&Path>, csv: &CsvOptions) -> Result<Dataset> {
-    let data = if looks_like_idx(path)? {
+    let data = if path.is_dir() {
+        let features = path.join(NPY_FEATURES);
+        let default_labels = path.join(NPY_LABELS);
+        let labels = labels.or(default_labels.exists().then_some(default_labels.as_path()));
+        if !features.exists() {
+            return Err(Error::data(
+                path,
+                0,
+                format!(
+                    "a directory without {NPY_FEATURES}: expected the features.npy (and labels.npy) that nnmpi convert writes"
+                ),
+            ));
+        }
+        load_npy(&features, labels, &csv.labels)?
+    } else if looks_like_npy(path)? {
+        load_npy(path, labels, &csv.labels)?
+    } else if looks_like_idx(path)? {
         let d = load_idx(path, labels)?;
         match &csv.labels {
             LabelKind::Classes(Some(classes)) => d.with_classes(classes)?,
@@ -226,7 +245,7 @@ pub fn load_dataset(path: &Path, labels: Option<&Path>, csv: &CsvOptions) -> Res
             return Err(Error::parameter(
                 "labels",
                 format!(
-                    "is for IDX image files; {} is read as CSV (its label is one of its columns)",
+                    "is for IDX image and NPY files; {} is read as CSV (its label is one of its columns)",
                     path.display()
                 ),
             ));
@@ -257,7 +276,7 @@ pub fn split_and_normalize(
     data: &Dataset,
     fraction: f64,
     seed: u64,
-    fit: impl FnOnce(&Dataset) -> Normalizer,
+    fit: impl FnOnce(&Dataset) -> Result<Normalizer>,
 ) -> Result<(Dataset, Option<Dataset>, Normalizer)> {
     let n = data.len();
     let (train_idx, val_idx) = train_val_split(n, fraction, seed);
@@ -280,7 +299,7 @@ pub fn split_and_normalize(
     }
     let mut train = data.subset(&train_idx);
     let mut val = (!val_idx.is_empty()).then(|| data.subset(&val_idx));
-    let normalizer = fit(&train);
+    let normalizer = fit(&train)?;
     train.normalize(&normalizer)?;
     if let Some(v) = &mut val {
         v.normalize(&normalizer)?;
@@ -320,7 +339,7 @@ mod tests {
     #[test]
     fn a_blueprint_sizes_the_network_for_the_data() {
         let data = |targets: Targets, classes: &[&str]| Dataset {
-            features: ndarray::Array2::zeros((4, 6)),
+            features: ndarray::Array2::zeros((4, 6)).into(),
             targets,
             classes: classes.iter().map(|c| c.to_string()).collect(),
             origin: "d.csv".into(),

@@ -198,7 +198,7 @@ impl TrainSettings {
             blueprint.task,
             config,
             (data, self.val_split),
-            |train| Normalizer::fit(kind, train.features.view()),
+            |train| Normalizer::fit_dataset(kind, train, &topology.data),
             par,
             topology,
         )
@@ -251,7 +251,7 @@ impl<C: Comm> Run<C> {
         task: Task,
         config: TrainConfig,
         (data, fraction): (&Dataset, f64),
-        fit: impl FnOnce(&Dataset) -> Normalizer,
+        fit: impl FnOnce(&Dataset) -> Result<Normalizer>,
         par: Par,
         topology: &Topology<C>,
     ) -> Result<Self> {

@@ -97,7 +97,7 @@ pub fn cross_validate<C: Comm>(
     {
         let mut train = data.subset(&train_idx);
         let mut test = data.subset(&test_idx);
-        let normalizer = Normalizer::fit(norm, train.features.view());
+        let normalizer = Normalizer::fit_dataset(norm, &train, &topology.data)?;
         train.normalize(&normalizer)?;
         test.normalize(&normalizer)?;
         let mut trainer = Trainer::distributed(&make_network(f)?, config.clone(), par, topology)?;

@@ -92,23 +92,25 @@ fn my_rows<C: Comm>(groups: &C, n: usize) -> Range<usize> {
 }
 
 /// Runs samples `rows` of `data` through `engine` in order, `batch` at a time, and calls
-/// `visit(sample_indices, outputs)` with each batch's output `[outputs, batch]`.
+/// `visit(sample_indices, outputs)` with each batch's output `[outputs, batch]`; an error is
+/// a sample that cannot be read.
 fn for_each_batch<C: Comm>(
     engine: &mut Engine<C>,
     data: &Dataset,
     rows: Range<usize>,
     batch: usize,
     mut visit: impl FnMut(&[usize], &[f32]),
-) {
+) -> Result<()> {
     let inputs = engine.inputs();
     let batch = batch.clamp(1, rows.len().max(1));
     let mut x = vec![0.0; inputs * batch];
     let indices: Vec<usize> = rows.collect();
     for chunk in indices.chunks(batch) {
         let b = chunk.len();
-        data.gather_features(chunk, &mut x[..inputs * b]);
+        data.gather_features(chunk, &mut x[..inputs * b])?;
         visit(chunk, engine.forward(&x[..inputs * b], b));
     }
+    Ok(())
 }
 
 /// Runs `data` through `engine` in batches of `batch` and scores it with `loss`. The samples
@@ -137,7 +139,7 @@ pub fn evaluate<C: Comm>(
                 totals[1 + ids[i] as usize * n_classes + predicted_class(y, b, col)] += 1.0;
             }
         }
-    });
+    })?;
     groups.all_reduce_sum(&mut totals);
     let confusion: Vec<Vec<u64>> = totals[1..]
         .chunks(n_classes.max(1))
@@ -156,12 +158,13 @@ pub fn evaluate<C: Comm>(
 
 /// Outputs for every sample of `data`, sample-major `[samples, outputs]`, on rank 0 of the
 /// data-parallel `groups` (`None` elsewhere); the samples are shared out among the groups.
+/// An error is a sample that cannot be read.
 pub fn predict_all<C: Comm>(
     engine: &mut Engine<C>,
     groups: &C,
     data: &Dataset,
     batch: usize,
-) -> Option<Vec<f32>> {
+) -> Result<Option<Vec<f32>>> {
     let outputs = engine.outputs();
     let rows = my_rows(groups, data.len());
     let first = rows.start;
@@ -173,12 +176,12 @@ pub fn predict_all<C: Comm>(
                 mine[(i - first) * outputs + o] = y[o * b + col];
             }
         }
-    });
+    })?;
     let at_root = groups.rank() == 0;
     let mut all = vec![0.0; if at_root { data.len() * outputs } else { 0 }];
     let counts = Partition::even(data.len(), groups.size()).counts_times(outputs);
     groups.gather_varcount(0, &mine, &mut all, &counts);
-    at_root.then_some(all)
+    Ok(at_root.then_some(all))
 }
 
 #[cfg(test)]

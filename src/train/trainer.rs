@@ -815,7 +815,7 @@ impl<C: Comm> Trainer<C> {
             let mine = &batch[Partition::share(batch.len(), groups, group)];
             let b = mine.len();
             let (x, t) = (&mut self.x[..inputs * b], &mut self.t[..outputs * b]);
-            train.gather_features(mine, x);
+            train.gather_features(mine, x)?;
             encode_targets(&train.targets, mine, outputs, t);
             let loss = self.step_on(b, batch.len());
             totals[0] += loss;
@@ -888,7 +888,7 @@ mod tests {
             .map(|s| u32::from(features[[0, s]] > 0.0) + u32::from(features[[1, s]] > 0.3))
             .collect();
         Dataset {
-            features,
+            features: features.into(),
             targets: Targets::Classes(labels),
             classes: vec!["a".into(), "b".into(), "c".into()],
             origin: "synthetic".into(),
