@@ -21,12 +21,14 @@ const STOP_SIGNALS: [(i32, &str); 3] = [
 
 /// Handlers of the stop signals while training runs. Dropping it does not restore the
 /// signals' default handling (a handler cannot be uninstalled safely) but arms it: from then
-/// on a stop signal ends the process at once.
+/// on a stop signal ends the process at once (unless [`StopSignals::keep_catching`]).
 pub struct StopSignals {
     /// The number of the last stop signal received (0: none).
     received: Arc<AtomicUsize>,
     /// Set by the first stop signal; when set, the next one takes the default action.
     asked: Arc<AtomicBool>,
+    /// Whether dropping arms the default action.
+    arm_on_drop: bool,
 }
 
 impl StopSignals {
@@ -45,7 +47,19 @@ impl StopSignals {
             };
             register().map_err(|e| anyhow::anyhow!("cannot install a handler for {name}: {e}"))?;
         }
-        Ok(StopSignals { received, asked })
+        Ok(StopSignals {
+            received,
+            asked,
+            arm_on_drop: true,
+        })
+    }
+
+    /// Leaves the handlers as they are when dropped: for a rank that stops because the ranks
+    /// agreed on another rank's signal, whose own copy of the signal (mpirun forwards it to
+    /// every rank) may arrive while the checkpoint is written or MPI finalises, and must not
+    /// kill it then.
+    pub fn keep_catching(&mut self) {
+        self.arm_on_drop = false;
     }
 
     /// The name of the stop signal received, if one was.
@@ -60,7 +74,9 @@ impl StopSignals {
 
 impl Drop for StopSignals {
     fn drop(&mut self) {
-        self.asked.store(true, Ordering::SeqCst);
+        if self.arm_on_drop {
+            self.asked.store(true, Ordering::SeqCst);
+        }
     }
 }
 

@@ -132,6 +132,13 @@ impl Progress {
         self
     }
 
+    /// Keeps the stop signals caught after this is dropped (see [`StopSignals::keep_catching`]).
+    pub fn keep_catching_signals(&mut self) {
+        if let Some(s) = &mut self.stop {
+            s.keep_catching();
+        }
+    }
+
     /// The stop signal this rank received, if any.
     pub fn stop_signal(&self) -> Option<&'static str> {
         self.stop.as_ref()?.received()

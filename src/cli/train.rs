@@ -642,6 +642,7 @@ fn fit_and_save<C: Comm>(
         anyhow::Error::new(e).context(format!("training stopped ({})", progress.what_is_kept()))
     })?;
     if run.trainer.stopped() {
+        progress.keep_catching_signals();
         return Err(stop_for_signal(ctx, &run, &mut progress)?.into());
     }
     let checkpoints = progress.into_checkpoints();
