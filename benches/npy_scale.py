@@ -8,7 +8,8 @@ Writes DIR/features.npy ([samples, features] float32, 8 GB at the defaults; writ
 never held whole) and DIR/labels.npy (10 classes: the arg-max of a fixed random projection of
 the features, so there is something to learn) unless they exist with that shape, then runs
 
-    mpirun -np RANKS /usr/bin/time -f ... nnmpi train --data DIR --parallel data --log-dir ...
+    mpirun -np RANKS /usr/bin/time -f ... nnmpi train --data DIR --parallel data --normalize zscore \
+        --log-dir ...
 
 and prints each rank's peak resident memory (ru_maxrss), the epochs' seconds and the samples
 (and bytes) each rank read. Needs NumPy and the release build (cargo build --release).
@@ -72,7 +73,7 @@ def main() -> None:
     cmd = ["mpirun", "--oversubscribe", "--bind-to", "none", "-np", str(args.ranks),
            "/usr/bin/time", "-f", "rank-rss-kib %M", nnmpi, "train", "--data", str(args.dir),
            "--parallel", "data", "--hidden", args.hidden, "--epochs", str(args.epochs),
-           "--batch-size", str(args.batch_size), "--log-dir", str(logs),
+           "--batch-size", str(args.batch_size), "--normalize", "zscore", "--log-dir", str(logs),
            "--out", str(args.dir / "model.nnmpi"), "--quiet"]
     print(" ".join(cmd))
     start = time.time()
