@@ -1,9 +1,9 @@
 //! NPY files (NumPy's `.npy`): features `[samples, features]` as float32, float64 or uint8,
 //! labels `[samples]` as integers or floats.
 //!
-//! A features file is memory-mapped and never read whole: [`NpyMatrix::gather`] decodes the
-//! rows of the samples a batch needs, so a process touches only the rows it uses (counted in
-//! [`NpyMatrix::samples_read`]). Pages of the mapping that have been read are handed back to
+//! A features file is memory-mapped and never read whole: [`MappedSamples::gather`] decodes
+//! the rows of the samples a batch needs, so a process touches only the rows it uses (counted
+//! in [`NpyMatrix::samples_read`]). Pages of the mapping that have been read are handed back to
 //! the kernel every [`RELEASE_EVERY`] bytes, so the resident memory of a pass over a file
 //! larger than the machine's memory stays bounded (the page cache keeps what fits).
 //! The header is parsed by `ndarray-npy`.
@@ -178,7 +178,7 @@ impl NpyType {
 /// A mapped NPY array: its element type, shape and layout, and where its data starts.
 pub struct NpyMatrix {
     path: PathBuf,
-    map: Option<Mmap>,
+    map: Mmap,
     start: usize,
     dtype: NpyType,
     shape: Vec<usize>,
@@ -253,7 +253,7 @@ impl NpyMatrix {
         }
         Ok(NpyMatrix {
             path: path.to_path_buf(),
-            map: Some(map),
+            map,
             start,
             dtype,
             shape,
@@ -289,7 +289,7 @@ impl NpyMatrix {
     }
 
     fn data(&self) -> &[u8] {
-        &self.map.as_ref().expect("mapped until dropped")[self.start..]
+        &self.map[self.start..]
     }
 
     /// Every element of a one-dimensional (or one-column) array as a number: regression
@@ -369,12 +369,10 @@ impl NpyMatrix {
             .fetch_add(samples as u64 * row_bytes, Ordering::Relaxed);
         if read + samples as u64 * row_bytes >= RELEASE_EVERY {
             self.read_since_release.store(0, Ordering::Relaxed);
-            if let Some(map) = &self.map {
-                // SAFETY: a read-only shared mapping of a file: dropping its pages loses
-                // nothing (the next read faults them in from the page cache or the file),
-                // whatever another thread reads meanwhile.
-                let _ = unsafe { map.unchecked_advise(UncheckedAdvice::DontNeed) };
-            }
+            // SAFETY: a read-only shared mapping of a file: dropping its pages loses nothing
+            // (the next read faults them in from the page cache or the file), whatever another
+            // thread reads meanwhile. A failure only leaves the pages mapped.
+            let _ = unsafe { self.map.unchecked_advise(UncheckedAdvice::DontNeed) };
         }
     }
 }
