@@ -175,8 +175,6 @@ fn train(ranks: usize, out: &Path, extra: &[&str]) -> Network {
         "train",
         "--data",
         &data,
-        "--hidden",
-        "24,10",
         "--batch-size",
         "16",
         "--val-split",
@@ -187,6 +185,9 @@ fn train(ranks: usize, out: &Path, extra: &[&str]) -> Network {
     ];
     if !extra.contains(&"--epochs") {
         args.extend(["--epochs", "3"]);
+    }
+    if !extra.contains(&"--hidden") {
+        args.extend(["--hidden", "24,10"]);
     }
     args.extend_from_slice(extra);
     run(ranks, &args);
@@ -234,6 +235,27 @@ fn training_on_several_ranks_matches_one_process() {
             )
             .unwrap()
         );
+    }
+}
+
+#[test]
+fn a_data_parallel_model_summing_its_gradients_during_the_backward_pass_matches_one_process() {
+    // 60-512-512-1 holds 294,000 gradients: over the size from which the data groups sum them
+    // on the main thread while a second one runs the backward pass (MPI called from the main
+    // thread only).
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--hidden", "512,512", "--epochs", "1"];
+    let reference = train(0, &dir.path().join("one.nnmpi"), &flags);
+    for ranks in [2, 3] {
+        let path = dir.path().join(format!("{ranks}.nnmpi"));
+        let got = train(
+            ranks,
+            &path,
+            &[&flags[..], &["--parallel", "data"]].concat(),
+        );
+        let diff = max_difference(&got, &reference);
+        eprintln!("{ranks} data-parallel ranks: largest weight difference {diff:e}");
+        assert!(diff <= TRAIN_TOLERANCE, "{ranks} ranks: {diff}");
     }
 }
 
@@ -766,13 +788,14 @@ fn ranks_splitting_a_generated_networks_neurons_find_the_categories_of_one_proce
 }
 
 #[test]
-fn a_data_set_broadcast_in_small_chunks_trains_the_same_model() {
-    // NNMPI_MPI_MAX_COUNT=1000 cuts every broadcast (Sonar's 12,480 features, the labels, the
-    // class names) into calls of at most 1000 values, as a data set of 2^31 values or more
-    // is cut at MPI's limit; the model must come out byte for byte the same.
+fn a_data_set_broadcast_and_gradients_summed_in_small_chunks_train_the_same_model() {
+    // NNMPI_MPI_MAX_COUNT=100 cuts every broadcast (Sonar's 12,480 features, the labels, the
+    // class names) into calls of at most 100 values, as a data set of 2^31 values or more
+    // is cut at MPI's limit, and every all-reduce too (the 506 gradients of the data-parallel
+    // run, as a long one is cut into pieces); the model must come out byte for byte the same.
     let dir = tempfile::tempdir().unwrap();
-    let train = |chunk: Option<&str>, name: &str| {
-        let out = dir.path().join(name);
+    let train = |chunk: Option<&str>, parallel: &str| {
+        let out = dir.path().join(format!("{parallel}-{chunk:?}.nnmpi"));
         let out_s = out.to_string_lossy().into_owned();
         let args = [
             "train",
@@ -784,6 +807,8 @@ fn a_data_set_broadcast_in_small_chunks_trains_the_same_model() {
             "2",
             "--seed",
             "4",
+            "--parallel",
+            parallel,
             "--out",
             &out_s,
             "--quiet",
@@ -800,10 +825,13 @@ fn a_data_set_broadcast_in_small_chunks_trains_the_same_model() {
         );
         std::fs::read(out).unwrap()
     };
-    assert_eq!(
-        train(Some("1000"), "chunked.nnmpi"),
-        train(None, "whole.nnmpi")
-    );
+    for parallel in ["model", "data"] {
+        assert_eq!(
+            train(Some("100"), parallel),
+            train(None, parallel),
+            "--parallel {parallel}"
+        );
+    }
 }
 
 /// The lines of `dir/rank-R.csv` for `ranks` ranks, as columns by name.
