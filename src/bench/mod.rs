@@ -159,8 +159,14 @@ pub struct Report {
     pub samples_per_sec: f64,
     /// Useful floating-point operations per second (2 per multiply-add on stored weights).
     pub gflops: f64,
-    /// Median share of the time in collectives (mean over ranks).
+    /// Median share of the time held up in collectives (mean over ranks): the collectives
+    /// that ran while the computation went on (a data-parallel gradient sum behind the
+    /// backward pass) are not in it.
     pub comm_share: f64,
+    /// Median share of the time in collectives that ran while the computation went on (mean
+    /// over ranks).
+    #[serde(default)]
+    pub overlapped_share: f64,
     /// Bytes of weights and biases in memory.
     pub weight_bytes: usize,
     /// Bytes the same layers take dense.
@@ -339,7 +345,8 @@ pub fn measure<C: Comm>(world: &C, grid: Grid, par: Par, case: &Case) -> Result<
             (wish[0] / world.size() as f64).ceil() as usize
         }
     };
-    let (mut times, mut shares) = (Vec::with_capacity(case.reps), Vec::with_capacity(case.reps));
+    let mut times = Vec::with_capacity(case.reps);
+    let (mut shares, mut hidden) = (times.clone(), times.clone());
     for _ in 0..case.reps {
         world.barrier();
         clock.reset();
@@ -347,15 +354,19 @@ pub fn measure<C: Comm>(world: &C, grid: Grid, par: Par, case: &Case) -> Result<
         for _ in 0..inner {
             work.run();
         }
-        let comm = clock.seconds();
+        let comm = clock.tally().read();
         world.barrier();
         let seconds = start.elapsed().as_secs_f64();
         times.push(seconds / inner as f64);
-        shares.push(comm / seconds);
+        shares.push(comm.visible_seconds() / seconds);
+        hidden.push(comm.overlapped_seconds / seconds);
     }
     world.all_reduce_sum(&mut shares);
+    world.all_reduce_sum(&mut hidden);
     let ranks = world.size();
-    let mut shares: Vec<f64> = shares.iter().map(|s| s / ranks as f64).collect();
+    let mean_over_ranks =
+        |v: Vec<f64>| -> Vec<f64> { v.iter().map(|s| s / ranks as f64).collect() };
+    let (mut shares, mut hidden) = (mean_over_ranks(shares), mean_over_ranks(hidden));
     let (min, max) = (
         times.iter().copied().fold(f64::INFINITY, f64::min),
         times.iter().copied().fold(0.0, f64::max),
@@ -405,6 +416,7 @@ pub fn measure<C: Comm>(world: &C, grid: Grid, par: Par, case: &Case) -> Result<
         samples_per_sec: samples / time,
         gflops: flops_per_sample * samples / time / 1e9,
         comm_share: median(&mut shares),
+        overlapped_share: median(&mut hidden),
         weight_bytes: layer_bytes(false),
         dense_weight_bytes: layer_bytes(true),
     }))
@@ -463,7 +475,15 @@ impl fmt::Display for Report {
             f,
             "  comm        {:.1}% of the time (median over reps, mean over ranks)",
             100.0 * self.comm_share
-        )
+        )?;
+        if self.overlapped_share > 0.0 {
+            write!(
+                f,
+                "\n  overlapped  {:.1}% of the time in collectives while the backward pass went on",
+                100.0 * self.overlapped_share
+            )?;
+        }
+        Ok(())
     }
 }
 

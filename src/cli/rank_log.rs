@@ -94,8 +94,8 @@ impl RankLog {
             self.rank,
             self.ranks,
             self.host,
-            (seconds - comm.seconds).max(0.0),
-            comm.seconds,
+            (seconds - comm.visible_seconds()).max(0.0),
+            comm.visible_seconds(),
             comm.calls,
             comm.bytes,
             mapped_samples_read() - read_before

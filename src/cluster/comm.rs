@@ -48,6 +48,11 @@ pub trait Comm: Clone {
     /// Ends every process of the job with exit code `code`.
     fn abort(&self, code: i32) -> !;
 
+    /// Tells a communicator that measures its collectives ([`super::Timed`]) that `seconds` of
+    /// them ran while the computation went on, on another thread: they did not hold it up.
+    /// Others ignore it.
+    fn overlapped(&self, _seconds: f64) {}
+
     /// Copies a byte string of rank `root` to every rank (the length travels first).
     fn broadcast_bytes(&self, root: usize, bytes: &mut Vec<u8>) {
         let mut len = [bytes.len() as u64];

@@ -11,6 +11,7 @@ use std::time::Instant;
 #[derive(Debug, Default)]
 pub struct CommTally {
     seconds: Cell<f64>,
+    overlapped: Cell<f64>,
     calls: Cell<u64>,
     bytes: Cell<u64>,
 }
@@ -20,6 +21,9 @@ pub struct CommTally {
 pub struct CommReading {
     /// Wall seconds spent inside collectives.
     pub seconds: f64,
+    /// The part of `seconds` when the computation went on meanwhile, on another thread (see
+    /// [`Comm::overlapped`]): collectives that did not hold the work up.
+    pub overlapped_seconds: f64,
     /// Collectives called.
     pub calls: u64,
     /// Bytes this rank passed into collectives: its contribution to an all-gather, gather or
@@ -34,9 +38,18 @@ impl CommTally {
     pub fn read(&self) -> CommReading {
         CommReading {
             seconds: self.seconds.get(),
+            overlapped_seconds: self.overlapped.get(),
             calls: self.calls.get(),
             bytes: self.bytes.get(),
         }
+    }
+}
+
+impl CommReading {
+    /// Seconds the collectives held the work up: [`CommReading::seconds`] less the overlapped
+    /// part.
+    pub fn visible_seconds(&self) -> f64 {
+        (self.seconds - self.overlapped_seconds).max(0.0)
     }
 }
 
@@ -45,6 +58,7 @@ impl std::ops::Sub for CommReading {
     fn sub(self, earlier: CommReading) -> CommReading {
         CommReading {
             seconds: self.seconds - earlier.seconds,
+            overlapped_seconds: self.overlapped_seconds - earlier.overlapped_seconds,
             calls: self.calls - earlier.calls,
             bytes: self.bytes - earlier.bytes,
         }
@@ -78,9 +92,15 @@ impl<C: Comm> Timed<C> {
         self.tally.seconds.get()
     }
 
+    /// Seconds spent in collectives so far that held the work up (see [`Comm::overlapped`]).
+    pub fn visible_seconds(&self) -> f64 {
+        self.tally.read().visible_seconds()
+    }
+
     /// Sets the tally back to zero.
     pub fn reset(&self) {
         self.tally.seconds.set(0.0);
+        self.tally.overlapped.set(0.0);
         self.tally.calls.set(0);
         self.tally.bytes.set(0);
     }
@@ -157,6 +177,12 @@ impl<C: Comm> Comm for Timed<C> {
     fn abort(&self, code: i32) -> ! {
         self.inner.abort(code)
     }
+    fn overlapped(&self, seconds: f64) {
+        if self.inner.size() > 1 {
+            let tally = &self.tally;
+            tally.overlapped.set(tally.overlapped.get() + seconds);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -179,6 +205,7 @@ mod tests {
             let both = timed.split(0, rank);
             let mut one = [0.0f32; 5];
             both.all_reduce_sum(&mut one); // 20 bytes each, on the split
+            both.overlapped(0.25);
             timed.barrier();
             let before = timed.tally().read();
             let alone = timed.split(rank, 0);
@@ -191,6 +218,8 @@ mod tests {
         for (reading, shared) in readings {
             assert_eq!(reading.calls, 5);
             assert!(shared && reading.seconds >= 0.0);
+            assert_eq!(reading.overlapped_seconds, 0.25);
+            assert_eq!(reading.visible_seconds(), (reading.seconds - 0.25).max(0.0));
             assert_eq!(reading - reading, CommReading::default());
         }
     }

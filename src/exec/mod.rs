@@ -3,17 +3,19 @@
 //! communication pattern of `src/cluster/README.md`. On one rank ([`SelfComm`]) it is the plain
 //! single-process engine and never communicates.
 
+mod backprop;
 mod distinct;
 mod plan;
 mod share;
 
+pub use backprop::{Backprop, GradientPiece, InputGradientSum};
 pub use distinct::{Distinct, DistinctColumns, forward_distinct, nonzero_samples_dealt};
 pub use plan::{Plan, Split};
 pub use share::broadcast_dataset;
 
 use crate::cluster::{Comm, SelfComm, watchdog};
 use crate::kernels::Par;
-use crate::kernels::activation::{activation_backward, apply_activation, softmax_columns};
+use crate::kernels::activation::{apply_activation, softmax_columns};
 use crate::kernels::dense::Input;
 use crate::kernels::gemm::PackedRows;
 use crate::model::{Activation, Layer, Network, Structure, Weights};
@@ -551,6 +553,57 @@ impl<C: Comm> Engine<C> {
     /// # Panics
     /// If `x` or `grads` do not match the network and batch.
     pub fn backward(&mut self, x: &[f32], batch: usize, grads: &mut Gradients) {
+        self.check_backward(x, batch);
+        let Engine {
+            comm,
+            plan,
+            layers,
+            acts,
+            pre,
+            deltas,
+            partial,
+            out_delta,
+            par,
+            ..
+        } = self;
+        let backprop = Backprop {
+            layers,
+            acts,
+            pre,
+            deltas,
+            partial,
+            out_delta,
+            par: *par,
+        };
+        let mut sum = |l: usize, partial: &[f32], dx: &mut [f32]| {
+            let counts = plan.layer(l - 1).counts_times(batch);
+            comm.reduce_scatter_varcount(partial, dx, &counts);
+        };
+        let exchange = (comm.size() > 1).then_some(&mut sum as InputGradientSum<'_>);
+        backprop.run(x, batch, grads, usize::MAX, exchange, &mut |_| {});
+    }
+
+    /// The backward pass of [`Engine::backward`] without the communicator, for a thread of
+    /// its own (see [`Backprop::run`]), when this rank holds whole layers (a group of one
+    /// rank: nothing to exchange); `None` for a shard of a model-parallel group.
+    ///
+    /// # Panics
+    /// As [`Engine::backward`].
+    pub fn local_backprop(&mut self, x: &[f32], batch: usize) -> Option<Backprop<'_>> {
+        self.check_backward(x, batch);
+        (self.comm.size() == 1).then(|| Backprop {
+            layers: &self.layers,
+            acts: &self.acts,
+            pre: &self.pre,
+            deltas: &mut self.deltas,
+            partial: &mut self.partial,
+            out_delta: &self.out_delta,
+            par: self.par,
+        })
+    }
+
+    /// The checks of [`Engine::backward`].
+    fn check_backward(&self, x: &[f32], batch: usize) {
         assert!(
             !self.inference_only,
             "Engine::backward: this engine is for inference only"
@@ -561,50 +614,6 @@ impl<C: Comm> Engine<C> {
             self.inputs() * batch,
             "Engine::backward: x is not [inputs, batch]"
         );
-        let sharded = self.comm.size() > 1;
-        let last = self.layers.len() - 1;
-        let own_out = self.layers[last].rows.clone();
-        self.deltas[last][..own_out.len() * batch]
-            .copy_from_slice(&self.out_delta[own_out.start * batch..own_out.end * batch]);
-        for (l, shard) in self.layers.iter().enumerate().rev() {
-            watchdog::set_layer(l);
-            let (below, here) = self.deltas.split_at_mut(l);
-            let delta = &here[0][..shard.len() * batch];
-            let input = if l == 0 {
-                x
-            } else {
-                &self.acts[l - 1][..shard.inputs * batch]
-            };
-            shard.weights.backward_params(
-                self.par,
-                delta,
-                input,
-                batch,
-                &mut grads.weights[l],
-                &mut grads.bias[l],
-            );
-            if l == 0 {
-                continue;
-            }
-            let prev = &self.layers[l - 1];
-            let dx = &mut below[l - 1][..prev.len() * batch];
-            if sharded {
-                let partial = &mut self.partial[..shard.inputs * batch];
-                shard
-                    .weights
-                    .backward_input(self.par, delta, batch, partial);
-                let counts = self.plan.layer(l - 1).counts_times(batch);
-                self.comm.reduce_scatter_varcount(partial, dx, &counts);
-            } else {
-                shard.weights.backward_input(self.par, delta, batch, dx);
-            }
-            let y = &input[prev.rows.start * batch..prev.rows.end * batch];
-            let z = prev
-                .activation
-                .needs_pre_activation()
-                .then(|| &self.pre[l - 1][..prev.len() * batch]);
-            activation_backward(y, z, dx, batch, prev.activation);
-        }
     }
 }
 

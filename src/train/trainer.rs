@@ -11,7 +11,20 @@ use crate::kernels::Par;
 use crate::model::{Network, StreamPosition, UniformStream, Weights};
 use crate::prune::{Pruning, Schedule, Scope, Target, prune_shard};
 use std::ops::Range;
-use std::time::Instant;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::time::{Duration, Instant};
+
+/// Gradient values (of a rank's shard) from which a data-parallel step sums them while the
+/// backward pass goes on, on a thread of its own; below, the thread costs more than the sum
+/// (one 1 MiB all-reduce between two processes takes well under a millisecond).
+const OVERLAP_MIN_VALUES: usize = 1 << 18;
+
+/// Gradient values summed as one piece while the backward pass goes on (8 MiB of `f32`: 512
+/// rows of a 4096-input layer).
+const BUCKET_VALUES: usize = 1 << 21;
+
+/// How long [`next_helping_the_pool`] waits for an item before it looks for pool work again.
+const HELP_POLL: Duration = Duration::from_micros(50);
 
 /// Random stream number of the training shuffles.
 const SHUFFLE_STREAM: u64 = 21;
@@ -188,6 +201,10 @@ pub struct Trainer<C: Comm = SelfComm> {
     progress: Option<EpochProgress>,
     /// Mini-batches between two checks for a stop request (`None`: by the work they hold).
     stop_check: Option<usize>,
+    /// Gradient values from which a data-parallel step sums them during the backward pass.
+    overlap_from: usize,
+    /// Gradient values summed as one piece during the backward pass.
+    bucket_values: usize,
 }
 
 /// Floating-point operations of training work between two checks for a stop request when
@@ -344,6 +361,8 @@ impl<C: Comm> Trainer<C> {
             stopped: false,
             progress: state.progress,
             stop_check: None,
+            overlap_from: OVERLAP_MIN_VALUES,
+            bucket_values: BUCKET_VALUES,
         })
     }
 
@@ -686,13 +705,81 @@ impl<C: Comm> Trainer<C> {
             self.config
                 .loss
                 .output_delta(out_act, y, t, b, batch_size, dz);
-            self.engine.backward(x, b, &mut self.grads);
+            let overlap = self.groups.size() > 1 && self.gradient_values() >= self.overlap_from;
+            if overlap && self.backward_while_summing(b) {
+                return self.update(loss);
+            }
+            self.engine
+                .backward(&self.x[..inputs * b], b, &mut self.grads);
         }
         if self.groups.size() > 1 {
             for g in self.grads.weights.iter_mut().chain(&mut self.grads.bias) {
                 self.groups.all_reduce_sum(g);
             }
         }
+        self.update(loss)
+    }
+
+    /// Gradient values of this rank's shard.
+    fn gradient_values(&self) -> usize {
+        self.grads
+            .weights
+            .iter()
+            .chain(&self.grads.bias)
+            .map(Vec::len)
+            .sum()
+    }
+
+    /// The backward pass on another thread while this one sums its finished pieces over the
+    /// data groups, last layer first (a dense layer in blocks of [`BUCKET_VALUES`]), as PyTorch
+    /// DDP does: only the sum of the last piece waits for the end of the pass. Every element is
+    /// the same sum as after the pass (one all-reduce over the same ranks). While it waits for
+    /// a piece, this thread runs the pass's pending parallel work when it is a worker of the
+    /// pool (the command's thread is), so the pass keeps every thread of the pool; the pass
+    /// runs its parallel products on the global rayon pool. Returns `false`, having done
+    /// nothing, when this rank's model group shards the layers (the backward pass then
+    /// communicates itself, and MPI calls stay on this thread).
+    fn backward_while_summing(&mut self, b: usize) -> bool {
+        let x = &self.x[..self.engine.inputs() * b];
+        let Some(backprop) = self.engine.local_backprop(x, b) else {
+            return false;
+        };
+        let (groups, grads, bucket) = (&self.groups, &mut self.grads, self.bucket_values);
+        let (pieces, arrive) = std::sync::mpsc::channel();
+        let mut summing = Vec::new();
+        let done = std::thread::scope(|scope| {
+            let worker = scope.spawn(move || {
+                backprop.run(x, b, grads, bucket, None, &mut |piece| {
+                    // The receiver lives until this thread ends.
+                    let _ = pieces.send(piece);
+                });
+                Instant::now()
+            });
+            while let Some(piece) = next_helping_the_pool(&arrive) {
+                let start = Instant::now();
+                groups.all_reduce_sum(piece.weights);
+                groups.all_reduce_sum(piece.bias);
+                summing.push(start..Instant::now());
+            }
+            worker
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        });
+        let hidden: f64 = summing
+            .iter()
+            .map(|span| {
+                span.end
+                    .min(done)
+                    .saturating_duration_since(span.start)
+                    .as_secs_f64()
+            })
+            .sum();
+        groups.overlapped(hidden);
+        true
+    }
+
+    /// The optimiser's step with the summed gradients; passes `loss` through.
+    fn update(&mut self, loss: f64) -> f64 {
         self.optimizer.begin_step();
         let par = self.engine.par();
         for (l, layer) in self.engine.layers_mut().iter_mut().enumerate() {
@@ -873,6 +960,32 @@ impl<C: Comm> Trainer<C> {
     }
 }
 
+/// The next item from `arrive` (`None` once every sender is gone). Until it comes, a worker of
+/// a rayon pool of several threads runs the pool's pending jobs, one at a time, checking for
+/// the item after each and waiting up to [`HELP_POLL`] when none is pending; any other thread
+/// just waits.
+fn next_helping_the_pool<T>(arrive: &Receiver<T>) -> Option<T> {
+    let in_pool = rayon::current_thread_index().is_some() && rayon::current_num_threads() > 1;
+    if !in_pool {
+        return arrive.recv().ok();
+    }
+    loop {
+        match arrive.try_recv() {
+            Ok(item) => return Some(item),
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) => {}
+        }
+        if rayon::yield_now() == Some(rayon::Yield::Executed) {
+            continue;
+        }
+        match arrive.recv_timeout(HELP_POLL) {
+            Ok(item) => return Some(item),
+            Err(RecvTimeoutError::Disconnected) => return None,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -921,10 +1034,20 @@ mod tests {
     /// Trains on `grid` (ranks as threads), prunes to `prune` if given, and returns rank 0's
     /// gathered network.
     fn train_on(grid: Grid, prune: Option<f64>) -> Network {
+        train_with(grid, prune, |_| {})
+    }
+
+    /// [`train_on`] with each rank's trainer set up by `setup` first.
+    fn train_with(
+        grid: Grid,
+        prune: Option<f64>,
+        setup: impl Fn(&mut Trainer<ThreadComm>) + Sync,
+    ) -> Network {
         let data = data();
         let mut nets = ThreadComm::run(grid.ranks(), |world| {
             let topology = Topology::new(world, grid).unwrap();
             let mut t = Trainer::distributed(&network(), config(), Par::Seq, &topology).unwrap();
+            setup(&mut t);
             t.fit(&data, None, &mut Silent).unwrap();
             if let Some(s) = prune {
                 t.prune(Pruning::connections(Target::Sparsity(s), Scope::Global));
@@ -964,6 +1087,25 @@ mod tests {
                 "grid {grid}: largest weight difference {diff}"
             );
         }
+    }
+
+    #[test]
+    fn gradients_summed_during_the_backward_pass_train_the_same_model() {
+        // Every step of these small networks sums during the pass, in pieces of 20 values
+        // (two or three rows of a dense layer, a whole pruned layer), and must give the model
+        // the sums after the pass give, bit for bit.
+        let during = |t: &mut Trainer<ThreadComm>| (t.overlap_from, t.bucket_values) = (0, 20);
+        let after = |t: &mut Trainer<ThreadComm>| t.overlap_from = usize::MAX;
+        for grid in [Grid::data(2), Grid::data(3), "2x2".parse().unwrap()] {
+            for prune in [None, Some(0.6)] {
+                let (a, b) = (
+                    train_with(grid, prune, during),
+                    train_with(grid, prune, after),
+                );
+                assert_eq!(a, b, "grid {grid}, pruned to {prune:?}");
+            }
+        }
+        assert_ne!(train_with(Grid::data(2), None, during), network());
     }
 
     /// Asks to stop (on one rank only) after `after` mini-batches of epoch `epoch`, or at the
