@@ -741,6 +741,77 @@ fn trained_bytes(data: &Path, out: &Path, extra: &[&str]) -> Vec<u8> {
 }
 
 #[test]
+fn convert_streams_a_gzipped_csv_with_a_header_into_the_rows_asked_for() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // 60 samples of 3 features with a header and text labels, gzipped.
+    let value = |s: usize, f: usize| (s * 10 + f) as f32 / 4.0;
+    let label = |s: usize| ["cat", "dog", "eel"][s % 3];
+    let mut csv = String::from("a,b,c,kind\n");
+    for s in 0..60 {
+        let x: Vec<String> = (0..3).map(|f| value(s, f).to_string()).collect();
+        csv.push_str(&format!("{},{}\n", x.join(","), label(s)));
+    }
+    let gz = d.join("animals.csv.gz");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(csv.as_bytes()).unwrap();
+    std::fs::write(&gz, enc.finish().unwrap()).unwrap();
+    let out = d.join("npy");
+    let convert = |rows: &str| {
+        let (data, out) = (gz.to_str().unwrap(), out.to_str().unwrap());
+        nnmpi(&["convert", "--data", data, "--rows", rows, "--out", out])
+    };
+    let o = convert("5:40");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("wrote 35 samples of 3 features, 3 classes"));
+    let features: ndarray::Array2<f32> = ndarray_npy::read_npy(out.join("features.npy")).unwrap();
+    assert_eq!(
+        features,
+        ndarray::Array2::from_shape_fn((35, 3), |(s, f)| value(s + 5, f))
+    );
+    // The labels are text (np.load reads them as '<U3'); nnmpi reads them back as the classes.
+    let labels = std::fs::read(out.join("labels.npy")).unwrap();
+    assert!(String::from_utf8_lossy(&labels[..128]).contains("'descr': '<U3'"));
+    let utf32 = |t: &str| {
+        t.chars()
+            .flat_map(|c| (c as u32).to_le_bytes())
+            .collect::<Vec<u8>>()
+    };
+    let want: Vec<u8> = (5..40).flat_map(|s| utf32(label(s))).collect();
+    assert_eq!(labels[labels.len() - want.len()..], want[..]);
+    // The same rows train the same model as the CSV read whole.
+    assert_eq!(
+        trained_bytes(&out, &d.join("npy.nnmpi"), &[]),
+        trained_bytes(&gz, &d.join("csv.nnmpi"), &["--rows", "5:40"])
+    );
+
+    // A range past the end, or a bad cell, fails naming it and leaves the files there alone.
+    let before = std::fs::read(out.join("features.npy")).unwrap();
+    let o = convert("50:70");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("--rows 50:70 does not fit") && stderr(&o).contains("(60 samples)"),
+        "{}",
+        stderr(&o)
+    );
+    let bad = write(d, "bad.csv", &csv.replace("72.5,", "72.5x,"));
+    let o = nnmpi(&[
+        "convert",
+        "--data",
+        bad.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        stderr(&o).contains("bad.csv:31: column 1: '72.5x' is not a number"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read(out.join("features.npy")).unwrap(), before);
+}
+
+#[test]
 fn npy_data_of_every_type_trains_exactly_as_the_same_data_in_csv() {
     use ndarray::Array2;
     let dir = tempfile::tempdir().unwrap();

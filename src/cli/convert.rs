@@ -8,7 +8,10 @@ use super::train::TaskKind;
 use anyhow::{Context, Result};
 use clap::Args;
 use nnmpi::cluster::Comm;
-use nnmpi::data::{LabelKind, NPY_FEATURES, NPY_LABELS};
+use nnmpi::data::{
+    CsvSamples, LabelKind, Labels, NPY_FEATURES, NPY_LABELS, Targets, rows_do_not_fit,
+};
+use nnmpi::io::npy::{write_features, write_labels};
 use nnmpi::io::{Checkpoint, load, safetensors, save};
 use nnmpi::model::Format;
 use std::path::PathBuf;
@@ -67,10 +70,14 @@ pub fn run_convert<C: Comm>(ctx: &Ctx<C>, args: &ConvertArgs) -> Result<()> {
         TaskKind::Regress => LabelKind::Values,
     };
     let shape = ctx.on_root(|| {
-        let data = args.data.load(labels, None)?;
-        nnmpi::io::npy::write_dataset(&data, &args.out)
-            .with_context(|| format!("converting to {}", args.out.display()))?;
-        Ok((data.len(), data.n_features(), data.classes.len()))
+        let shape = if args.data.is_csv()? && args.data.labels.is_none() {
+            convert_csv(args, labels)
+        } else {
+            let data = args.data.load(labels, None)?;
+            nnmpi::io::npy::write_dataset(&data, &args.out)?;
+            Ok((data.len(), data.n_features(), data.classes.len()))
+        };
+        shape.with_context(|| format!("converting to {}", args.out.display()))
     })?;
     if let Some((samples, features, classes)) = shape {
         let classes = match classes {
@@ -84,6 +91,39 @@ pub fn run_convert<C: Comm>(ctx: &Ctx<C>, args: &ConvertArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Converts a CSV file one sample at a time: what stays in memory is a row and the labels
+/// (4 bytes a sample), whatever the file's size. Returns the samples, features and classes
+/// written.
+fn convert_csv(args: &ConvertArgs, labels: LabelKind) -> Result<(usize, usize, usize)> {
+    let path = &args.data.data;
+    let mut file = CsvSamples::open(path, &args.data.csv_options(labels, None))?;
+    let mut labels = file.labels();
+    let rows = args.data.rows.clone().unwrap_or(0..usize::MAX);
+    let mut read = 0;
+    let written = write_features(&args.out, file.n_features(), |row| {
+        while read < rows.end {
+            let Some((line, label)) = file.next_sample(row)? else {
+                break;
+            };
+            read += 1;
+            if read > rows.start {
+                if let (Some(labels), Some(cell)) = (&mut labels, label) {
+                    labels.push(line, cell)?;
+                }
+                return Ok(true);
+            }
+        }
+        // A range given must lie within the file (an END left out means the last sample).
+        if read <= rows.start || (read < rows.end && rows.end != usize::MAX) {
+            return Err(rows_do_not_fit(&rows, path, read));
+        }
+        Ok(false)
+    })?;
+    let (targets, classes) = labels.map_or((Targets::None, Vec::new()), Labels::finish);
+    write_labels(&args.out, &targets, &classes)?;
+    Ok((written, file.n_features(), classes.len()))
 }
 
 /// Runs `nnmpi export` (rank 0 does the work).

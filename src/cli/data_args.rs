@@ -2,7 +2,10 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use nnmpi::data::{CsvOptions, Dataset, HeaderMode, LabelColumn, LabelKind, parse_row_range};
+use nnmpi::data::{
+    CsvOptions, Dataset, HeaderMode, LabelColumn, LabelKind, looks_like_idx, looks_like_npy,
+    parse_row_range,
+};
 use nnmpi::model::{Model, Task};
 use std::ops::Range;
 use std::path::PathBuf;
@@ -61,15 +64,27 @@ impl DataArgs {
         self.load(labels, Some(model.network.inputs()))
     }
 
-    /// Loads the data set; `expect_features` is the model's input count when one is given.
-    pub fn load(&self, labels: LabelKind, expect_features: Option<usize>) -> Result<Dataset> {
-        let opts = CsvOptions {
+    /// Whether `--data` is a CSV file (neither a directory nor an NPY or IDX file).
+    pub fn is_csv(&self) -> Result<bool> {
+        let path = &self.data;
+        Ok(!path.is_dir() && !looks_like_npy(path)? && !looks_like_idx(path)?)
+    }
+
+    /// How these flags read a CSV file; `expect_features` is the model's input count when
+    /// one is given.
+    pub fn csv_options(&self, labels: LabelKind, expect_features: Option<usize>) -> CsvOptions {
+        CsvOptions {
             header: self.header,
             label: self.label_col.clone(),
             labels,
             expect_features,
             delimiter: self.delimiter,
-        };
+        }
+    }
+
+    /// Loads the data set; `expect_features` is the model's input count when one is given.
+    pub fn load(&self, labels: LabelKind, expect_features: Option<usize>) -> Result<Dataset> {
+        let opts = self.csv_options(labels, expect_features);
         let data = nnmpi::recipe::load_dataset(&self.data, self.labels.as_deref(), &opts)?;
         match &self.rows {
             Some(r) => {

@@ -86,7 +86,8 @@ pub enum Command {
     Export(convert::ExportArgs),
     /// Read a safetensors model (as written by export) into an nnmpi checkpoint.
     Import(convert::ImportArgs),
-    /// Write a data set (CSV, IDX) as NPY files that every rank maps and reads only in part.
+    /// Write a data set (CSV, IDX) as NPY files that every rank maps and reads only in part
+    /// (a CSV file is read one sample at a time: its size is not bounded by memory).
     Convert(convert::ConvertArgs),
     /// Run the GraphChallenge sparse deep neural network benchmark: read its files, time inference, check the categories.
     ///

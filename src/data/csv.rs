@@ -1,11 +1,13 @@
 //! CSV loading: header detection, a selectable label column, class or numeric labels.
 //! Every error names the file, the 1-based line and what was expected.
 
-use super::{Dataset, LabelKind, Targets, read_maybe_gz, sorted_classes};
+use super::{Dataset, LabelKind, Targets, open_maybe_gz, sorted_classes};
 use crate::error::{Error, Result};
 use csv::StringRecord;
 use ndarray::Array2;
-use std::path::Path;
+use std::collections::{HashMap, VecDeque};
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 /// Whether the first line is a header.
@@ -98,148 +100,306 @@ impl Default for CsvOptions {
 
 /// Loads a CSV file (optionally gzipped) into a [`Dataset`].
 pub fn load_csv(path: &Path, opts: &CsvOptions) -> Result<Dataset> {
-    let bytes = read_maybe_gz(path)?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        Error::data(
-            path,
-            0,
-            format!(
-                "not UTF-8 text (byte {}): is this a CSV file?",
-                e.utf8_error().valid_up_to()
-            ),
-        )
-    })?;
-    parse_csv(path, &text, opts)
+    collect(CsvSamples::open(path, opts)?)
+}
+
+/// Reads every sample of `samples` into a [`Dataset`].
+fn collect(mut samples: CsvSamples) -> Result<Dataset> {
+    let n_features = samples.n_features();
+    let mut labels = samples.labels();
+    let (mut values, mut row) = (Vec::new(), vec![0.0f32; n_features]);
+    while let Some((line, label)) = samples.next_sample(&mut row)? {
+        values.extend_from_slice(&row);
+        if let (Some(labels), Some(cell)) = (&mut labels, label) {
+            labels.push(line, cell)?;
+        }
+    }
+    let n = values.len() / n_features;
+    let by_sample = Array2::from_shape_vec((n, n_features), values).expect("whole rows");
+    let (targets, classes) = labels.map_or((Targets::None, Vec::new()), Labels::finish);
+    Ok(Dataset {
+        features: by_sample.t().as_standard_layout().into_owned().into(),
+        targets,
+        classes,
+        origin: samples.path,
+    })
 }
 
 /// A data line: its 1-based line number and its fields (trimmed, quotes removed).
 type Row = (usize, StringRecord);
 
-/// Splits `text` into rows with the `csv` crate (RFC 4180: quoted fields may hold the
-/// delimiter, quotes and line breaks), dropping a UTF-8 byte-order mark and blank lines.
-fn read_rows(path: &Path, text: &str, delimiter: char) -> Result<Vec<Row>> {
-    let delimiter = u8::try_from(delimiter)
-        .ok()
-        .filter(u8::is_ascii)
-        .ok_or_else(|| {
-            Error::parameter(
-                "delimiter",
-                format!("'{delimiter}' is not a single ASCII character"),
-            )
-        })?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .delimiter(delimiter)
-        .trim(csv::Trim::All)
-        .from_reader(text.as_bytes());
-    let mut rows = Vec::new();
-    for record in reader.records() {
-        let record = record.map_err(|e| {
-            let line = e.position().map_or(0, |p| p.line() as usize);
-            Error::data(path, line, format!("not readable as CSV: {e}"))
-        })?;
-        let line = record.position().map_or(0, |p| p.line() as usize);
-        if record.iter().all(str::is_empty) {
-            continue; // a blank line, or one of spaces
-        }
-        rows.push((line, record));
-    }
-    Ok(rows)
+/// A CSV file read one sample at a time, so that a file larger than memory can be converted:
+/// the header and the label column are settled from its first two rows (RFC 4180 through the
+/// `csv` crate: quoted fields may hold the delimiter, quotes and line breaks; a UTF-8
+/// byte-order mark and blank lines are dropped; gzip is read through).
+pub struct CsvSamples {
+    path: PathBuf,
+    records: csv::StringRecordsIntoIter<Box<dyn Read>>,
+    /// Data rows read ahead while the header was settled.
+    ahead: VecDeque<Row>,
+    /// The current row.
+    row: StringRecord,
+    width: usize,
+    first_line: usize,
+    label_col: Option<usize>,
+    labels: LabelKind,
 }
 
-fn parse_csv(path: &Path, text: &str, opts: &CsvOptions) -> Result<Dataset> {
-    let lines = read_rows(path, text, opts.delimiter)?;
-    let Some((first_no, first)) = lines.first() else {
-        return Err(Error::data(
-            path,
-            0,
-            "the file is empty: expected comma-separated rows of numbers",
-        ));
-    };
-    let width = first.len();
+impl CsvSamples {
+    /// Opens `path` (plain or gzipped) and reads its first rows.
+    pub fn open(path: &Path, opts: &CsvOptions) -> Result<CsvSamples> {
+        CsvSamples::from_reader(path, open_maybe_gz(path)?, opts)
+    }
 
-    let mut label_col = resolve_label_column(path, opts, first, *first_no)?;
-    if let Some(n) = opts.expect_features {
-        label_col = match width {
-            w if w == n => None,
-            w if w == n + 1 => label_col.or(Some(w - 1)),
-            w => {
-                return Err(Error::data(
-                    path,
-                    *first_no,
-                    format!(
-                        "{w} columns, but the model expects {n} features (or {} with a label column)",
-                        n + 1
-                    ),
-                ));
-            }
+    /// Reads CSV text from `reader`, naming `path` in errors.
+    fn from_reader(path: &Path, reader: Box<dyn Read>, opts: &CsvOptions) -> Result<CsvSamples> {
+        let delimiter = u8::try_from(opts.delimiter)
+            .ok()
+            .filter(u8::is_ascii)
+            .ok_or_else(|| {
+                Error::parameter(
+                    "delimiter",
+                    format!("'{}' is not a single ASCII character", opts.delimiter),
+                )
+            })?;
+        let records = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .delimiter(delimiter)
+            .trim(csv::Trim::All)
+            .from_reader(without_bom(reader).map_err(|e| Error::io(path, e))?)
+            .into_records();
+        let mut samples = CsvSamples {
+            path: path.to_path_buf(),
+            records,
+            ahead: VecDeque::new(),
+            row: StringRecord::new(),
+            width: 0,
+            first_line: 0,
+            label_col: None,
+            labels: opts.labels.clone(),
         };
-    }
-    let is_feature = |c: usize| Some(c) != label_col;
-    let numeric = |s: &str| s.parse::<f32>().is_ok();
-    let header = match opts.header {
-        HeaderMode::Yes => true,
-        HeaderMode::No => false,
-        HeaderMode::Auto => {
-            // A name where the next line has a number; a lone line or a missing-value
-            // marker is data (and fails as such, with its line number).
-            let name_like = |s: &str| !numeric(s) && !s.is_empty() && s != "?";
-            lines.get(1).is_some_and(|(_, second)| {
-                (0..width).any(|c| {
-                    is_feature(c) && name_like(&first[c]) && second.get(c).is_some_and(numeric)
-                })
-            })
-        }
-    };
-    let rows = if header { &lines[1..] } else { &lines[..] };
-    if rows.is_empty() {
-        return Err(Error::data(path, *first_no, "a header but no data rows"));
-    }
-    let n_features = width - usize::from(label_col.is_some());
-    if n_features == 0 {
-        return Err(Error::data(
-            path,
-            *first_no,
-            "no feature columns: only a label column",
-        ));
+        samples.settle_layout(opts)?;
+        Ok(samples)
     }
 
-    let mut features = Array2::<f32>::zeros((n_features, rows.len()));
-    let mut labels: Vec<&str> = Vec::with_capacity(rows.len());
-    for (s, (line_no, fields)) in rows.iter().enumerate() {
-        if fields.len() != width {
+    /// Reads the first two rows and decides the width, the label column and the header.
+    fn settle_layout(&mut self, opts: &CsvOptions) -> Result<()> {
+        for _ in 0..2 {
+            if let Some(row) = self.read_row()? {
+                self.ahead.push_back(row);
+            }
+        }
+        let path = self.path.as_path();
+        let Some((first_no, first)) = self.ahead.front() else {
             return Err(Error::data(
                 path,
-                *line_no,
+                0,
+                "the file is empty: expected comma-separated rows of numbers",
+            ));
+        };
+        let (first_no, width) = (*first_no, first.len());
+        let mut label_col = resolve_label_column(path, opts, first, first_no)?;
+        if let Some(n) = opts.expect_features {
+            label_col = match width {
+                w if w == n => None,
+                w if w == n + 1 => label_col.or(Some(w - 1)),
+                w => {
+                    return Err(Error::data(
+                        path,
+                        first_no,
+                        format!(
+                            "{w} columns, but the model expects {n} features (or {} with a label column)",
+                            n + 1
+                        ),
+                    ));
+                }
+            };
+        }
+        let is_feature = |c: usize| Some(c) != label_col;
+        let numeric = |s: &str| s.parse::<f32>().is_ok();
+        let header = match opts.header {
+            HeaderMode::Yes => true,
+            HeaderMode::No => false,
+            HeaderMode::Auto => {
+                // A name where the next line has a number; a lone line or a missing-value
+                // marker is data (and fails as such, with its line number).
+                let name_like = |s: &str| !numeric(s) && !s.is_empty() && s != "?";
+                self.ahead.get(1).is_some_and(|(_, second)| {
+                    (0..width).any(|c| {
+                        is_feature(c) && name_like(&first[c]) && second.get(c).is_some_and(numeric)
+                    })
+                })
+            }
+        };
+        if header {
+            self.ahead.pop_front();
+        }
+        if self.ahead.is_empty() {
+            return Err(Error::data(path, first_no, "a header but no data rows"));
+        }
+        if width == usize::from(label_col.is_some()) {
+            return Err(Error::data(
+                path,
+                first_no,
+                "no feature columns: only a label column",
+            ));
+        }
+        (self.width, self.first_line, self.label_col) = (width, first_no, label_col);
+        Ok(())
+    }
+
+    /// The next row that is not blank.
+    fn read_row(&mut self) -> Result<Option<Row>> {
+        for record in self.records.by_ref() {
+            let record = record.map_err(|e| {
+                let line = e.position().map_or(0, |p| p.line() as usize);
+                let what = match e.kind() {
+                    csv::ErrorKind::Utf8 { .. } => "not UTF-8 text: is this a CSV file?".into(),
+                    _ => format!("not readable as CSV: {e}"),
+                };
+                Error::data(&self.path, line, what)
+            })?;
+            if record.iter().all(str::is_empty) {
+                continue; // a blank line, or one of spaces
+            }
+            let line = record.position().map_or(0, |p| p.line() as usize);
+            return Ok(Some((line, record)));
+        }
+        Ok(None)
+    }
+
+    /// Features per sample (the columns but the label's).
+    pub fn n_features(&self) -> usize {
+        self.width - usize::from(self.label_col.is_some())
+    }
+
+    /// A collector for this file's labels, `None` when it has no label column.
+    pub fn labels(&self) -> Option<Labels> {
+        let col = self.label_col?;
+        Some(Labels::new(&self.path, col, &self.labels))
+    }
+
+    /// Parses the next sample's features into `row` (of [`CsvSamples::n_features`] values) and
+    /// returns its line and its label cell; `None` after the last sample.
+    pub fn next_sample(&mut self, row: &mut [f32]) -> Result<Option<(usize, Option<&str>)>> {
+        let Some((line, fields)) = self
+            .ahead
+            .pop_front()
+            .map_or_else(|| self.read_row(), |r| Ok(Some(r)))?
+        else {
+            return Ok(None);
+        };
+        if fields.len() != self.width {
+            return Err(Error::data(
+                &self.path,
+                line,
                 format!(
-                    "{} fields, expected {width} like line {first_no} (ragged row)",
-                    fields.len()
+                    "{} fields, expected {} like line {} (ragged row)",
+                    fields.len(),
+                    self.width,
+                    self.first_line
                 ),
             ));
         }
-        let mut f = 0;
+        let mut features = row.iter_mut();
         for (c, cell) in fields.iter().enumerate() {
-            if !is_feature(c) {
-                labels.push(cell);
-                continue;
+            if Some(c) != self.label_col {
+                *features.next().expect("a value per feature") =
+                    parse_number(&self.path, line, c, cell)?;
             }
-            features[[f, s]] = parse_number(path, *line_no, c, cell)?;
-            f += 1;
+        }
+        self.row = fields;
+        Ok(Some((line, self.label_col.map(|c| &self.row[c]))))
+    }
+}
+
+/// The labels of a CSV file's samples, collected one at a time as [`Targets`].
+pub struct Labels {
+    path: PathBuf,
+    col: usize,
+    collected: Collected,
+}
+
+enum Collected {
+    Values(Vec<f32>),
+    /// Ids into classes given beforehand (a model's).
+    Known {
+        classes: Vec<String>,
+        ids: Vec<u32>,
+    },
+    /// Ids in order of first appearance, sorted into classes at the end.
+    Seen {
+        names: HashMap<String, u32>,
+        ids: Vec<u32>,
+    },
+}
+
+impl Labels {
+    fn new(path: &Path, col: usize, kind: &LabelKind) -> Labels {
+        let collected = match kind {
+            LabelKind::Values => Collected::Values(Vec::new()),
+            LabelKind::Classes(Some(classes)) => Collected::Known {
+                classes: classes.clone(),
+                ids: Vec::new(),
+            },
+            LabelKind::Classes(None) => Collected::Seen {
+                names: HashMap::new(),
+                ids: Vec::new(),
+            },
+        };
+        Labels {
+            path: path.to_path_buf(),
+            col,
+            collected,
         }
     }
 
-    let (targets, classes) = match label_col {
-        None => (Targets::None, Vec::new()),
-        Some(c) => build_targets(path, rows, c, &labels, &opts.labels)?,
-    };
-    Ok(Dataset {
-        features: features.into(),
-        targets,
-        classes,
-        origin: path.to_path_buf(),
-    })
+    /// Takes the label `cell` of the sample on `line`: a number for regression, one of the
+    /// known classes when they were given.
+    pub fn push(&mut self, line: usize, cell: &str) -> Result<()> {
+        match &mut self.collected {
+            Collected::Values(v) => v.push(parse_number(&self.path, line, self.col, cell)?),
+            Collected::Known { classes, ids } => {
+                ids.push(class_id(&self.path, line, cell, classes)?)
+            }
+            Collected::Seen { names, ids } => {
+                let next = names.len() as u32;
+                ids.push(*names.entry(cell.to_owned()).or_insert(next));
+            }
+        }
+        Ok(())
+    }
+
+    /// The targets and the class names (sorted as [`sorted_classes`] sorts them).
+    pub fn finish(self) -> (Targets, Vec<String>) {
+        match self.collected {
+            Collected::Values(v) => (Targets::Values(v), Vec::new()),
+            Collected::Known { classes, ids } => (Targets::Classes(ids), classes),
+            Collected::Seen { names, ids } => {
+                let classes = sorted_classes(names.keys().map(String::as_str));
+                let mut to_class = vec![0u32; names.len()];
+                for (name, seen) in &names {
+                    to_class[*seen as usize] = classes
+                        .iter()
+                        .position(|c| c == name)
+                        .expect("a class per name")
+                        as u32;
+                }
+                let ids = ids.iter().map(|&i| to_class[i as usize]).collect();
+                (Targets::Classes(ids), classes)
+            }
+        }
+    }
+}
+
+/// `reader` past a UTF-8 byte-order mark at its start (Excel's "CSV UTF-8" writes one).
+fn without_bom(reader: Box<dyn Read>) -> std::io::Result<Box<dyn Read>> {
+    let mut reader = BufReader::new(reader);
+    if reader.fill_buf()?.starts_with(b"\xEF\xBB\xBF") {
+        reader.consume(3);
+    }
+    Ok(Box::new(reader))
 }
 
 fn resolve_label_column(
@@ -309,37 +469,6 @@ fn parse_number(path: &Path, line: usize, col: usize, cell: &str) -> Result<f32>
     }
 }
 
-fn build_targets(
-    path: &Path,
-    rows: &[Row],
-    col: usize,
-    labels: &[&str],
-    kind: &LabelKind,
-) -> Result<(Targets, Vec<String>)> {
-    match kind {
-        LabelKind::Values => {
-            let values = labels
-                .iter()
-                .zip(rows)
-                .map(|(cell, (line, _))| parse_number(path, *line, col, cell))
-                .collect::<Result<Vec<f32>>>()?;
-            Ok((Targets::Values(values), Vec::new()))
-        }
-        LabelKind::Classes(known) => {
-            let classes = match known {
-                Some(k) => k.clone(),
-                None => sorted_classes(labels.iter().copied()),
-            };
-            let ids = labels
-                .iter()
-                .zip(rows)
-                .map(|(cell, (line, _))| class_id(path, *line, cell, &classes))
-                .collect::<Result<Vec<u32>>>()?;
-            Ok((Targets::Classes(ids), classes))
-        }
-    }
-}
-
 /// The id of `label` among `classes`, or an error naming the known classes.
 pub(crate) fn class_id(path: &Path, line: usize, label: &str, classes: &[String]) -> Result<u32> {
     classes
@@ -364,7 +493,8 @@ mod tests {
     use super::*;
 
     fn parse(text: &str, opts: &CsvOptions) -> Result<Dataset> {
-        parse_csv(Path::new("t.csv"), text, opts)
+        let reader = Box::new(std::io::Cursor::new(text.as_bytes().to_vec()));
+        collect(CsvSamples::from_reader(Path::new("t.csv"), reader, opts)?)
     }
 
     #[test]

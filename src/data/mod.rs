@@ -11,7 +11,7 @@ mod npy;
 mod sparse_samples;
 mod split;
 
-pub use csv::{CsvOptions, HeaderMode, LabelColumn, load_csv};
+pub use csv::{CsvOptions, CsvSamples, HeaderMode, LabelColumn, Labels, load_csv};
 pub use idx::{is_idx, load_idx};
 pub use normalize::{NormKind, Normalizer, Overflow};
 pub use npy::{
@@ -211,17 +211,7 @@ impl Dataset {
     /// The samples in `rows` (0-based, end exclusive), e.g. the first 8000 of 10000.
     pub fn rows(&self, rows: Range<usize>) -> Result<Dataset> {
         if rows.start >= rows.end || rows.end > self.len() {
-            return Err(Error::parameter(
-                "rows",
-                format!(
-                    "{}:{} does not fit {} ({} samples): expected START:END with START < END <= {}",
-                    rows.start,
-                    rows.end,
-                    self.origin.display(),
-                    self.len(),
-                    self.len()
-                ),
-            ));
+            return Err(rows_do_not_fit(&rows, &self.origin, self.len()));
         }
         Ok(self.subset(&rows.collect::<Vec<_>>()))
     }
@@ -331,6 +321,28 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(filled)
 }
 
+/// Opens a file for reading, transparently gunzipping it when it starts with the gzip magic.
+pub fn open_maybe_gz(path: &Path) -> Result<Box<dyn Read>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut file = std::io::BufReader::with_capacity(1 << 20, file);
+    let head = std::io::BufRead::fill_buf(&mut file).map_err(|e| Error::io(path, e))?;
+    Ok(if head.starts_with(&[0x1f, 0x8b]) {
+        Box::new(GzipErrorsNamed(flate2::read::MultiGzDecoder::new(file)))
+    } else {
+        Box::new(file)
+    })
+}
+
+/// A gzip stream whose read errors say the file is not valid gzip.
+struct GzipErrorsNamed<R>(R);
+
+impl<R: Read> Read for GzipErrorsNamed<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        (self.0.read(buf))
+            .map_err(|e| std::io::Error::new(e.kind(), format!("not a valid gzip file: {e}")))
+    }
+}
+
 /// Reads a whole file, transparently gunzipping it when it starts with the gzip magic.
 pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
@@ -343,6 +355,22 @@ pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     } else {
         Ok(raw)
     }
+}
+
+/// The error of a `--rows` range that does not fit the `samples` of `origin`.
+pub fn rows_do_not_fit(rows: &Range<usize>, origin: &Path, samples: usize) -> Error {
+    // An END left out (to the last sample) is shown left out.
+    let end = Some(rows.end)
+        .filter(|&e| e != usize::MAX)
+        .map_or(String::new(), |e| e.to_string());
+    Error::parameter(
+        "rows",
+        format!(
+            "{}:{end} does not fit {} ({samples} samples): expected START:END with START < END <= {samples}",
+            rows.start,
+            origin.display(),
+        ),
+    )
 }
 
 /// Parses `START:END` (0-based, end exclusive) for `--rows`.

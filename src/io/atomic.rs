@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 /// Atomically replaces `path` with `bytes`. Temporaries of `path` that killed writers left
@@ -18,6 +18,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 pub fn write_atomic_with(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<()> {
+    write_atomic_seekable(path, |w| write(w))
+}
+
+/// As [`write_atomic_with`], for a writer that goes back to fill in what it learns at the end
+/// (a header's length field): the buffered file can seek.
+pub fn write_atomic_seekable(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
 ) -> Result<()> {
     remove_stale_temps(path);
     let tmp = temp_path(path);
@@ -117,7 +126,7 @@ fn process_exists(pid: u32) -> bool {
 
 fn write_synced(
     tmp: &Path,
-    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    write: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
 ) -> Result<()> {
     let f = OpenOptions::new()
         .write(true)
@@ -125,7 +134,7 @@ fn write_synced(
         .truncate(true)
         .open(tmp)
         .map_err(|e| Error::io(tmp, e))?;
-    let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+    let mut w = BufWriter::with_capacity(1 << 20, f);
     write(&mut w)
         .and_then(|()| w.flush())
         .map_err(|e| Error::io(tmp, e))?;

@@ -4,50 +4,87 @@
 //! is a number, text otherwise; regression targets as float32), which NumPy's `np.load`
 //! reads as they are and `nnmpi train --data DIR` maps.
 
-use super::atomic::write_atomic_with;
+use super::atomic::{write_atomic_seekable, write_atomic_with};
 use crate::data::{Dataset, NPY_FEATURES, NPY_LABELS, Targets};
 use crate::error::{Error, Result};
 use ndarray_npy::npy::header::{Header, Layout};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 
 /// Writes `data` into the directory `dir` (created if missing) as [`NPY_FEATURES`] and
 /// [`NPY_LABELS`], each through a temporary file renamed into place; the features go one
 /// sample at a time, so memory beyond `data` stays one row.
 pub fn write_dataset(data: &Dataset, dir: &Path) -> Result<()> {
+    let mut s = 0;
+    write_features(dir, data.n_features(), |row| {
+        if s == data.len() {
+            return Ok(false);
+        }
+        data.gather_features(&[s], row)?;
+        s += 1;
+        Ok(true)
+    })?;
+    write_labels(dir, &data.targets, &data.classes)
+}
+
+/// Writes [`NPY_FEATURES`] (`[samples, features]`, float32) into the directory `dir` (created
+/// if missing) through a temporary file renamed into place, from samples read one at a time:
+/// `next` fills a row and returns `false` when there is none left. The sample count goes into
+/// the header at the end (room for any count is kept), so memory stays one row whatever the
+/// data set's size. Returns the samples written.
+pub fn write_features(
+    dir: &Path,
+    features: usize,
+    mut next: impl FnMut(&mut [f32]) -> Result<bool>,
+) -> Result<usize> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let (n, features) = (data.len(), data.n_features());
     let path = dir.join(NPY_FEATURES);
-    let mut row = vec![0.0f32; features];
-    let mut failed = None;
-    write_atomic_with(&path, |w| {
-        w.write_all(&header("<f4", &[n, features]))?;
-        let mut bytes = Vec::with_capacity(4 * features);
-        for s in 0..n {
-            if let Err(e) = data.gather_features(&[s], &mut row) {
-                failed = Some(e);
-                return Err(std::io::Error::other("a sample could not be read"));
+    let reserved = header("<f4", &[usize::MAX, features]).len();
+    let (mut row, mut bytes) = (vec![0.0f32; features], Vec::with_capacity(4 * features));
+    let (mut samples, mut failed) = (0, None);
+    write_atomic_seekable(&path, |w| {
+        w.write_all(&vec![b' '; reserved])?;
+        loop {
+            match next(&mut row) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    failed = Some(e);
+                    return Err(std::io::Error::other("a sample could not be read"));
+                }
             }
             bytes.clear();
             bytes.extend(row.iter().flat_map(|v| v.to_le_bytes()));
             w.write_all(&bytes)?;
+            samples += 1;
         }
-        Ok(())
+        w.seek(SeekFrom::Start(0))?;
+        w.write_all(&padded(header("<f4", &[samples, features]), reserved))
     })
     .map_err(|e| failed.take().unwrap_or(e))?;
+    Ok(samples)
+}
+
+/// Writes [`NPY_LABELS`] for `targets` into `dir` through a temporary file renamed into
+/// place, or removes a labels file left there when there are no targets (it would pair
+/// wrongly with the new features).
+pub fn write_labels(dir: &Path, targets: &Targets, classes: &[String]) -> Result<()> {
     let labels = dir.join(NPY_LABELS);
-    let (descr, bytes) = match &data.targets {
+    let (n, (descr, bytes)) = match targets {
         Targets::None => {
-            // No labels: a labels file left from an earlier conversion would pair wrongly.
             return match std::fs::remove_file(&labels) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&labels, e)),
                 _ => Ok(()),
             };
         }
         Targets::Values(v) => (
-            "<f4".to_string(),
-            le_bytes(v.iter().map(|x| x.to_le_bytes())),
+            v.len(),
+            (
+                "<f4".to_string(),
+                le_bytes(v.iter().map(|x| x.to_le_bytes())),
+            ),
         ),
-        Targets::Classes(ids) => class_labels(&data.classes, ids),
+        Targets::Classes(ids) => (ids.len(), class_labels(classes, ids)),
     };
     write_atomic_with(&labels, |w| {
         w.write_all(&header(&descr, &[n]))?;
@@ -88,6 +125,20 @@ fn class_labels(classes: &[String], ids: &[u32]) -> (String, Vec<u8>) {
 
 fn le_bytes<const N: usize>(values: impl Iterator<Item = [u8; N]>) -> Vec<u8> {
     values.flatten().collect()
+}
+
+/// `header` made `len` bytes long with spaces before its closing newline (NumPy pads its
+/// headers so), its length field set to match.
+fn padded(mut header: Vec<u8>, len: usize) -> Vec<u8> {
+    let newline = header.pop().expect("a header ends with a newline");
+    header.resize(len - 1, b' ');
+    header.push(newline);
+    // Version 1 keeps the length of what follows the 10-byte preamble in 2 bytes, later
+    // versions in 4 after a 12-byte one.
+    let (field, preamble) = if header[6] == 1 { (2, 10) } else { (4, 12) };
+    let rest = ((len - preamble) as u32).to_le_bytes();
+    header[8..8 + field].copy_from_slice(&rest[..field]);
+    header
 }
 
 fn header(descr: &str, shape: &[usize]) -> Vec<u8> {
