@@ -866,6 +866,41 @@ fn npy_data_of_every_type_trains_exactly_as_the_same_data_in_csv() {
         );
         assert!(got == want, "{} trains another model", features.display());
     }
+    // A directory of shards, in name order, of mixed types: the same samples, the same model.
+    let shards = d.join("shards");
+    std::fs::create_dir(&shards).unwrap();
+    let part = |p: usize, (s, f): (usize, usize)| value(16 * p + s, f);
+    let at = |name: &str| shards.join(name);
+    ndarray_npy::write_npy(
+        at("features-0.npy"),
+        &Array2::from_shape_fn((16, 5), |i| part(0, i) as f32),
+    )
+    .unwrap();
+    ndarray_npy::write_npy(
+        at("features-1.npy"),
+        &Array2::from_shape_fn((16, 5), |i| part(1, i)),
+    )
+    .unwrap();
+    ndarray_npy::write_npy(
+        at("features-2.npy"),
+        &Array2::from_shape_fn((16, 5), |i| part(2, i) as u8),
+    )
+    .unwrap();
+    for p in 0..3 {
+        let y = ndarray::Array1::from(labels[16 * p..16 * (p + 1)].to_vec());
+        ndarray_npy::write_npy(at(&format!("labels-{p}.npy")), &y).unwrap();
+    }
+    let got = trained_bytes(&shards, &d.join("shards.nnmpi"), &[]);
+    assert!(got == want, "the shards train another model");
+    // A labels shard missing is named.
+    std::fs::remove_file(at("labels-1.npy")).unwrap();
+    let o = nnmpi(&["train", "--data", shards.to_str().unwrap(), "--hidden", "2"]);
+    assert!(
+        stderr(&o).contains("no labels-1.npy for features-1.npy"),
+        "{}",
+        stderr(&o)
+    );
+
     // And a model predicts NPY input as it predicts the CSV.
     let model = d.join("small.nnmpi");
     let predict = |data: &Path, extra: &[&str]| {

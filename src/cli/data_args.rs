@@ -18,7 +18,8 @@ pub struct DataArgs {
     /// Samples: a CSV file (plain or .gz; one sample per line), an IDX image file (MNIST
     /// format, plain or .gz), an NPY file [samples, features] (float32, float64 or uint8;
     /// memory-mapped: each rank reads only the samples it uses), or a directory holding
-    /// features.npy and labels.npy (what `nnmpi convert` writes).
+    /// features.npy and labels.npy (what `nnmpi convert` writes) or shards features-NAME.npy
+    /// (taken in name order) with labels.npy or labels-NAME.npy.
     #[arg(long, value_name = "PATH", required = false)]
     pub data: PathBuf,
     /// Label file to go with IDX images (IDX) or NPY features (NPY [samples]: class names as

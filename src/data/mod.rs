@@ -15,8 +15,8 @@ pub use csv::{CsvOptions, CsvSamples, HeaderMode, LabelColumn, Labels, load_csv}
 pub use idx::{is_idx, load_idx};
 pub use normalize::{NormKind, Normalizer, Overflow};
 pub use npy::{
-    MappedSamples, NPY_FEATURES, NPY_LABELS, NPY_MAGIC, NpyMatrix, NpyType, RELEASE_EVERY, is_npy,
-    load_npy, mapped_samples_read,
+    MappedSamples, NPY_FEATURES, NPY_LABELS, NPY_MAGIC, NpyMatrix, NpyShards, NpyType,
+    RELEASE_EVERY, is_npy, load_npy, load_npy_shards, mapped_samples_read, npy_directory,
 };
 pub use sparse_samples::SparseSamples;
 pub use split::{kfold, train_val_split};

@@ -348,17 +348,6 @@ impl NpyMatrix {
         }
     }
 
-    /// Calls `visit(position, row)` with the decoded f32 values of every sample in `samples`
-    /// (positions count from 0 in `samples`' order), reusing one row buffer.
-    pub fn for_each_row(&self, samples: &[usize], mut visit: impl FnMut(usize, &mut [f32])) {
-        let mut row = vec![0.0f32; self.features()];
-        for (pos, &s) in samples.iter().enumerate() {
-            self.decode_row(s, &mut row);
-            visit(pos, &mut row);
-        }
-        self.count_read(samples.len());
-    }
-
     fn count_read(&self, samples: usize) {
         self.samples_read
             .fetch_add(samples as u64, Ordering::Relaxed);
@@ -382,48 +371,61 @@ impl NpyMatrix {
 /// text or numbers, or regression targets), read whole. The features stay in the file: a
 /// gather decodes the samples it is asked for.
 pub fn load_npy(features: &Path, labels: Option<&Path>, kind: &LabelKind) -> Result<Dataset> {
-    let x = NpyMatrix::open(features)?;
-    if x.shape.len() != 2 || matches!(x.dtype, NpyType::Text { .. }) {
-        return Err(Error::data(
-            features,
-            0,
-            format!(
-                "features of {} {:?}: expected numbers of shape [samples, features]",
-                x.dtype.name(),
-                x.shape
-            ),
-        ));
-    }
+    let labels: Vec<PathBuf> = labels.into_iter().map(Path::to_path_buf).collect();
+    load_npy_shards(features, &[features.to_path_buf()], &labels, kind)
+}
+
+/// As [`load_npy`] for a data set in several files (`origin` names it in messages): the
+/// samples of `features` one file after the other, with the same number of features in
+/// each, and their labels in `labels`, one file after the other (none: no labels), as many
+/// in all as there are samples.
+pub fn load_npy_shards(
+    origin: &Path,
+    features: &[PathBuf],
+    labels: &[PathBuf],
+    kind: &LabelKind,
+) -> Result<Dataset> {
+    let x = NpyShards::open(origin, features)?;
     let n = x.samples();
-    let (targets, classes) = match labels {
-        None => (Targets::None, Vec::new()),
-        Some(path) => {
+    let (targets, classes) = if labels.is_empty() {
+        (Targets::None, Vec::new())
+    } else {
+        let (mut names, mut values, mut count) = (Vec::new(), Vec::new(), 0);
+        for path in labels {
             let y = NpyMatrix::open(path)?;
-            if y.samples() != n || y.features() != 1 {
+            if y.features() != 1 || y.shape.len() > 2 {
                 return Err(Error::data(
                     path,
                     0,
-                    format!(
-                        "labels of shape {:?}, expected [{n}] to match {}",
-                        y.shape,
-                        features.display()
-                    ),
+                    format!("labels of shape {:?}: expected [samples]", y.shape),
                 ));
             }
             match kind {
-                LabelKind::Values => (
-                    Targets::Values(y.values()?.into_iter().map(|v| v as f32).collect()),
-                    Vec::new(),
+                LabelKind::Values => values.extend(y.values()?.into_iter().map(|v| v as f32)),
+                LabelKind::Classes(_) => names.extend(y.labels()),
+            }
+            count += y.samples();
+        }
+        if count != n {
+            return Err(Error::data(
+                labels.last().expect("labels"),
+                0,
+                format!(
+                    "labels for {count} samples{}, expected [{n}] to match {}",
+                    if labels.len() > 1 { " in all" } else { "" },
+                    origin.display()
                 ),
-                LabelKind::Classes(_) => {
-                    let names = y.labels();
-                    let classes = sorted_classes(names.iter().map(String::as_str));
-                    let id: HashMap<&str, u32> = (classes.iter().enumerate())
-                        .map(|(i, c)| (c.as_str(), i as u32))
-                        .collect();
-                    let ids = names.iter().map(|l| id[l.as_str()]).collect();
-                    (Targets::Classes(ids), classes)
-                }
+            ));
+        }
+        match kind {
+            LabelKind::Values => (Targets::Values(values), Vec::new()),
+            LabelKind::Classes(_) => {
+                let classes = sorted_classes(names.iter().map(String::as_str));
+                let id: HashMap<&str, u32> = (classes.iter().enumerate())
+                    .map(|(i, c)| (c.as_str(), i as u32))
+                    .collect();
+                let ids = names.iter().map(|l| id[l.as_str()]).collect();
+                (Targets::Classes(ids), classes)
             }
         }
     };
@@ -431,13 +433,177 @@ pub fn load_npy(features: &Path, labels: Option<&Path>, kind: &LabelKind) -> Res
         features: Features::Mapped(MappedSamples::new(x)),
         targets,
         classes,
-        origin: features.to_path_buf(),
+        origin: origin.to_path_buf(),
     };
     match kind {
-        LabelKind::Classes(Some(model_classes)) if labels.is_some() => {
+        LabelKind::Classes(Some(model_classes)) if !labels.is_empty() => {
             data.with_classes(model_classes)
         }
         _ => Ok(data),
+    }
+}
+
+/// The features and labels files of a directory of NPY files: [`NPY_FEATURES`] (what
+/// `nnmpi convert` writes), or shards `features-NAME.npy` taken in name order; the labels are
+/// `labels` when given, else [`NPY_LABELS`], else the shards `labels-NAME.npy`, one beside
+/// each features shard; none of them: no labels.
+pub fn npy_directory(dir: &Path, labels: Option<&Path>) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+    let single = dir.join(NPY_FEATURES);
+    let shards = |prefix: &str| -> Result<Vec<(String, PathBuf)>> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+            let path = entry.map_err(|e| Error::io(dir, e))?.path();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            if let Some(tag) = name
+                .strip_prefix(prefix)
+                .and_then(|n| n.strip_suffix(".npy"))
+            {
+                found.push((tag.to_owned(), path.clone()));
+            }
+        }
+        found.sort();
+        Ok(found)
+    };
+    let features = if single.exists() {
+        vec![(String::new(), single)]
+    } else {
+        shards("features-")?
+    };
+    if features.is_empty() {
+        return Err(Error::data(
+            dir,
+            0,
+            format!(
+                "a directory without {NPY_FEATURES} or features-*.npy shards: expected what nnmpi convert writes (features.npy, labels.npy)"
+            ),
+        ));
+    }
+    let single_labels = dir.join(NPY_LABELS);
+    let labels = match labels {
+        Some(l) => vec![l.to_path_buf()],
+        None if single_labels.exists() => vec![single_labels],
+        None => {
+            let labels = shards("labels-")?;
+            let tags = |files: &[(String, PathBuf)]| {
+                files.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>()
+            };
+            if !labels.is_empty() && tags(&labels) != tags(&features) {
+                let missing = (features.iter())
+                    .find(|(t, _)| !labels.iter().any(|(l, _)| l == t))
+                    .map_or_else(
+                        || "labels shards without features shards".to_owned(),
+                        |(t, _)| format!("no labels-{t}.npy for features-{t}.npy"),
+                    );
+                return Err(Error::data(
+                    dir,
+                    0,
+                    format!("{missing}: expected a labels-NAME.npy beside every features-NAME.npy"),
+                ));
+            }
+            labels.into_iter().map(|(_, p)| p).collect()
+        }
+    };
+    Ok((features.into_iter().map(|(_, p)| p).collect(), labels))
+}
+
+/// The samples of one or more mapped NPY feature files, one file after the other.
+#[derive(Debug)]
+pub struct NpyShards {
+    origin: PathBuf,
+    files: Vec<NpyMatrix>,
+    /// The first sample of each file, and the total after the last.
+    starts: Vec<usize>,
+}
+
+impl NpyShards {
+    /// Maps every file of `files` (at least one) and checks each holds numbers of shape
+    /// `[samples, features]`, the same number of features in each; `origin` names the whole.
+    pub fn open(origin: &Path, files: &[PathBuf]) -> Result<NpyShards> {
+        let mut starts = vec![0];
+        let mut opened: Vec<NpyMatrix> = Vec::with_capacity(files.len());
+        for path in files {
+            let x = NpyMatrix::open(path)?;
+            if x.shape.len() != 2 || matches!(x.dtype, NpyType::Text { .. }) {
+                return Err(Error::data(
+                    path,
+                    0,
+                    format!(
+                        "features of {} {:?}: expected numbers of shape [samples, features]",
+                        x.dtype.name(),
+                        x.shape
+                    ),
+                ));
+            }
+            if let Some(first) = opened.first()
+                && first.features() != x.features()
+            {
+                return Err(Error::data(
+                    path,
+                    0,
+                    format!(
+                        "{} features per sample, where {} has {}: every file of {} needs the same",
+                        x.features(),
+                        first.path.display(),
+                        first.features(),
+                        origin.display()
+                    ),
+                ));
+            }
+            starts.push(starts.last().expect("a start") + x.samples());
+            opened.push(x);
+        }
+        assert!(!opened.is_empty(), "NpyShards::open needs a file");
+        Ok(NpyShards {
+            origin: origin.to_path_buf(),
+            files: opened,
+            starts,
+        })
+    }
+
+    /// The file, or the directory of files.
+    pub fn path(&self) -> &Path {
+        &self.origin
+    }
+
+    /// The mapped files.
+    pub fn files(&self) -> &[NpyMatrix] {
+        &self.files
+    }
+
+    /// Number of samples in all files.
+    pub fn samples(&self) -> usize {
+        *self.starts.last().expect("a total")
+    }
+
+    /// Values per sample.
+    pub fn features(&self) -> usize {
+        self.files[0].features()
+    }
+
+    /// Samples decoded so far by this process from these files.
+    pub fn samples_read(&self) -> u64 {
+        self.files.iter().map(NpyMatrix::samples_read).sum()
+    }
+
+    /// Calls `visit(position, row)` with the decoded f32 values of every sample in `samples`
+    /// (positions count from 0 in `samples`' order), reusing one row buffer.
+    pub fn for_each_row(&self, samples: &[usize], mut visit: impl FnMut(usize, &mut [f32])) {
+        let mut row = vec![0.0f32; self.features()];
+        let mut read = vec![0usize; self.files.len()];
+        for (pos, &s) in samples.iter().enumerate() {
+            let file = self.starts.partition_point(|&start| start <= s) - 1;
+            self.files[file].decode_row(s - self.starts[file], &mut row);
+            read[file] += 1;
+            visit(pos, &mut row);
+        }
+        for (file, n) in self.files.iter().zip(read) {
+            if n > 0 {
+                file.count_read(n);
+            }
+        }
     }
 }
 
@@ -445,7 +611,7 @@ pub fn load_npy(features: &Path, labels: Option<&Path>, kind: &LabelKind) -> Res
 /// normaliser applied as they are read.
 #[derive(Clone, Debug)]
 pub struct MappedSamples {
-    file: Arc<NpyMatrix>,
+    file: Arc<NpyShards>,
     rows: Option<Arc<[usize]>>,
     normalizer: Option<Arc<Normalizer>>,
 }
@@ -459,7 +625,7 @@ impl PartialEq for MappedSamples {
 }
 
 impl MappedSamples {
-    fn new(file: NpyMatrix) -> Self {
+    fn new(file: NpyShards) -> Self {
         MappedSamples {
             file: Arc::new(file),
             rows: None,
@@ -467,8 +633,8 @@ impl MappedSamples {
         }
     }
 
-    /// The mapped file.
-    pub fn file(&self) -> &NpyMatrix {
+    /// The mapped files.
+    pub fn file(&self) -> &NpyShards {
         &self.file
     }
 
@@ -529,7 +695,7 @@ impl MappedSamples {
         });
         match failed {
             Some((sample, e)) => Err(Error::data(
-                &self.file.path,
+                self.file.path(),
                 0,
                 format!("sample {}: {e}", sample + 1),
             )),
@@ -564,7 +730,20 @@ mod tests {
         NpyMatrix::open(&p)
     }
 
-    fn rows(m: &NpyMatrix, samples: &[usize]) -> Vec<Vec<f32>> {
+    /// The files of `files` as shards, in that order.
+    fn open_all(files: &[Vec<u8>]) -> Result<NpyShards> {
+        let dir = tempfile::tempdir().unwrap();
+        let paths: Vec<PathBuf> = (files.iter().enumerate())
+            .map(|(i, bytes)| {
+                let p = dir.path().join(format!("features-{i}.npy"));
+                std::fs::write(&p, bytes).unwrap();
+                p
+            })
+            .collect();
+        NpyShards::open(dir.path(), &paths)
+    }
+
+    fn rows(m: &NpyShards, samples: &[usize]) -> Vec<Vec<f32>> {
         let mut out = Vec::new();
         m.for_each_row(samples, |_, r| out.push(r.to_vec()));
         out
@@ -593,11 +772,39 @@ mod tests {
             npy("|u1", &[2, 3], false, &u8s),
             npy("|u1", &[2, 3], true, &cols),
         ] {
-            let m = open(&file).unwrap();
+            let m = open_all(&[file]).unwrap();
             assert_eq!((m.samples(), m.features()), (2, 3));
             assert_eq!(rows(&m, &[1, 0]), want, "{m:?}");
             assert_eq!(m.samples_read(), 2);
         }
+    }
+
+    #[test]
+    fn shards_read_as_one_file_and_count_their_own_rows() {
+        let f32s: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let m = open_all(&[
+            npy("<f4", &[2, 2], false, &f32s),
+            npy("|u1", &[3, 2], false, &[5, 6, 7, 8, 9, 10]),
+        ])
+        .unwrap();
+        assert_eq!((m.samples(), m.features()), (5, 2));
+        let want = [[9.0, 10.0], [1.0, 2.0], [5.0, 6.0], [3.0, 4.0], [7.0, 8.0]];
+        assert_eq!(rows(&m, &[4, 0, 2, 1, 3]), want.map(|r| r.to_vec()));
+        let read: Vec<u64> = m.files().iter().map(NpyMatrix::samples_read).collect();
+        assert_eq!((read, m.samples_read()), (vec![2, 3], 5));
+        let e = open_all(&[
+            npy("<f4", &[2, 2], false, &f32s),
+            npy("|u1", &[2, 3], false, &[0; 6]),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("3 features per sample") && e.contains("features-0.npy has 2"),
+            "{e}"
+        );
     }
 
     #[test]

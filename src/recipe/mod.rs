@@ -16,8 +16,8 @@
 
 use crate::data::Targets;
 use crate::data::{
-    CsvOptions, Dataset, LabelKind, NPY_FEATURES, NPY_LABELS, Normalizer, load_csv, load_idx,
-    load_npy, looks_like_idx, looks_like_npy, train_val_split,
+    CsvOptions, Dataset, LabelKind, Normalizer, load_csv, load_idx, load_npy, load_npy_shards,
+    looks_like_idx, looks_like_npy, npy_directory, train_val_split,
 };
 use crate::error::{Error, Result};
 use crate::model::{Activation, Init, Network, Task};
@@ -213,19 +213,8 @@ pub fn fine_tuning(loss: Loss) -> TrainConfig {
 /// `csv.labels`, and a model's feature count `csv.expect_features` when given.
 pub fn load_dataset(path: &Path, labels: Option<&Path>, csv: &CsvOptions) -> Result<Dataset> {
     let data = if path.is_dir() {
-        let features = path.join(NPY_FEATURES);
-        let default_labels = path.join(NPY_LABELS);
-        let labels = labels.or(default_labels.exists().then_some(default_labels.as_path()));
-        if !features.exists() {
-            return Err(Error::data(
-                path,
-                0,
-                format!(
-                    "a directory without {NPY_FEATURES}: expected the features.npy (and labels.npy) that nnmpi convert writes"
-                ),
-            ));
-        }
-        load_npy(&features, labels, &csv.labels)?
+        let (features, labels) = npy_directory(path, labels)?;
+        load_npy_shards(path, &features, &labels, &csv.labels)?
     } else if looks_like_npy(path)? {
         load_npy(path, labels, &csv.labels)?
     } else if looks_like_idx(path)? {
