@@ -554,6 +554,29 @@ impl<C: Comm> Engine<C> {
     /// If `x` or `grads` do not match the network and batch.
     pub fn backward(&mut self, x: &[f32], batch: usize, grads: &mut Gradients) {
         self.check_backward(x, batch);
+        let (comm, plan, backprop) = self.backprop_parts();
+        let mut sum = |l: usize, partial: &[f32], dx: &mut [f32]| {
+            let counts = plan.layer(l - 1).counts_times(batch);
+            comm.reduce_scatter_varcount(partial, dx, &counts);
+        };
+        let exchange = (comm.size() > 1).then_some(&mut sum as InputGradientSum<'_>);
+        backprop.run(x, batch, grads, usize::MAX, exchange, &mut |_| {});
+    }
+
+    /// The backward pass of [`Engine::backward`] without the communicator, for a thread of
+    /// its own (see [`Backprop::run`]), when this rank holds whole layers (a group of one
+    /// rank: nothing to exchange); `None` for a shard of a model-parallel group.
+    ///
+    /// # Panics
+    /// As [`Engine::backward`].
+    pub fn local_backprop(&mut self, x: &[f32], batch: usize) -> Option<Backprop<'_>> {
+        self.check_backward(x, batch);
+        let (comm, _, backprop) = self.backprop_parts();
+        (comm.size() == 1).then_some(backprop)
+    }
+
+    /// The communicator and the plan beside the backward pass over this engine's buffers.
+    fn backprop_parts(&mut self) -> (&C, &Plan, Backprop<'_>) {
         let Engine {
             comm,
             plan,
@@ -575,31 +598,7 @@ impl<C: Comm> Engine<C> {
             out_delta,
             par: *par,
         };
-        let mut sum = |l: usize, partial: &[f32], dx: &mut [f32]| {
-            let counts = plan.layer(l - 1).counts_times(batch);
-            comm.reduce_scatter_varcount(partial, dx, &counts);
-        };
-        let exchange = (comm.size() > 1).then_some(&mut sum as InputGradientSum<'_>);
-        backprop.run(x, batch, grads, usize::MAX, exchange, &mut |_| {});
-    }
-
-    /// The backward pass of [`Engine::backward`] without the communicator, for a thread of
-    /// its own (see [`Backprop::run`]), when this rank holds whole layers (a group of one
-    /// rank: nothing to exchange); `None` for a shard of a model-parallel group.
-    ///
-    /// # Panics
-    /// As [`Engine::backward`].
-    pub fn local_backprop(&mut self, x: &[f32], batch: usize) -> Option<Backprop<'_>> {
-        self.check_backward(x, batch);
-        (self.comm.size() == 1).then(|| Backprop {
-            layers: &self.layers,
-            acts: &self.acts,
-            pre: &self.pre,
-            deltas: &mut self.deltas,
-            partial: &mut self.partial,
-            out_delta: &self.out_delta,
-            par: self.par,
-        })
+        (comm, plan, backprop)
     }
 
     /// The checks of [`Engine::backward`].
