@@ -74,8 +74,10 @@ cut_link() {
 fail() { echo "[sim-cluster] FAILED: $*" >&2; exit 1; }
 
 run_tests() {
-    local bin=$ROOT/target/release/nnmpi sonar=$ROOT/data/sonar.csv t=$DIR/work
-    cargo build --release --quiet
+    # NNMPI_BIN: a binary already built with MPI (test.sh passes the one `cargo test` built);
+    # without it, a release build.
+    local bin=${NNMPI_BIN:-$ROOT/target/release/nnmpi} sonar=$ROOT/data/sonar.csv t=$DIR/work
+    [ -n "${NNMPI_BIN:-}" ] || cargo build --release --quiet
     rm -rf "$t" && mkdir -p "$t"
     export RAYON_NUM_THREADS=1
 

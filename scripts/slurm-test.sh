@@ -76,8 +76,10 @@ sinfo -h -o %t | grep -q idle || { tail -20 "$DIR"/*.log >&2; fail "the Slurm no
 echo "[slurm] one-node Slurm up ($host, $cpus CPUs)"
 srun --mpi=list > "$DIR/mpi-list.txt" 2>&1 || true grep -qw pmix "$DIR/mpi-list.txt" || skip "this Slurm has no pmix plugin (srun --mpi=list)"
 
-cargo build --release --quiet
-bin=$ROOT/target/release/nnmpi t=$DIR/work
+# NNMPI_BIN: a binary already built with MPI (test.sh passes the one `cargo test` built);
+# without it, a release build.
+[ -n "${NNMPI_BIN:-}" ] || cargo build --release --quiet
+bin=${NNMPI_BIN:-$ROOT/target/release/nnmpi} t=$DIR/work
 train=(train --data "$ROOT/data/sonar.csv" --hidden 16,8 --epochs 3 --quiet)
 
 echo "[slurm] srun -n 2 without an MPI plugin refuses, once, with status != 0"
