@@ -211,9 +211,10 @@ fn broadcast_chunk() -> usize {
 
 /// Bytes one all-reduce call carries at most: a long all-reduce goes in pieces of this size.
 /// Open MPI 4.1 between two processes of one node summed 128 MiB in 108–120 ms in one call and
-/// in 48–50 ms in pieces of 512 KiB (a piece and its copy stay in the core's cache; measured
-/// in December 2026 on a 2-core Xeon, BENCHMARKS.md). Each element is still the sum of the
-/// ranks' values, combined by MPI's algorithm for the piece's size.
+/// in 48–50 ms in pieces of 512 KiB (a piece and its copy stay in the core's cache; a C
+/// program on a 2-core Intel Xeon, `lscpu` family 6, 2026-12-02: src/cluster/README.md). Each
+/// element is still the sum of the ranks' values, combined by MPI's algorithm for the piece's
+/// size.
 const ALL_REDUCE_CHUNK_BYTES: usize = 512 << 10;
 
 /// Counts and displacements of a variable-count collective.

@@ -138,12 +138,12 @@ fn weight_gradients<'g, 'a>(
 where
     'g: 'a,
 {
-    let width = shard.inputs.max(1);
-    let rows_per_piece = match shard.weights {
-        Weights::Dense(_) => (bucket_values / width).clamp(1, shard.len().max(1)),
-        Weights::Sparse(_) => shard.len().max(1),
-    };
     let sparse = matches!(shard.weights, Weights::Sparse(_));
+    let rows_per_piece = if sparse {
+        shard.len().max(1)
+    } else {
+        (bucket_values / shard.inputs.max(1)).clamp(1, shard.len().max(1))
+    };
     let (mut dw, mut db, mut row) = (dw, db, 0);
     std::iter::from_fn(move || {
         if row >= shard.len() {
