@@ -548,15 +548,11 @@ impl Ahead {
         }
     }
 
-    /// Issues the prefetch that the current step is due (call once per step, in order).
+    /// Prefetches the next cache line (call after every `every` depth steps).
     #[inline(always)]
-    fn step(&mut self, countdown: &mut usize) {
-        *countdown -= 1;
-        if *countdown == 0 {
-            prefetch(self.at);
-            self.at = self.at.wrapping_add(16);
-            *countdown = self.every;
-        }
+    fn prefetch_next(&mut self) {
+        prefetch(self.at);
+        self.at = self.at.wrapping_add(16);
     }
 }
 
@@ -851,10 +847,8 @@ mod x86 {
                             }
                         }
                     }
-                    let mut ahead = ahead;
-                    let mut countdown = if ahead.every == 0 { usize::MAX } else { ahead.every };
-                    for p in 0..kc {
-                        ahead.step(&mut countdown);
+                    // One depth step: NV loads of B, MR broadcasts of A, MR x NV FMAs.
+                    let mut step = |p: usize| {
                         let bp = b.add(p * NV * W);
                         let bv: [$vec; NV] = std::array::from_fn(|v| $load(bp.add(v * W)));
                         for (i, row) in acc.iter_mut().enumerate() {
@@ -862,6 +856,28 @@ mod x86 {
                             for (s, bv) in row.iter_mut().zip(&bv) {
                                 *s = $fmadd(ai, *bv, *s);
                             }
+                        }
+                    };
+                    // The steps in runs of `ahead.every` (one prefetch after each), each run
+                    // unrolled by 4: no per-step bookkeeping beside the FMAs.
+                    let mut ahead = ahead;
+                    let run = if ahead.every == 0 { kc } else { ahead.every };
+                    let mut p = 0;
+                    while p < kc {
+                        let end = (p + run).min(kc);
+                        while p + 4 <= end {
+                            step(p);
+                            step(p + 1);
+                            step(p + 2);
+                            step(p + 3);
+                            p += 4;
+                        }
+                        while p < end {
+                            step(p);
+                            p += 1;
+                        }
+                        if ahead.every != 0 {
+                            ahead.prefetch_next();
                         }
                     }
                     for (i, row) in acc.iter().enumerate() {
