@@ -136,7 +136,7 @@ pub struct PackedRows {
     micro: Micro,
     m: usize,
     k: usize,
-    /// For each pass of depth `p0..p0 + kc` ([`depth_step`]), for each panel of `mr` rows
+    /// For each pass of depth `p0..p0 + kc` ([`Micro::depth_step`]), for each panel of `mr` rows
     /// (zero rows past `m`), `kc` steps of `mr` values: `(p0, panel)` starts at
     /// `p0 * m_padded + panel * kc * mr`.
     data: Vec<f32>,
@@ -163,7 +163,7 @@ impl PackedRows {
         let padded = m.next_multiple_of(mr);
         let mut data = vec![0.0f32; padded * k];
         if k > 0 {
-            let step = depth_step(k);
+            let step = micro.depth_step(k);
             for p0 in (0..k).step_by(step) {
                 let kc = step.min(k - p0);
                 let pass = &mut data[p0 * padded..(p0 + kc) * padded];
@@ -234,7 +234,9 @@ impl ASource<'_> {
         }
     }
 
-    /// Rows `i0..i0 + rows` of A over depth `p0..p0 + kc`, copied into `buf` when they must be.
+    /// Rows `i0..i0 + rows` of A over depth `p0..p0 + kc`, for `tiles` register tiles, copied
+    /// into `buf` when they must be or when a copy pays.
+    #[allow(clippy::too_many_arguments)]
     fn panel<'p>(
         &'p self,
         i0: usize,
@@ -242,6 +244,7 @@ impl ASource<'_> {
         p0: usize,
         kc: usize,
         mr: usize,
+        tiles: usize,
         buf: &'p mut [f32],
     ) -> APanel<'p> {
         match *self {
@@ -256,13 +259,17 @@ impl ASource<'_> {
                 data: &a.data[i0 * a.rs + p0..],
                 stride: a.rs,
             },
-            // A transposed row-major matrix (the input gradient's Wᵀ) is read in place too:
-            // step p of the panel is `mr` contiguous values (copying it cost as much as the
-            // product at batch 32, where each panel serves one tile).
-            ASource::Mat(a) if a.rs == 1 && rows == mr => APanel::Steps {
-                data: &a.data[p0 * a.cs + i0..],
-                stride: a.cs,
-            },
+            // A transposed row-major matrix (the input gradient's Wᵀ) is read in place when the
+            // panel serves few tiles: step p of the panel is `mr` contiguous values (copying
+            // it cost as much as the product at batch 32, where each panel serves one tile).
+            // Its steps lie a row of W apart, often a multiple of 4 KiB, so they share a few
+            // sets of L1: with more tiles the copy pays (below).
+            ASource::Mat(a) if a.rs == 1 && rows == mr && tiles <= STEPS_IN_PLACE_MAX_TILES => {
+                APanel::Steps {
+                    data: &a.data[p0 * a.cs + i0..],
+                    stride: a.cs,
+                }
+            }
             ASource::Mat(a) => pack_a(a, i0, rows, p0, kc, mr, buf),
         }
     }
@@ -315,21 +322,28 @@ fn split_rows(
     }
 }
 
-/// Most depth steps per pass over C: a `KC x NR` panel of B and `MR` rows of A of this depth
-/// stay in L1 while a register tile is computed (48 + 18 KiB for 12 x 32 on AVX-512: the
-/// panel of B streams, the rows of A are reused by every panel). Measured on an Intel Xeon
-/// (family 6, model 207: Emerald Rapids, 2 MiB L2) for 4096x4096x256 and 1024x1024x64: 128
-/// was 10% slower, 256/384/512 within the machine's noise of each other.
+/// Most depth steps per pass over C for the AVX-512 and portable kernels: a `KC x NR` panel of
+/// B and `MR` rows of A of this depth stay in L1 while a register tile is computed (48 + 18 KiB
+/// for 12 x 32: the panel of B streams, the rows of A are reused by every panel). Measured on
+/// an Intel Xeon (family 6, model 207: Emerald Rapids, 2 MiB L2) for 4096x4096x256 and
+/// 1024x1024x64: 128 was 10% slower, 256/384/512 within the machine's noise of each other.
 const KC: usize = 384;
-/// Most columns of B packed at once: a `KC x NC` block (768 KiB) stays in L2 (1 MiB on Zen 4/5,
-/// 2 MiB on Sapphire and Emerald Rapids) while every row of A meets it.
+/// Most depth steps per pass for the AVX2 kernel (6 x 16). Measured on an AMD EPYC 7003 (Zen 3,
+/// family 25 model 1, 512 KiB L2), 1 thread, depths alternating in one process, 12 rounds,
+/// against 384: A in place 1.09x (4096x4096x256), 1.06x (1024x784x1024), 1.10x (1024x1024x64),
+/// 1.15x (1024x1024x32); packed 1.01-1.04x. Fewer passes load and store C less often, and each
+/// row of A read in place is a longer run for the hardware prefetcher; 192 and 256 were 4-18%
+/// slower, 2048 and 4096 within 3% of 1024 on the one shape deep enough to tell.
+const KC_AVX2: usize = 1024;
+/// Most register tiles a panel of a transposed A (steps `mr` contiguous values, rows of the
+/// weights apart) serves read in place; above, it is copied first. Measured on an AMD EPYC
+/// 7003 (Zen 3, AVX2), 1 thread, both ways alternating in one process, the input gradient's
+/// `Wᵀ · delta`: copying was 0.57x at 2 tiles (784x1024x32), 0.95x at 4 (1024x1024x64),
+/// 1.07-1.09x at 6 and 8, 1.41x and 1.61x at 16 (1024x1024x256, 4096x4096x256).
+const STEPS_IN_PLACE_MAX_TILES: usize = 4;
+/// Most columns of B packed at once: a `KC x NC` block (768 KiB at AVX-512's depth) stays in L2
+/// (1 MiB on Zen 4/5, 2 MiB on Sapphire and Emerald Rapids) while every row of A meets it.
 const NC: usize = 512;
-
-/// The depth of each pass for a product of depth `k`: equal passes of at most [`KC`] (a short
-/// last pass would load and store C for little work). The bits do not depend on it.
-fn depth_step(k: usize) -> usize {
-    k.div_ceil(k.div_ceil(KC))
-}
 
 /// One thread's product of rows `first..first + c.len() / n` of A (`c` is those rows of C).
 #[allow(clippy::too_many_arguments)]
@@ -368,9 +382,9 @@ fn product(
         }
     }
     let (mr, nr) = (micro.mr, micro.nr);
-    let step = depth_step(k);
+    let step = micro.depth_step(k);
     PACKS.with_borrow_mut(|packs| {
-        let (a_pack, b_pack) = packs.split(mr * KC, KC * NC.next_multiple_of(nr));
+        let (a_pack, b_pack) = packs.split(mr * micro.kc, micro.kc * NC.next_multiple_of(nr));
         for j0 in (0..n).step_by(NC) {
             let nc = NC.min(n - j0);
             for p0 in (0..k).step_by(step) {
@@ -379,7 +393,7 @@ fn product(
                 pack_b(b, p0, kc, j0, nc, nr, b_pack);
                 for i0 in (0..m).step_by(mr) {
                     let rows = mr.min(m - i0);
-                    let a_panel = source.panel(first + i0, rows, p0, kc, mr, a_pack);
+                    let a_panel = source.panel(first + i0, rows, p0, kc, mr, panels, a_pack);
                     let next = source.next_packed(first + i0 + mr, first + m, p0, kc);
                     for (q, panel) in b_pack[..panels * kc * nr].chunks_exact(kc * nr).enumerate() {
                         let j = j0 + q * nr;
@@ -433,17 +447,16 @@ fn pack_a<'p>(
     out: &'p mut [f32],
 ) -> APanel<'p> {
     if a.cs == 1 {
-        for (i, dst) in out[..mr * KC].chunks_exact_mut(KC).enumerate() {
+        // `out` holds `mr` rows of the deepest pass.
+        let stride = out.len() / mr;
+        for (i, dst) in out.chunks_exact_mut(stride).enumerate() {
             if i < rows {
                 dst[..kc].copy_from_slice(&a.data[(i0 + i) * a.rs + p0..][..kc]);
             } else {
                 dst[..kc].fill(0.0);
             }
         }
-        return APanel::Rows {
-            data: out,
-            stride: KC,
-        };
+        return APanel::Rows { data: out, stride };
     }
     for (p, dst) in out[..kc * mr].chunks_exact_mut(mr).enumerate() {
         if a.rs == 1 {
@@ -576,6 +589,8 @@ struct Micro {
     name: &'static str,
     mr: usize,
     nr: usize,
+    /// The deepest pass over C.
+    kc: usize,
     /// For [`APanel::Rows`].
     rows: TileFn,
     /// For [`APanel::Steps`].
@@ -583,6 +598,12 @@ struct Micro {
 }
 
 impl Micro {
+    /// The depth of each pass for a product of depth `k`: equal passes of at most `kc` (a
+    /// short last pass would load and store C for little work). The bits do not depend on it.
+    fn depth_step(&self, k: usize) -> usize {
+        k.div_ceil(k.div_ceil(self.kc))
+    }
+
     /// The microkernels this CPU can run, fastest first (no allocation: asked on every
     /// product; the standard library caches the feature checks).
     fn candidates() -> impl Iterator<Item = Micro> {
@@ -735,6 +756,7 @@ const PORTABLE: Micro = Micro {
     name: "portable",
     mr: 4,
     nr: 16,
+    kc: KC,
     rows: portable_tile::<true>,
     steps: portable_tile::<false>,
 };
@@ -793,7 +815,7 @@ unsafe fn portable_tile<const ROWS: bool>(
 mod x86 {
     //! The x86-64 microkernels: `MR` rows of `NV` vectors each, the sums in registers, one
     //! broadcast of A and `NV` loads of B per depth step.
-    use super::{Ahead, Micro, a_offset};
+    use super::{Ahead, KC, KC_AVX2, Micro, a_offset};
     use std::arch::x86_64::*;
 
     /// AVX-512: 12 x 32 (24 accumulators of the 32 zmm registers). Timed in one process on a
@@ -805,6 +827,7 @@ mod x86 {
         name: "avx512",
         mr: 12,
         nr: 32,
+        kc: KC,
         rows: tile_avx512::<12, 2, true>,
         steps: tile_avx512::<12, 2, false>,
     };
@@ -814,6 +837,7 @@ mod x86 {
         name: "avx2",
         mr: 6,
         nr: 16,
+        kc: KC_AVX2,
         rows: tile_avx2::<6, 2, true>,
         steps: tile_avx2::<6, 2, false>,
     };
@@ -1131,9 +1155,9 @@ mod tests {
     }
 
     /// Awkward shapes: single rows and columns, sizes just past and short of the tiles and
-    /// panels, depth not a multiple of anything and deeper than one packed panel (KC), more
+    /// panels, depth not a multiple of anything and deeper than one pass (`Micro::kc`), more
     /// columns than one packed block (NC).
-    const SHAPES: [(usize, usize, usize); 10] = [
+    const SHAPES: [(usize, usize, usize); 11] = [
         (1, 1, 1),
         (3, 60, 1),
         (1, 513, 513),
@@ -1144,6 +1168,7 @@ mod tests {
         (513, 17, 511),
         (20, 600, 1100),
         (64, 1, 9),
+        (13, 2100, 20),
     ];
 
     #[test]
@@ -1293,7 +1318,8 @@ mod tests {
     #[test]
     fn a_row_block_gives_the_same_bits_as_the_whole_product() {
         // What makes results independent of how rows are split over threads or ranks.
-        // k above KC checks the depth blocking; 1-row blocks are a padded register tile.
+        // k above every kernel's deepest pass checks the depth blocking; 1-row blocks are a
+        // padded register tile.
         let m = 150;
         for (k, n) in [
             (300, 1),
