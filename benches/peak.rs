@@ -3,7 +3,7 @@
 //!
 //! The peak loop runs independent chains of `vfmadd` on registers (no memory operands): 16
 //! with AVX-512's 32 registers, 12 with AVX2's 16 (16 chains plus the two operands would not
-//! fit, and the spills halved the figure on a Zen 4). Either covers the FMA latency on both
+//! fit, and the spills halved the figure on an AMD EPYC Zen 3, family 25 model 1). Either covers the FMA latency on both
 //! ports of every CPU nnmpi targets (4 cycles x 2 ports = 8 chains). It is timed for
 //! the widest vectors the CPU has (AVX-512, else AVX2 + FMA). Each figure is the median of
 //! 15 runs alternating with the product's; with 2 threads both run the loop at once and

@@ -339,10 +339,13 @@ const KC_AVX2: usize = 1024;
 /// weights apart) serves read in place; above, it is copied first. Measured on an AMD EPYC
 /// 7003 (Zen 3, AVX2), 1 thread, both ways alternating in one process, the input gradient's
 /// `Wᵀ · delta`: copying was 0.57x at 2 tiles (784x1024x32), 0.95x at 4 (1024x1024x64),
-/// 1.07-1.09x at 6 and 8, 1.41x and 1.61x at 16 (1024x1024x256, 4096x4096x256).
+/// 1.07-1.09x at 6 and 8, 1.41x and 1.61x at 16 (1024x1024x256, 4096x4096x256). Not measured
+/// with AVX-512's 32-column tiles, where 4 tiles are batch 128.
 const STEPS_IN_PLACE_MAX_TILES: usize = 4;
 /// Most columns of B packed at once: a `KC x NC` block (768 KiB at AVX-512's depth) stays in L2
-/// (1 MiB on Zen 4/5, 2 MiB on Sapphire and Emerald Rapids) while every row of A meets it.
+/// (1 MiB on Zen 4/5, 2 MiB on Sapphire and Emerald Rapids) while every row of A meets it. At
+/// AVX2's depth the block is 2 MiB, more than a Zen 3's 512 KiB L2: its panels come from L3,
+/// and the deeper pass was still the faster (above).
 const NC: usize = 512;
 
 /// One thread's product of rows `first..first + c.len() / n` of A (`c` is those rows of C).
